@@ -1,0 +1,13 @@
+//! `gateway`: placeholder binary. The real service lands with issue #4; until then it
+//! says so and exits with a failure status, so nothing mistakes it for a working service.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    eprintln!(
+        "gateway {}: not implemented yet (issue #4); resilience-core {} is linked",
+        env!("CARGO_PKG_VERSION"),
+        resilience_core::VERSION
+    );
+    ExitCode::FAILURE
+}

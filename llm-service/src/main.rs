@@ -1,0 +1,13 @@
+//! `llm-service`: placeholder binary. The real service lands with issue #3; until then it
+//! says so and exits with a failure status, so nothing mistakes it for a working service.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    eprintln!(
+        "llm-service {}: not implemented yet (issue #3); resilience-core {} is linked",
+        env!("CARGO_PKG_VERSION"),
+        resilience_core::VERSION
+    );
+    ExitCode::FAILURE
+}
