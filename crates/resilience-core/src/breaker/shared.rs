@@ -1,0 +1,297 @@
+//! [`Breaker`]: a [`CircuitBreaker`] shared between tasks, reading time from a [`Clock`]
+//! and telling hooks about every transition.
+//!
+//! The lock is held for a few field updates only; hooks run after it is released, so a hook
+//! may read the breaker (or take its time writing to a database through a channel).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::config::BreakerConfig;
+use super::state::{
+    BreakerCounters, BreakerState, CircuitBreaker, Outcome, Permit, Rejection, StateKind,
+    Transition, TransitionReason, WindowStats,
+};
+use crate::Error;
+use crate::clock::{SharedClock, unix_millis};
+
+/// Told of every transition: the breaker's name and the transition.
+pub type TransitionHook = Arc<dyn Fn(&str, &Transition) + Send + Sync>;
+
+/// A thread-safe circuit breaker with a name, a clock and transition hooks.
+pub struct Breaker {
+    name: Arc<str>,
+    clock: SharedClock,
+    inner: Mutex<CircuitBreaker>,
+    hooks: Vec<TransitionHook>,
+}
+
+/// What a breaker looks like at one instant, for `/health`, `/metrics` and the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakerSnapshot {
+    /// The breaker's name.
+    pub name: String,
+    /// `CLOSED`, `OPEN` or `HALF_OPEN`.
+    pub state: StateKind,
+    /// Open until an operator resets it.
+    pub forced_open: bool,
+    /// Milliseconds until probes are let through, when OPEN on a timer.
+    pub retry_after_ms: Option<u64>,
+    /// Failures in a row while CLOSED.
+    pub consecutive_failures: u32,
+    /// Calls in flight through the breaker.
+    pub in_flight: u32,
+    /// Re-openings from HALF_OPEN since it last closed.
+    pub reopens: u32,
+    /// The rolling window.
+    pub window: WindowStats,
+    /// Lifetime counters.
+    pub counters: BreakerCounters,
+}
+
+/// A transition with wall-clock time, for JSON and the database.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransitionRecord {
+    /// The state left.
+    pub from: StateKind,
+    /// The state entered.
+    pub to: StateKind,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Why.
+    pub reason: TransitionReason,
+}
+
+impl Breaker {
+    /// A CLOSED breaker named `name`; fails if `config` is invalid.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        config: BreakerConfig,
+        clock: SharedClock,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let inner = CircuitBreaker::new(config, clock.now());
+        Ok(Self {
+            name: name.into(),
+            clock,
+            inner: Mutex::new(inner),
+            hooks: Vec::new(),
+        })
+    }
+
+    /// Adds a hook told of every transition from now on.
+    pub fn with_hook(mut self, hook: TransitionHook) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CircuitBreaker> {
+        // The breaker's methods never panic, so a poisoned lock still holds a sound state.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify(&self, transition: Option<Transition>) {
+        if let Some(transition) = transition {
+            tracing::info!(
+                breaker = %self.name,
+                from = %transition.from,
+                to = %transition.to,
+                reason = ?transition.reason,
+                "circuit breaker transition"
+            );
+            for hook in &self.hooks {
+                hook(&self.name, &transition);
+            }
+        }
+    }
+
+    /// Asks to make one call now. On success the call must be made and its outcome given to
+    /// the guard; a guard dropped without an outcome counts as [`Outcome::Ignored`].
+    pub fn try_acquire(&self) -> Result<BreakerGuard<'_>, Rejection> {
+        let now = self.clock.now();
+        let (result, transition) = self.lock().try_acquire(now);
+        self.notify(transition);
+        result.map(|permit| BreakerGuard {
+            breaker: self,
+            permit: Some(permit),
+        })
+    }
+
+    /// Whether a call would be let through now, without taking a slot (for balancers that
+    /// skip targets whose breaker is open).
+    pub fn is_call_permitted(&self) -> bool {
+        let now = self.clock.now();
+        let inner = self.lock();
+        match inner.state() {
+            BreakerState::Closed => true,
+            BreakerState::Open { until } => until.is_some_and(|until| now >= until),
+            BreakerState::HalfOpen { probes, .. } => probes < inner.config().half_open_max_calls,
+        }
+    }
+
+    fn record(&self, permit: Permit, outcome: Outcome) {
+        let now = self.clock.now();
+        let transition = self.lock().record(now, permit, outcome);
+        self.notify(transition);
+    }
+
+    /// The state now; an elapsed OPEN becomes HALF_OPEN at this read (and hooks hear of it).
+    pub fn state(&self) -> StateKind {
+        let now = self.clock.now();
+        let (kind, transition) = {
+            let mut inner = self.lock();
+            let transition = inner.poll(now);
+            (inner.state().kind(), transition)
+        };
+        self.notify(transition);
+        kind
+    }
+
+    /// Back to CLOSED with fresh counts.
+    pub fn reset(&self) {
+        let now = self.clock.now();
+        let transition = self.lock().reset(now);
+        self.notify(transition);
+    }
+
+    /// OPEN until [`Self::reset`].
+    pub fn force_open(&self) {
+        let now = self.clock.now();
+        let transition = self.lock().force_open(now);
+        self.notify(transition);
+    }
+
+    /// Everything an operator wants to see, read at one instant.
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let now = self.clock.now();
+        let (snapshot, transition) = {
+            let mut inner = self.lock();
+            let transition = inner.poll(now);
+            let (forced_open, retry_after) = match inner.state() {
+                BreakerState::Open { until: None } => (true, None),
+                BreakerState::Open { until: Some(until) } => {
+                    (false, Some(until.saturating_duration_since(now)))
+                }
+                _ => (false, None),
+            };
+            let snapshot = BreakerSnapshot {
+                name: self.name.to_string(),
+                state: inner.state().kind(),
+                forced_open,
+                retry_after_ms: retry_after.map(millis),
+                consecutive_failures: inner.consecutive_failures(),
+                in_flight: inner.in_flight(),
+                reopens: inner.reopens(),
+                window: inner.window_stats(now),
+                counters: inner.counters(),
+            };
+            (snapshot, transition)
+        };
+        self.notify(transition);
+        snapshot
+    }
+
+    /// The recent transitions, oldest first, with wall-clock times.
+    pub fn history(&self) -> Vec<TransitionRecord> {
+        let inner = self.lock();
+        inner
+            .history()
+            .map(|t| TransitionRecord {
+                from: t.from,
+                to: t.to,
+                at_ms: unix_millis(self.clock.wall_at(t.at)),
+                reason: t.reason,
+            })
+            .collect()
+    }
+
+    /// Runs `call` through the breaker, classifying its result with `classify`.
+    ///
+    /// Returns `Err(Rejection)` without running `call` when the breaker does not let it
+    /// through. If the returned future is dropped mid-call the outcome counts as ignored.
+    pub async fn call<T, E, Fut>(
+        &self,
+        call: impl FnOnce() -> Fut,
+        classify: impl FnOnce(&Result<T, E>) -> Outcome,
+    ) -> Result<Result<T, E>, Rejection>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let guard = self.try_acquire()?;
+        let result = call().await;
+        guard.record(classify(&result));
+        Ok(result)
+    }
+
+    /// The instant the breaker reads time from now (for callers that time calls).
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.name)
+            .field("state", &self.lock().state())
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One call let through a [`Breaker`]; say how it ended with [`Self::record`] (or the
+/// shorthands). Dropped without an outcome, it counts as [`Outcome::Ignored`].
+#[must_use = "a guard dropped at once records an ignored call"]
+pub struct BreakerGuard<'a> {
+    breaker: &'a Breaker,
+    permit: Option<Permit>,
+}
+
+impl BreakerGuard<'_> {
+    /// Records the call's outcome.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            self.breaker.record(permit, outcome);
+        }
+    }
+
+    /// Records a success.
+    pub fn success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Records a failure.
+    pub fn failure(self) {
+        self.record(Outcome::Failure);
+    }
+
+    /// Records a call that says nothing about the dependency's health.
+    pub fn ignore(self) {
+        self.record(Outcome::Ignored);
+    }
+
+    /// Whether the call is a HALF_OPEN probe.
+    pub fn is_probe(&self) -> bool {
+        self.permit.as_ref().is_some_and(Permit::is_probe)
+    }
+}
+
+impl Drop for BreakerGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.breaker.record(permit, Outcome::Ignored);
+        }
+    }
+}

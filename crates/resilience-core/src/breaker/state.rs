@@ -1,0 +1,556 @@
+//! The breaker as a pure state machine: every method takes the instant it runs at and
+//! returns the transition it caused, so the owner decides what to log, count or persist.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::BreakerConfig;
+use crate::window::{BucketValue, RollingWindow};
+
+/// Transitions kept in a breaker's history; older ones are dropped.
+pub const HISTORY_LEN: usize = 64;
+
+/// The three states, serialised exactly as `CLOSED`, `OPEN`, `HALF_OPEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StateKind {
+    /// Calls flow; outcomes are counted.
+    Closed,
+    /// Calls are rejected without being made.
+    Open,
+    /// A limited number of probe calls decide whether to close or re-open.
+    HalfOpen,
+}
+
+impl StateKind {
+    /// The serialised name (`CLOSED`, `OPEN`, `HALF_OPEN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "CLOSED",
+            Self::Open => "OPEN",
+            Self::HalfOpen => "HALF_OPEN",
+        }
+    }
+
+    /// The lab's gauge encoding: 0 closed, 1 open, 2 half-open.
+    pub fn as_gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state with the data each state needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Rejecting until `until`; `None` when forced open (until a reset).
+    Open {
+        /// When probes start being let through.
+        until: Option<Instant>,
+    },
+    /// Probing.
+    HalfOpen {
+        /// Probes running now.
+        probes: u32,
+        /// Probes that succeeded so far.
+        successes: u32,
+    },
+}
+
+impl BreakerState {
+    /// The state's name.
+    pub fn kind(&self) -> StateKind {
+        match self {
+            Self::Closed => StateKind::Closed,
+            Self::Open { .. } => StateKind::Open,
+            Self::HalfOpen { .. } => StateKind::HalfOpen,
+        }
+    }
+}
+
+/// How a finished call counts, as the caller classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The call worked.
+    Success,
+    /// The dependency failed (5xx, timeout, connection error…).
+    Failure,
+    /// Says nothing about the dependency's health (a client error, a cancelled call).
+    Ignored,
+}
+
+/// Why a call was not let through; the call was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The breaker is OPEN; `retry_after` is the time left (`None` when forced open).
+    #[error("circuit breaker is open")]
+    BreakerOpen {
+        /// Time until probes are let through, if known.
+        retry_after: Option<Duration>,
+    },
+    /// HALF_OPEN and every probe slot is taken.
+    #[error("circuit breaker is half-open and its probe slots are taken")]
+    ProbeLimit,
+    /// The bulkhead's limit of concurrent calls is reached.
+    #[error("bulkhead is full")]
+    BulkheadFull,
+}
+
+impl Rejection {
+    /// A short machine-readable reason (`open`, `probe_limit`, `bulkhead_full`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BreakerOpen { .. } => "open",
+            Self::ProbeLimit => "probe_limit",
+            Self::BulkheadFull => "bulkhead_full",
+        }
+    }
+}
+
+/// Leave to make one call; hand it back with [`CircuitBreaker::record`] when it ends.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a permit must be given back with `record`, or its slot stays taken"]
+pub struct Permit {
+    generation: u64,
+    started: Instant,
+    probe: bool,
+}
+
+impl Permit {
+    /// Whether this call is a HALF_OPEN probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// When the call was let through.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+/// Why a transition happened.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransitionReason {
+    /// `count` consecutive failures reached the threshold.
+    ConsecutiveFailures {
+        /// Failures in a row.
+        count: u32,
+    },
+    /// The window's failure rate reached the threshold.
+    FailureRate {
+        /// The rate, 0..=1.
+        rate: f64,
+    },
+    /// The window's slow-call rate reached the threshold.
+    SlowCallRate {
+        /// The rate, 0..=1.
+        rate: f64,
+    },
+    /// The OPEN period ended.
+    RecoveryTimeoutElapsed,
+    /// A HALF_OPEN probe failed.
+    ProbeFailed,
+    /// Enough HALF_OPEN probes succeeded.
+    ProbesSucceeded {
+        /// Successful probes.
+        count: u32,
+    },
+    /// An operator reset the breaker.
+    ManualReset,
+    /// An operator forced the breaker open.
+    ForcedOpen,
+}
+
+/// A change of state, at the instant it was observed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// The state left.
+    pub from: StateKind,
+    /// The state entered.
+    pub to: StateKind,
+    /// When it happened.
+    pub at: Instant,
+    /// Why.
+    pub reason: TransitionReason,
+}
+
+/// Lifetime counters of a breaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BreakerCounters {
+    /// Calls that finished with a success.
+    pub successes: u64,
+    /// Calls that finished with a failure.
+    pub failures: u64,
+    /// Calls that finished and were ignored.
+    pub ignored: u64,
+    /// Finished calls (of any outcome) that were slow.
+    pub slow: u64,
+    /// Calls rejected because the breaker was open.
+    pub rejected_open: u64,
+    /// Calls rejected because the HALF_OPEN probe slots were taken.
+    pub rejected_probe_limit: u64,
+    /// Calls rejected by the bulkhead.
+    pub rejected_bulkhead: u64,
+    /// Transitions so far.
+    pub transitions: u64,
+}
+
+/// Calls, failures and slow calls in the rolling window, with their rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// Counted calls (successes and failures) in the window.
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow: u32,
+    /// failures / calls (0 with no calls).
+    pub failure_rate: f64,
+    /// slow / calls (0 with no calls).
+    pub slow_call_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    calls: u32,
+    failures: u32,
+    slow: u32,
+}
+
+impl BucketValue for Tally {
+    fn merge(&mut self, other: &Self) {
+        self.calls += other.calls;
+        self.failures += other.failures;
+        self.slow += other.slow;
+    }
+}
+
+/// A circuit breaker, not shareable by itself: wrap it (see [`super::Breaker`]) to use it
+/// from many tasks.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    config: BreakerConfig,
+    state: BreakerState,
+    /// Bumped on every transition; outcomes of calls let through before it are counted
+    /// but do not move the state.
+    generation: u64,
+    window: RollingWindow<Tally>,
+    consecutive_failures: u32,
+    /// Re-openings from HALF_OPEN since the breaker last closed.
+    reopens: u32,
+    in_flight: u32,
+    counters: BreakerCounters,
+    history: VecDeque<Transition>,
+}
+
+impl CircuitBreaker {
+    /// A CLOSED breaker; `config` should have passed [`BreakerConfig::validate`].
+    pub fn new(config: BreakerConfig, now: Instant) -> Self {
+        let window = RollingWindow::new(now, config.window, config.window_buckets);
+        Self {
+            config,
+            state: BreakerState::Closed,
+            generation: 0,
+            window,
+            consecutive_failures: 0,
+            reopens: 0,
+            in_flight: 0,
+            counters: BreakerCounters::default(),
+            history: VecDeque::with_capacity(HISTORY_LEN),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    /// The state as stored (an elapsed OPEN still reads OPEN here until [`Self::poll`]).
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// The state as a reader at `now` should see it: an OPEN whose period has elapsed reads
+    /// HALF_OPEN at once.
+    pub fn kind_at(&self, now: Instant) -> StateKind {
+        match self.state {
+            BreakerState::Open { until: Some(until) } if now >= until => StateKind::HalfOpen,
+            state => state.kind(),
+        }
+    }
+
+    /// Applies the transitions that time alone causes (OPEN → HALF_OPEN).
+    pub fn poll(&mut self, now: Instant) -> Option<Transition> {
+        match self.state {
+            BreakerState::Open { until: Some(until) } if now >= until => self.transition(
+                now,
+                BreakerState::HalfOpen {
+                    probes: 0,
+                    successes: 0,
+                },
+                TransitionReason::RecoveryTimeoutElapsed,
+            ),
+            _ => None,
+        }
+    }
+
+    /// Asks to make one call at `now`. Returns the permit (or why not) and the transition
+    /// that asking caused, if any.
+    pub fn try_acquire(&mut self, now: Instant) -> (Result<Permit, Rejection>, Option<Transition>) {
+        let transition = self.poll(now);
+        (self.admit(now), transition)
+    }
+
+    fn admit(&mut self, now: Instant) -> Result<Permit, Rejection> {
+        if let BreakerState::Open { until } = self.state {
+            self.counters.rejected_open += 1;
+            return Err(Rejection::BreakerOpen {
+                retry_after: until.map(|until| until.saturating_duration_since(now)),
+            });
+        }
+        if self
+            .config
+            .max_concurrent_calls
+            .is_some_and(|max| self.in_flight >= max)
+        {
+            self.counters.rejected_bulkhead += 1;
+            return Err(Rejection::BulkheadFull);
+        }
+        let probe = match &mut self.state {
+            BreakerState::HalfOpen { probes, .. } => {
+                if *probes >= self.config.half_open_max_calls {
+                    self.counters.rejected_probe_limit += 1;
+                    return Err(Rejection::ProbeLimit);
+                }
+                *probes += 1;
+                true
+            }
+            _ => false,
+        };
+        self.in_flight += 1;
+        Ok(Permit {
+            generation: self.generation,
+            started: now,
+            probe,
+        })
+    }
+
+    /// Records how the call behind `permit` ended, at `now`; returns the transition caused.
+    pub fn record(&mut self, now: Instant, permit: Permit, outcome: Outcome) -> Option<Transition> {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let slow = now.saturating_duration_since(permit.started) >= self.config.slow_call_duration;
+        match outcome {
+            Outcome::Success => self.counters.successes += 1,
+            Outcome::Failure => self.counters.failures += 1,
+            Outcome::Ignored => self.counters.ignored += 1,
+        }
+        if slow {
+            self.counters.slow += 1;
+        }
+        if permit.generation != self.generation {
+            return None;
+        }
+        match self.state {
+            BreakerState::Closed => self.record_closed(now, outcome, slow),
+            BreakerState::HalfOpen { probes, successes } => {
+                let probes = probes.saturating_sub(1);
+                match outcome {
+                    Outcome::Ignored => {
+                        self.state = BreakerState::HalfOpen { probes, successes };
+                        None
+                    }
+                    Outcome::Failure => {
+                        self.reopens += 1;
+                        self.open(now, TransitionReason::ProbeFailed)
+                    }
+                    Outcome::Success if successes + 1 >= self.config.success_threshold => self
+                        .transition(
+                            now,
+                            BreakerState::Closed,
+                            TransitionReason::ProbesSucceeded {
+                                count: successes + 1,
+                            },
+                        ),
+                    Outcome::Success => {
+                        self.state = BreakerState::HalfOpen {
+                            probes,
+                            successes: successes + 1,
+                        };
+                        None
+                    }
+                }
+            }
+            BreakerState::Open { .. } => None,
+        }
+    }
+
+    fn record_closed(&mut self, now: Instant, outcome: Outcome, slow: bool) -> Option<Transition> {
+        let failed = match outcome {
+            Outcome::Ignored => return None,
+            Outcome::Success => false,
+            Outcome::Failure => true,
+        };
+        self.window.add(now, |tally| {
+            tally.calls += 1;
+            tally.failures += u32::from(failed);
+            tally.slow += u32::from(slow);
+        });
+        if failed {
+            self.consecutive_failures += 1;
+        } else {
+            self.consecutive_failures = 0;
+        }
+        let threshold = self.config.failure_threshold;
+        if threshold > 0 && self.consecutive_failures >= threshold {
+            let count = self.consecutive_failures;
+            return self.open(now, TransitionReason::ConsecutiveFailures { count });
+        }
+        if self.config.failure_rate_threshold.is_none()
+            && self.config.slow_call_rate_threshold.is_none()
+        {
+            return None;
+        }
+        let stats = self.window_stats(now);
+        if stats.calls < self.config.minimum_calls.max(1) {
+            return None;
+        }
+        if let Some(limit) = self.config.failure_rate_threshold
+            && stats.failure_rate >= limit
+        {
+            let rate = stats.failure_rate;
+            return self.open(now, TransitionReason::FailureRate { rate });
+        }
+        if let Some(limit) = self.config.slow_call_rate_threshold
+            && stats.slow_call_rate >= limit
+        {
+            let rate = stats.slow_call_rate;
+            return self.open(now, TransitionReason::SlowCallRate { rate });
+        }
+        None
+    }
+
+    /// Back to CLOSED with fresh counts (an operator's reset); the lifetime counters stay.
+    pub fn reset(&mut self, now: Instant) -> Option<Transition> {
+        self.reopens = 0;
+        if self.state == BreakerState::Closed {
+            self.window.clear();
+            self.consecutive_failures = 0;
+            return None;
+        }
+        self.transition(now, BreakerState::Closed, TransitionReason::ManualReset)
+    }
+
+    /// OPEN until the next [`Self::reset`], whatever the calls do.
+    pub fn force_open(&mut self, now: Instant) -> Option<Transition> {
+        if self.state == (BreakerState::Open { until: None }) {
+            return None;
+        }
+        self.transition(
+            now,
+            BreakerState::Open { until: None },
+            TransitionReason::ForcedOpen,
+        )
+    }
+
+    fn open(&mut self, now: Instant, reason: TransitionReason) -> Option<Transition> {
+        let unit = if self.config.reopen_backoff.is_some() && self.reopens > 0 {
+            rand::random::<f64>()
+        } else {
+            0.0
+        };
+        let period = self.config.open_period(self.reopens, unit);
+        self.transition(
+            now,
+            BreakerState::Open {
+                until: Some(now + period),
+            },
+            reason,
+        )
+    }
+
+    fn transition(
+        &mut self,
+        now: Instant,
+        to: BreakerState,
+        reason: TransitionReason,
+    ) -> Option<Transition> {
+        let from = self.state.kind();
+        self.state = to;
+        self.generation += 1;
+        self.consecutive_failures = 0;
+        if to == BreakerState::Closed {
+            self.window.clear();
+            self.reopens = 0;
+        }
+        let transition = Transition {
+            from,
+            to: to.kind(),
+            at: now,
+            reason,
+        };
+        if self.history.len() == HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(transition);
+        self.counters.transitions += 1;
+        Some(transition)
+    }
+
+    /// Counts and rates in the rolling window at `now`.
+    pub fn window_stats(&self, now: Instant) -> WindowStats {
+        let tally = self.window.sum(now);
+        let rate = |n: u32| {
+            if tally.calls == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(tally.calls)
+            }
+        };
+        WindowStats {
+            calls: tally.calls,
+            failures: tally.failures,
+            slow: tally.slow,
+            failure_rate: rate(tally.failures),
+            slow_call_rate: rate(tally.slow),
+        }
+    }
+
+    /// Failures in a row while CLOSED.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// Calls let through and not yet recorded.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Re-openings from HALF_OPEN since the breaker last closed.
+    pub fn reopens(&self) -> u32 {
+        self.reopens
+    }
+
+    /// Lifetime counters.
+    pub fn counters(&self) -> BreakerCounters {
+        self.counters
+    }
+
+    /// The last [`HISTORY_LEN`] transitions, oldest first.
+    pub fn history(&self) -> impl ExactSizeIterator<Item = &Transition> {
+        self.history.iter()
+    }
+}
