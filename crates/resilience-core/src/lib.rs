@@ -36,6 +36,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod error;
+pub mod retry;
 mod window;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
