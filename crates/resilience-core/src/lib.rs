@@ -33,6 +33,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod balancer;
 pub mod breaker;
 pub mod clock;
 pub mod error;
