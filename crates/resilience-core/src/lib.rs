@@ -36,7 +36,9 @@
 pub mod balancer;
 pub mod breaker;
 pub mod clock;
+pub mod discovery;
 pub mod error;
+pub mod registry;
 pub mod retry;
 mod window;
 
