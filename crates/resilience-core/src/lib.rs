@@ -38,6 +38,7 @@ pub mod breaker;
 pub mod clock;
 pub mod discovery;
 pub mod error;
+pub mod fallback;
 pub mod health;
 pub mod registry;
 pub mod retry;

@@ -1,0 +1,373 @@
+//! The in-memory response cache behind the cache tier.
+//!
+//! Two kinds of entries live here. *Learned* entries are answers the live tiers gave
+//! earlier: they expire `ttl` after they were stored (measured on the injected
+//! [`SharedClock`], so tests move time by hand) and at most `capacity` of them are kept;
+//! when full, expired entries go first, then the least recently used. *Seeded* entries are
+//! common answers loaded at start (see [`SeedFile`](super::SeedFile)): they never expire,
+//! are never evicted and do not count against the capacity.
+//!
+//! A lookup tries the key's exact model (learned, then seeded) and then the model-agnostic
+//! key (learned, then seeded). One short mutex section per operation; nothing awaits while
+//! holding it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::key::CacheKey;
+use super::seed::{SeedEntry, SeedFile};
+use crate::clock::SharedClock;
+
+/// Default lifetime of a learned entry: one hour.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3600);
+
+/// Default maximum number of learned entries: 1,000.
+pub const DEFAULT_CACHE_CAPACITY: usize = 1_000;
+
+/// The response cache: learned answers with a TTL and a size bound, plus seeded answers.
+///
+/// Shared as `Arc<ResponseCache<Resp>>` between the chain (which stores live answers, see
+/// [`FallbackChain::with_cache`](super::FallbackChain::with_cache)) and the
+/// [`CacheProvider`](super::CacheProvider) of the cache tier.
+pub struct ResponseCache<Resp> {
+    clock: SharedClock,
+    ttl: Duration,
+    capacity: usize,
+    state: Mutex<State<Resp>>,
+    counters: Counters,
+}
+
+/// A point-in-time copy of a [`ResponseCache`]'s counters and sizes, for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Lookups that found an answer (learned or seeded).
+    pub hits: u64,
+    /// The part of `hits` served by seeded entries.
+    pub seeded_hits: u64,
+    /// Lookups that found nothing.
+    pub misses: u64,
+    /// Learned entries stored (including replacements).
+    pub inserts: u64,
+    /// Learned entries removed to respect the size bound while still fresh.
+    pub evictions: u64,
+    /// Learned entries removed because their TTL had passed.
+    pub expirations: u64,
+    /// Learned entries currently held (some may have expired but not yet been removed).
+    pub entries: usize,
+    /// Seeded entries (one per prompt variant and model).
+    pub seeded: usize,
+    /// The maximum number of learned entries.
+    pub capacity: usize,
+    /// The lifetime of a learned entry, in milliseconds.
+    pub ttl_ms: u64,
+}
+
+struct State<Resp> {
+    learned: HashMap<Arc<CacheKey>, Learned<Resp>>,
+    // Every learned entry shares one TTL, so insertion order is also expiry order.
+    by_insert: BTreeMap<u64, Arc<CacheKey>>,
+    by_use: BTreeMap<u64, Arc<CacheKey>>,
+    seeded: HashMap<CacheKey, Resp>,
+    next_seq: u64,
+}
+
+struct Learned<Resp> {
+    value: Resp,
+    expires_at: Instant,
+    inserted: u64,
+    used: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    seeded_hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+enum Found<Resp> {
+    Learned(Resp),
+    Seeded(Resp),
+}
+
+impl<Resp> ResponseCache<Resp> {
+    /// An empty cache whose learned entries live for `ttl` (as read on `clock`) and number
+    /// at most `capacity`. A capacity of 0 stores no learned entries (seeded ones still work).
+    pub fn new(clock: SharedClock, ttl: Duration, capacity: usize) -> Self {
+        Self {
+            clock,
+            ttl,
+            capacity,
+            state: Mutex::new(State {
+                learned: HashMap::new(),
+                by_insert: BTreeMap::new(),
+                by_use: BTreeMap::new(),
+                seeded: HashMap::new(),
+                next_seq: 0,
+            }),
+            counters: Counters::default(),
+        }
+    }
+
+    /// An empty cache with [`DEFAULT_CACHE_TTL`] and [`DEFAULT_CACHE_CAPACITY`].
+    pub fn with_defaults(clock: SharedClock) -> Self {
+        Self::new(clock, DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// The lifetime of a learned entry.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The maximum number of learned entries.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Stores `value` as a learned answer under `key`, replacing (and re-timing) any
+    /// learned entry already there. When full, removes expired entries first and then the
+    /// least recently used one. Ignored for a blank key or a capacity of 0.
+    pub fn insert(&self, key: CacheKey, value: Resp) {
+        if key.is_blank() || self.capacity == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        let mut state = self.lock();
+        if let Some(old) = state.learned.remove(&key) {
+            state.by_insert.remove(&old.inserted);
+            state.by_use.remove(&old.used);
+        } else if state.learned.len() >= self.capacity {
+            let expired = state.purge_expired(now);
+            self.add(&self.counters.expirations, expired);
+            while state.learned.len() >= self.capacity && state.evict_lru() {
+                self.add(&self.counters.evictions, 1);
+            }
+        }
+        let seq = state.next_seq();
+        let key = Arc::new(key);
+        state.by_insert.insert(seq, Arc::clone(&key));
+        state.by_use.insert(seq, Arc::clone(&key));
+        let expires_at = now.checked_add(self.ttl).unwrap_or(now);
+        let entry = Learned {
+            value,
+            expires_at,
+            inserted: seq,
+            used: seq,
+        };
+        state.learned.insert(key, entry);
+        self.add(&self.counters.inserts, 1);
+    }
+
+    /// Stores `value` as a seeded answer under `key`: it never expires and is never evicted.
+    /// Replaces an earlier seeded answer for the same key; ignored for a blank key.
+    pub fn insert_seeded(&self, key: CacheKey, value: Resp) {
+        if key.is_blank() {
+            return;
+        }
+        self.lock().seeded.insert(key, value);
+    }
+
+    /// Seeds one answer per prompt variant of every entry of `file`, converting each entry
+    /// with `to_response`; returns how many keys were seeded. Call at start-up.
+    pub fn seed(&self, file: &SeedFile, to_response: impl Fn(&SeedEntry) -> Resp) -> usize
+    where
+        Resp: Clone,
+    {
+        let mut seeded = 0;
+        for entry in &file.entries {
+            let value = to_response(entry);
+            for key in entry.keys() {
+                self.insert_seeded(key, value.clone());
+                seeded += 1;
+            }
+        }
+        seeded
+    }
+
+    /// Reads, validates and seeds the file at `path` (see [`SeedFile::load`]); returns how
+    /// many keys were seeded. Blocking file I/O: call at start-up. Fails with
+    /// [`crate::Error::InvalidConfig`] naming the path, and then seeds nothing.
+    pub fn load_seed_file(
+        &self,
+        path: impl AsRef<Path>,
+        to_response: impl Fn(&SeedEntry) -> Resp,
+    ) -> crate::Result<usize>
+    where
+        Resp: Clone,
+    {
+        let file = SeedFile::load(path)?;
+        Ok(self.seed(&file, to_response))
+    }
+
+    /// Removes every learned entry whose TTL has passed; returns how many were removed.
+    pub fn purge_expired(&self) -> usize {
+        let now = self.clock.now();
+        let removed = self.lock().purge_expired(now);
+        self.add(&self.counters.expirations, removed);
+        removed
+    }
+
+    /// How many learned entries are held (expired ones included until removed).
+    pub fn len(&self) -> usize {
+        self.lock().learned.len()
+    }
+
+    /// Whether no learned entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The counters and sizes at this moment.
+    pub fn stats(&self) -> CacheStats {
+        let (entries, seeded) = {
+            let state = self.lock();
+            (state.learned.len(), state.seeded.len())
+        };
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats {
+            hits: load(&self.counters.hits),
+            seeded_hits: load(&self.counters.seeded_hits),
+            misses: load(&self.counters.misses),
+            inserts: load(&self.counters.inserts),
+            evictions: load(&self.counters.evictions),
+            expirations: load(&self.counters.expirations),
+            entries,
+            seeded,
+            capacity: self.capacity,
+            ttl_ms: u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<Resp>> {
+        // A panic elsewhere cannot leave the maps half-updated in a way lookups trip over.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add(&self, counter: &AtomicU64, n: usize) {
+        if n > 0 {
+            counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<Resp: Clone> ResponseCache<Resp> {
+    /// The answer for `key`: the exact model's learned then seeded entry, then the
+    /// model-agnostic learned then seeded entry. A learned entry found expired is removed.
+    /// Counts a hit or a miss; a blank key always misses.
+    pub fn get(&self, key: &CacheKey) -> Option<Resp> {
+        let found = if key.is_blank() {
+            None
+        } else {
+            let now = self.clock.now();
+            let mut state = self.lock();
+            let mut expired = 0;
+            let mut found = state.find(key, now, &mut expired);
+            if found.is_none()
+                && let Some(agnostic) = key.without_model()
+            {
+                found = state.find(&agnostic, now, &mut expired);
+            }
+            drop(state);
+            self.add(&self.counters.expirations, expired);
+            found
+        };
+        match found {
+            Some(Found::Learned(value)) => {
+                self.add(&self.counters.hits, 1);
+                Some(value)
+            }
+            Some(Found::Seeded(value)) => {
+                self.add(&self.counters.hits, 1);
+                self.add(&self.counters.seeded_hits, 1);
+                Some(value)
+            }
+            None => {
+                self.add(&self.counters.misses, 1);
+                None
+            }
+        }
+    }
+}
+
+impl<Resp> std::fmt::Debug for ResponseCache<Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Resp> State<Resp> {
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    fn find(&mut self, key: &CacheKey, now: Instant, expired: &mut usize) -> Option<Found<Resp>>
+    where
+        Resp: Clone,
+    {
+        let fresh = self.learned.get(key).map(|e| e.expires_at > now);
+        match fresh {
+            Some(true) => {
+                let seq = self.next_seq();
+                if let Some(entry) = self.learned.get_mut(key) {
+                    let previous = std::mem::replace(&mut entry.used, seq);
+                    let value = entry.value.clone();
+                    if let Some(k) = self.by_use.remove(&previous) {
+                        self.by_use.insert(seq, k);
+                    }
+                    return Some(Found::Learned(value));
+                }
+            }
+            Some(false) => {
+                self.remove(key);
+                *expired += 1;
+            }
+            None => {}
+        }
+        self.seeded.get(key).cloned().map(Found::Seeded)
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some(old) = self.learned.remove(key) {
+            self.by_insert.remove(&old.inserted);
+            self.by_use.remove(&old.used);
+        }
+    }
+
+    /// Removes expired entries, oldest first; stops at the first fresh one.
+    fn purge_expired(&mut self, now: Instant) -> usize {
+        let mut removed = 0;
+        while let Some((_, key)) = self.by_insert.first_key_value() {
+            let key = Arc::clone(key);
+            if self.learned.get(&*key).is_some_and(|e| e.expires_at > now) {
+                break;
+            }
+            self.by_insert.pop_first();
+            if let Some(entry) = self.learned.remove(&*key) {
+                self.by_use.remove(&entry.used);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes the least recently used learned entry; false when there is none.
+    fn evict_lru(&mut self) -> bool {
+        let Some((_, key)) = self.by_use.pop_first() else {
+            return false;
+        };
+        self.remove(&key);
+        true
+    }
+}

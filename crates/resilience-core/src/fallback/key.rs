@@ -1,0 +1,85 @@
+//! Cache keys: a model (or none) and a normalised prompt.
+//!
+//! Two prompts that differ only in case, spacing or punctuation ask the same thing, so the
+//! cache folds those differences away before comparing: `"What is AI?"` and
+//! `"  what is   ai "` share one key. Normalisation is idempotent, which the tests check
+//! with a property test.
+
+use std::sync::Arc;
+
+/// Turns a request into the key the response cache stores and looks it up under; `None`
+/// when the request must not be cached or looked up (for example, a streamed request).
+pub type CacheKeyFn<Req> = Arc<dyn Fn(&Req) -> Option<CacheKey> + Send + Sync>;
+
+/// Where a cached answer is filed: an optional model and a normalised prompt.
+///
+/// A key without a model is model-agnostic: lookups for any model fall back to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey {
+    model: Option<String>,
+    prompt: String,
+}
+
+impl CacheKey {
+    /// A key for `prompt` asked of `model`; the prompt goes through [`normalise_prompt`],
+    /// the model is trimmed and lowercased, and a blank model means model-agnostic.
+    pub fn new(model: Option<&str>, prompt: &str) -> Self {
+        let model = model
+            .map(|m| m.trim().to_lowercase())
+            .filter(|m| !m.is_empty());
+        Self {
+            model,
+            prompt: normalise_prompt(prompt),
+        }
+    }
+
+    /// A model-agnostic key for `prompt`.
+    pub fn any_model(prompt: &str) -> Self {
+        Self::new(None, prompt)
+    }
+
+    /// The normalised model, or `None` for a model-agnostic key.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The normalised prompt.
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+
+    /// Whether the prompt normalised to nothing; such keys are never stored or matched.
+    pub fn is_blank(&self) -> bool {
+        self.prompt.is_empty()
+    }
+
+    /// The same prompt without a model; `None` when the key is already model-agnostic.
+    pub fn without_model(&self) -> Option<Self> {
+        self.model.as_ref().map(|_| Self {
+            model: None,
+            prompt: self.prompt.clone(),
+        })
+    }
+}
+
+/// Folds case, drops every character that is neither alphanumeric nor whitespace, and
+/// collapses runs of whitespace into one space (none at either end).
+///
+/// `"What is AI?"` and `"  what is   ai "` both become `"what is ai"`; `"What's up?"`
+/// becomes `"whats up"`. Idempotent: normalising twice changes nothing.
+pub fn normalise_prompt(prompt: &str) -> String {
+    let mut out = String::with_capacity(prompt.len());
+    let mut pending_space = false;
+    for c in prompt.chars().flat_map(char::to_lowercase) {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+        } else if c.is_alphanumeric() {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
