@@ -1,0 +1,69 @@
+//! Hot-path micro-benchmarks: what the gateway pays per request inside `resilience-core`.
+//!
+//! Run with `cargo bench -p resilience-core --bench hot_path`. Each benchmark runs on one
+//! thread (uncontended) and on two threads sharing one breaker or balancer (contended).
+//! Target: well under a microsecond per operation.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use resilience_core::SystemClock;
+use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
+use resilience_core::breaker::{Breaker, BreakerConfig, Outcome};
+use std::sync::Arc;
+
+fn main() {
+    divan::main();
+}
+
+static BREAKER: LazyLock<Option<Breaker>> =
+    LazyLock::new(|| Breaker::new("bench", BreakerConfig::default(), SystemClock::shared()).ok());
+
+/// Acquire a permit on a CLOSED breaker and record a success: the per-request cost.
+#[divan::bench(threads = [1, 2])]
+fn breaker_closed_call() {
+    if let Some(breaker) = BREAKER.as_ref()
+        && let Ok(guard) = breaker.try_acquire()
+    {
+        guard.record(divan::black_box(Outcome::Success));
+    }
+}
+
+struct Pool {
+    endpoints: Vec<Arc<Endpoint<(String, AtomicBool)>>>,
+    p2c: LoadBalancer,
+    round_robin: LoadBalancer,
+}
+
+static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
+    endpoints: (0..4)
+        .map(|i| {
+            Endpoint::new((
+                format!("http://127.0.0.1:{}", 8001 + i),
+                AtomicBool::new(true),
+            ))
+        })
+        .collect(),
+    p2c: LoadBalancer::new(Strategy::PowerOfTwoChoices),
+    round_robin: LoadBalancer::new(Strategy::RoundRobin),
+});
+
+fn healthy(endpoint: &(String, AtomicBool)) -> bool {
+    endpoint.1.load(Ordering::Relaxed)
+}
+
+/// Power-of-two-choices pick over 4 healthy endpoints, guard dropped at once.
+#[divan::bench(threads = [1, 2])]
+fn balancer_pick_p2c() {
+    let pool = &*POOL;
+    drop(divan::black_box(pool.p2c.pick(&pool.endpoints, healthy)));
+}
+
+/// Round-robin pick over 4 healthy endpoints, guard dropped at once.
+#[divan::bench(threads = [1, 2])]
+fn balancer_pick_round_robin() {
+    let pool = &*POOL;
+    drop(divan::black_box(
+        pool.round_robin.pick(&pool.endpoints, healthy),
+    ));
+}
