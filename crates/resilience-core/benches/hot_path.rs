@@ -20,7 +20,7 @@ static BREAKER: LazyLock<Option<Breaker>> =
     LazyLock::new(|| Breaker::new("bench", BreakerConfig::default(), SystemClock::shared()).ok());
 
 /// Acquire a permit on a CLOSED breaker and record a success: the per-request cost.
-#[divan::bench(threads = [1, 2])]
+#[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 500)]
 fn breaker_closed_call() {
     if let Some(breaker) = BREAKER.as_ref()
         && let Ok(guard) = breaker.try_acquire()
@@ -53,14 +53,14 @@ fn healthy(endpoint: &(String, AtomicBool)) -> bool {
 }
 
 /// Power-of-two-choices pick over 4 healthy endpoints, guard dropped at once.
-#[divan::bench(threads = [1, 2])]
+#[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 500)]
 fn balancer_pick_p2c() {
     let pool = &*POOL;
     drop(divan::black_box(pool.p2c.pick(&pool.endpoints, healthy)));
 }
 
 /// Round-robin pick over 4 healthy endpoints, guard dropped at once.
-#[divan::bench(threads = [1, 2])]
+#[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 500)]
 fn balancer_pick_round_robin() {
     let pool = &*POOL;
     drop(divan::black_box(

@@ -3,9 +3,18 @@
 //!
 //! The lock is held for a few field updates only; hooks run after it is released, so a hook
 //! may read the breaker (or take its time writing to a database through a channel).
+//!
+//! The common case takes no lock at all: while the breaker is CLOSED with no failure run in
+//! progress and no bulkhead or rate threshold to feed ([`CircuitBreaker::admits_freely`]),
+//! a call is admitted by reading one atomic word and its success is one atomic add. The
+//! word is republished after every locked operation; anything else (a failure, a slow or
+//! ignored call, a call that straddles a transition) takes the lock and the pure machine
+//! decides. Successes counted on the lock-free path are folded into the machine's counters
+//! at its next locked operation.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -18,6 +27,16 @@ use super::state::{
 use crate::Error;
 use crate::clock::{SharedClock, unix_millis};
 
+/// Attempts to take the lock by spinning before parking the thread.
+const SPIN_TRIES: u32 = 64;
+
+/// Bit of the published word: calls may be admitted without the lock.
+const ADMIT_FREELY: u64 = 1;
+/// Bit of the published word: no failure run in progress, so a success changes only counts.
+const NO_FAILURE_RUN: u64 = 2;
+/// The generation is stored above the flag bits.
+const GENERATION_SHIFT: u32 = 2;
+
 /// Told of every transition: the breaker's name and the transition.
 pub type TransitionHook = Arc<dyn Fn(&str, &Transition) + Send + Sync>;
 
@@ -27,6 +46,12 @@ pub struct Breaker {
     clock: SharedClock,
     inner: Mutex<CircuitBreaker>,
     hooks: Vec<TransitionHook>,
+    /// `generation << GENERATION_SHIFT | flags`, republished after every locked operation.
+    published: AtomicU64,
+    /// Copied from the configuration: a success this slow goes through the machine.
+    slow_call_duration: Duration,
+    /// Successes recorded on the lock-free path, not yet folded into the machine.
+    untracked_successes: AtomicU64,
 }
 
 /// What a breaker looks like at one instant, for `/health`, `/metrics` and the admin API.
@@ -42,7 +67,8 @@ pub struct BreakerSnapshot {
     pub retry_after_ms: Option<u64>,
     /// Failures in a row while CLOSED.
     pub consecutive_failures: u32,
-    /// Calls in flight through the breaker.
+    /// Calls in flight that the breaker tracks: all of them when a bulkhead is set,
+    /// otherwise those admitted while not CLOSED (probes).
     pub in_flight: u32,
     /// Re-openings from HALF_OPEN since it last closed.
     pub reopens: u32,
@@ -74,11 +100,16 @@ impl Breaker {
     ) -> Result<Self, Error> {
         config.validate()?;
         let inner = CircuitBreaker::new(config, clock.now());
+        let published = AtomicU64::new(word(&inner));
+        let slow_call_duration = inner.config().slow_call_duration;
         Ok(Self {
             name: name.into(),
             clock,
             inner: Mutex::new(inner),
             hooks: Vec::new(),
+            published,
+            slow_call_duration,
+            untracked_successes: AtomicU64::new(0),
         })
     }
 
@@ -93,7 +124,30 @@ impl Breaker {
         &self.name
     }
 
+    /// Runs `f` on the machine under the lock, with the lock-free path's counts folded in
+    /// before and the published word refreshed after.
+    fn with_machine<R>(&self, f: impl FnOnce(&mut CircuitBreaker) -> R) -> R {
+        let mut inner = self.lock();
+        let folded = self.untracked_successes.swap(0, Ordering::AcqRel);
+        if folded > 0 {
+            inner.add_untracked_successes(folded);
+        }
+        let result = f(&mut inner);
+        self.published.store(word(&inner), Ordering::Release);
+        result
+    }
+
     fn lock(&self) -> MutexGuard<'_, CircuitBreaker> {
+        // The lock is held for a few field updates only, so a short spin on `try_lock`
+        // nearly always wins it without parking the thread (parking and waking cost
+        // microseconds, a hundred times the critical section).
+        for _ in 0..SPIN_TRIES {
+            match self.inner.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
         // The breaker's methods never panic, so a poisoned lock still holds a sound state.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -117,7 +171,14 @@ impl Breaker {
     /// the guard; a guard dropped without an outcome counts as [`Outcome::Ignored`].
     pub fn try_acquire(&self) -> Result<BreakerGuard<'_>, Rejection> {
         let now = self.clock.now();
-        let (result, transition) = self.lock().try_acquire(now);
+        let published = self.published.load(Ordering::Acquire);
+        if published & ADMIT_FREELY != 0 {
+            return Ok(BreakerGuard {
+                breaker: self,
+                permit: Some(Permit::untracked(published >> GENERATION_SHIFT, now)),
+            });
+        }
+        let (result, transition) = self.with_machine(|m| m.try_acquire(now));
         self.notify(transition);
         result.map(|permit| BreakerGuard {
             breaker: self,
@@ -128,6 +189,9 @@ impl Breaker {
     /// Whether a call would be let through now, without taking a slot (for balancers that
     /// skip targets whose breaker is open).
     pub fn is_call_permitted(&self) -> bool {
+        if self.published.load(Ordering::Acquire) & ADMIT_FREELY != 0 {
+            return true;
+        }
         let now = self.clock.now();
         let inner = self.lock();
         match inner.state() {
@@ -139,18 +203,31 @@ impl Breaker {
 
     fn record(&self, permit: Permit, outcome: Outcome) {
         let now = self.clock.now();
-        let transition = self.lock().record(now, permit, outcome);
+        if outcome == Outcome::Success && self.records_freely(&permit, now) {
+            self.untracked_successes.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let transition = self.with_machine(|m| m.record(now, permit, outcome));
         self.notify(transition);
+    }
+
+    /// Whether a success of `permit`'s call, ending at `now`, only needs counting: admitted
+    /// in the current generation, still free, no failure run to reset, and not slow.
+    fn records_freely(&self, permit: &Permit, now: Instant) -> bool {
+        let published = self.published.load(Ordering::Acquire);
+        let flags = ADMIT_FREELY | NO_FAILURE_RUN;
+        published & flags == flags
+            && published >> GENERATION_SHIFT == permit.generation()
+            && now.saturating_duration_since(permit.started()) < self.slow_call_duration
     }
 
     /// The state now; an elapsed OPEN becomes HALF_OPEN at this read (and hooks hear of it).
     pub fn state(&self) -> StateKind {
         let now = self.clock.now();
-        let (kind, transition) = {
-            let mut inner = self.lock();
-            let transition = inner.poll(now);
-            (inner.state().kind(), transition)
-        };
+        let (kind, transition) = self.with_machine(|m| {
+            let transition = m.poll(now);
+            (m.state().kind(), transition)
+        });
         self.notify(transition);
         kind
     }
@@ -158,22 +235,21 @@ impl Breaker {
     /// Back to CLOSED with fresh counts.
     pub fn reset(&self) {
         let now = self.clock.now();
-        let transition = self.lock().reset(now);
+        let transition = self.with_machine(|m| m.reset(now));
         self.notify(transition);
     }
 
     /// OPEN until [`Self::reset`].
     pub fn force_open(&self) {
         let now = self.clock.now();
-        let transition = self.lock().force_open(now);
+        let transition = self.with_machine(|m| m.force_open(now));
         self.notify(transition);
     }
 
     /// Everything an operator wants to see, read at one instant.
     pub fn snapshot(&self) -> BreakerSnapshot {
         let now = self.clock.now();
-        let (snapshot, transition) = {
-            let mut inner = self.lock();
+        let (snapshot, transition) = self.with_machine(|inner| {
             let transition = inner.poll(now);
             let (forced_open, retry_after) = match inner.state() {
                 BreakerState::Open { until: None } => (true, None),
@@ -194,7 +270,7 @@ impl Breaker {
                 counters: inner.counters(),
             };
             (snapshot, transition)
-        };
+        });
         self.notify(transition);
         snapshot
     }
@@ -245,6 +321,18 @@ impl fmt::Debug for Breaker {
             .field("hooks", &self.hooks.len())
             .finish()
     }
+}
+
+/// The word [`Breaker`] publishes for the lock-free path.
+fn word(machine: &CircuitBreaker) -> u64 {
+    let mut flags = 0;
+    if machine.admits_freely() {
+        flags |= ADMIT_FREELY;
+    }
+    if machine.consecutive_failures() == 0 {
+        flags |= NO_FAILURE_RUN;
+    }
+    (machine.generation() << GENERATION_SHIFT) | flags
 }
 
 fn millis(d: Duration) -> u64 {

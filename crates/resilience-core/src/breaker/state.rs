@@ -127,9 +127,28 @@ pub struct Permit {
     generation: u64,
     started: Instant,
     probe: bool,
+    /// Counted in `in_flight` (false for calls admitted on the shared breaker's lock-free
+    /// path, which is only taken when no bulkhead needs the count).
+    tracked: bool,
 }
 
 impl Permit {
+    /// A permit for a call admitted without asking the machine, in CLOSED at `generation`
+    /// (see [`CircuitBreaker::admits_freely`]).
+    pub(crate) fn untracked(generation: u64, started: Instant) -> Self {
+        Self {
+            generation,
+            started,
+            probe: false,
+            tracked: false,
+        }
+    }
+
+    /// The generation the call was admitted in.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Whether this call is a HALF_OPEN probe.
     pub fn is_probe(&self) -> bool {
         self.probe
@@ -346,12 +365,15 @@ impl CircuitBreaker {
             generation: self.generation,
             started: now,
             probe,
+            tracked: true,
         })
     }
 
     /// Records how the call behind `permit` ended, at `now`; returns the transition caused.
     pub fn record(&mut self, now: Instant, permit: Permit, outcome: Outcome) -> Option<Transition> {
-        self.in_flight = self.in_flight.saturating_sub(1);
+        if permit.tracked {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
         let slow = now.saturating_duration_since(permit.started) >= self.config.slow_call_duration;
         match outcome {
             Outcome::Success => self.counters.successes += 1,
@@ -527,6 +549,29 @@ impl CircuitBreaker {
             failure_rate: rate(tally.failures),
             slow_call_rate: rate(tally.slow),
         }
+    }
+
+    /// Whether a call may be admitted without asking: CLOSED, and neither a bulkhead nor a
+    /// rate threshold needs to see every call as it starts or ends. When true, a success of
+    /// a call admitted in this generation changes nothing but the success count (provided
+    /// no failure run is in progress), which is what lets [`super::Breaker`] keep such
+    /// calls off its lock.
+    pub fn admits_freely(&self) -> bool {
+        self.state == BreakerState::Closed
+            && self.config.max_concurrent_calls.is_none()
+            && self.config.failure_rate_threshold.is_none()
+            && self.config.slow_call_rate_threshold.is_none()
+    }
+
+    /// Bumped on every transition.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Adds successes (none of them slow) of calls that were admitted and finished on the
+    /// lock-free path: they only count, as [`Self::admits_freely`] explains.
+    pub(crate) fn add_untracked_successes(&mut self, successes: u64) {
+        self.counters.successes += successes;
     }
 
     /// Failures in a row while CLOSED.

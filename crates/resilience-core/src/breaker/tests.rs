@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -695,6 +695,90 @@ async fn call_runs_through_the_breaker_and_classifies() {
 }
 
 #[test]
+fn lock_free_successes_are_counted_and_still_reset_a_failure_run() {
+    let clock = ManualClock::new();
+    let (breaker, _) = shared(&clock);
+    for _ in 0..100 {
+        breaker.try_acquire().unwrap().success();
+    }
+    assert_eq!(breaker.snapshot().counters.successes, 100);
+    // fail, fail, succeed, fail, fail: never three in a row, so it stays CLOSED.
+    for outcome in [
+        Outcome::Failure,
+        Outcome::Failure,
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Failure,
+    ] {
+        breaker.try_acquire().unwrap().record(outcome);
+    }
+    let snap = breaker.snapshot();
+    assert_eq!(snap.state, StateKind::Closed);
+    assert_eq!(snap.consecutive_failures, 2);
+    assert_eq!((snap.counters.successes, snap.counters.failures), (101, 4));
+    breaker.try_acquire().unwrap().failure();
+    assert_eq!(breaker.state(), StateKind::Open);
+}
+
+#[test]
+fn a_slow_success_is_counted_as_slow_on_the_shared_breaker() {
+    let clock = ManualClock::new();
+    let (breaker, _) = shared(&clock);
+    let guard = breaker.try_acquire().unwrap();
+    clock.advance(config().slow_call_duration);
+    guard.success();
+    let counters = breaker.snapshot().counters;
+    assert_eq!((counters.successes, counters.slow), (1, 1));
+}
+
+#[test]
+fn a_success_admitted_before_the_breaker_opened_cannot_close_or_count_against_it() {
+    let clock = ManualClock::new();
+    let (breaker, _) = shared(&clock);
+    let straggler = breaker.try_acquire().unwrap();
+    for _ in 0..3 {
+        breaker.try_acquire().unwrap().failure();
+    }
+    straggler.success();
+    let snap = breaker.snapshot();
+    assert_eq!(snap.state, StateKind::Open);
+    assert_eq!(snap.counters.successes, 1, "counted all the same");
+}
+
+#[test]
+fn concurrent_calls_lose_no_count() {
+    let clock = ManualClock::new();
+    let breaker = Breaker::new(
+        "shared",
+        BreakerConfig {
+            failure_threshold: 1_000_000,
+            ..config()
+        },
+        clock,
+    )
+    .unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let breaker = &breaker;
+            scope.spawn(move || {
+                for i in 0..5_000 {
+                    let guard = breaker.try_acquire().unwrap();
+                    match (i + t) % 10 {
+                        0 => guard.failure(),
+                        1 => guard.ignore(),
+                        _ => guard.success(),
+                    }
+                }
+            });
+        }
+    });
+    let c = breaker.snapshot().counters;
+    assert_eq!(c.successes + c.failures + c.ignored, 20_000);
+    assert_eq!((c.failures, c.ignored), (2_000, 2_000));
+    assert_eq!(breaker.snapshot().in_flight, 0);
+}
+
+#[test]
 fn shared_breaker_rejects_an_invalid_config() {
     let bad = BreakerConfig {
         success_threshold: 0,
@@ -793,6 +877,47 @@ proptest! {
                 );
                 prop_assert!(allowed, "illegal transition {:?}", t);
             }
+        }
+    }
+}
+
+proptest! {
+    /// Run one after another, the shared breaker (with its lock-free path) and the pure
+    /// machine agree on the state and on every counter.
+    #[test]
+    fn the_shared_breaker_behaves_like_the_machine(steps in proptest::collection::vec(step(), 1..300)) {
+        let clock = ManualClock::new();
+        let shared = Breaker::new("model", config(), clock.clone()).unwrap();
+        let mut machine = CircuitBreaker::new(config(), clock.now());
+        let mut held: Vec<(BreakerGuard<'_>, Permit)> = Vec::new();
+        for step in steps {
+            match step {
+                Step::Acquire => {
+                    let (expected, _) = machine.try_acquire(clock.now());
+                    match (shared.try_acquire(), expected) {
+                        (Ok(guard), Ok(permit)) => held.push((guard, permit)),
+                        (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                        (a, b) => prop_assert!(false, "shared {:?} vs machine {:?}", a.map(|_| ()), b),
+                    }
+                }
+                Step::Finish(i, o) if !held.is_empty() => {
+                    let (guard, permit) = held.swap_remove(i % held.len());
+                    let outcome = [Outcome::Success, Outcome::Failure, Outcome::Ignored][o as usize];
+                    guard.record(outcome);
+                    machine.record(clock.now(), permit, outcome);
+                }
+                Step::Finish(..) => {}
+                Step::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+            }
+            machine.poll(clock.now());
+            let snap = shared.snapshot();
+            prop_assert_eq!(snap.state, machine.state().kind());
+            prop_assert_eq!(snap.consecutive_failures, machine.consecutive_failures());
+            let (a, b) = (snap.counters, machine.counters());
+            prop_assert_eq!(
+                (a.successes, a.failures, a.ignored, a.slow, a.rejected_open, a.rejected_probe_limit, a.transitions),
+                (b.successes, b.failures, b.ignored, b.slow, b.rejected_open, b.rejected_probe_limit, b.transitions)
+            );
         }
     }
 }
