@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,9 +26,6 @@ use super::state::{
 };
 use crate::Error;
 use crate::clock::{SharedClock, unix_millis};
-
-/// Attempts to take the lock by spinning before parking the thread.
-const SPIN_TRIES: u32 = 64;
 
 /// Bit of the published word: calls may be admitted without the lock.
 const ADMIT_FREELY: u64 = 1;
@@ -138,16 +135,6 @@ impl Breaker {
     }
 
     fn lock(&self) -> MutexGuard<'_, CircuitBreaker> {
-        // The lock is held for a few field updates only, so a short spin on `try_lock`
-        // nearly always wins it without parking the thread (parking and waking cost
-        // microseconds, a hundred times the critical section).
-        for _ in 0..SPIN_TRIES {
-            match self.inner.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
-            }
-        }
         // The breaker's methods never panic, so a poisoned lock still holds a sound state.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
