@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+/// The most buckets a window has, whatever it is asked for: every sum walks them all.
+pub(crate) const MAX_BUCKETS: u32 = 1000;
+
 /// What one bucket counts; summed over the live buckets.
 pub(crate) trait BucketValue: Default + Copy {
     /// Adds `other` into `self`.
@@ -29,7 +32,7 @@ pub(crate) struct RollingWindow<T> {
 impl<T: BucketValue> RollingWindow<T> {
     /// A window of `length` split into `buckets` buckets (at least one), starting at `origin`.
     pub(crate) fn new(origin: Instant, length: Duration, buckets: u32) -> Self {
-        let buckets = buckets.max(1);
+        let buckets = buckets.clamp(1, MAX_BUCKETS);
         let nanos = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
         let bucket_nanos = (nanos / u64::from(buckets)).max(1);
         // Epochs start at 1 so that a fresh slot (epoch 0) is never mistaken for a live one.

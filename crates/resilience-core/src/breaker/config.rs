@@ -3,6 +3,11 @@
 use std::time::Duration;
 
 use crate::Error;
+use crate::window::MAX_BUCKETS;
+
+/// The longest period any breaker setting accepts: a day. Longer is a typo, and the bound
+/// keeps instant arithmetic far from overflowing.
+pub const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 /// How a breaker decides to open, how long it stays open and how it probes.
 ///
@@ -106,14 +111,17 @@ impl BreakerConfig {
                 bad(name, "must be a fraction in (0, 1]");
             }
         }
-        if self.window.is_zero() {
-            bad("window", "must be longer than zero");
+        for (name, period) in [
+            ("window", self.window),
+            ("recovery_timeout", self.recovery_timeout),
+            ("slow_call_duration", self.slow_call_duration),
+        ] {
+            if period.is_zero() || period > MAX_PERIOD {
+                bad(name, "must be longer than zero and at most a day");
+            }
         }
-        if self.window_buckets == 0 {
-            bad("window_buckets", "must be at least 1");
-        }
-        if self.recovery_timeout.is_zero() {
-            bad("recovery_timeout", "must be longer than zero");
+        if self.window_buckets == 0 || self.window_buckets > MAX_BUCKETS {
+            bad("window_buckets", "must be between 1 and 1000");
         }
         if self.half_open_max_calls == 0 {
             bad("half_open_max_calls", "must be at least 1");
@@ -128,10 +136,10 @@ impl BreakerConfig {
             if !(backoff.multiplier >= 1.0 && backoff.multiplier.is_finite()) {
                 bad("reopen_backoff.multiplier", "must be a finite number ≥ 1");
             }
-            if backoff.max < self.recovery_timeout {
+            if backoff.max < self.recovery_timeout || backoff.max > MAX_PERIOD {
                 bad(
                     "reopen_backoff.max",
-                    "must not be shorter than recovery_timeout",
+                    "must be at least recovery_timeout and at most a day",
                 );
             }
             if !(0.0..1.0).contains(&backoff.jitter) {

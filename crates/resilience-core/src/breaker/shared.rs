@@ -10,7 +10,8 @@
 //! word is republished after every locked operation; anything else (a failure, a slow or
 //! ignored call, a call that straddles a transition) takes the lock and the pure machine
 //! decides. Successes counted on the lock-free path are folded into the machine's counters
-//! at its next locked operation.
+//! and rolling window at its next locked operation, and at least once per window bucket
+//! (a success that finds a fold due takes the lock), so the reported rates stay true.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,14 @@ pub struct Breaker {
     slow_call_duration: Duration,
     /// Successes recorded on the lock-free path, not yet folded into the machine.
     untracked_successes: AtomicU64,
+    /// When the breaker was created; fold times count from it.
+    origin: Instant,
+    /// Nanoseconds after `origin` of the last fold. Lock-free successes all happen less
+    /// than one window bucket after it (a later one folds first), so they are folded into
+    /// the window at that instant, within one bucket of the truth.
+    last_fold: AtomicU64,
+    /// The window's bucket length, in nanoseconds.
+    resolution: u64,
 }
 
 /// What a breaker looks like at one instant, for `/health`, `/metrics` and the admin API.
@@ -99,6 +108,8 @@ impl Breaker {
         let inner = CircuitBreaker::new(config, clock.now());
         let published = AtomicU64::new(word(&inner));
         let slow_call_duration = inner.config().slow_call_duration;
+        let origin = clock.now();
+        let resolution = nanos(inner.window_resolution());
         Ok(Self {
             name: name.into(),
             clock,
@@ -107,6 +118,9 @@ impl Breaker {
             published,
             slow_call_duration,
             untracked_successes: AtomicU64::new(0),
+            origin,
+            last_fold: AtomicU64::new(0),
+            resolution,
         })
     }
 
@@ -121,14 +135,18 @@ impl Breaker {
         &self.name
     }
 
-    /// Runs `f` on the machine under the lock, with the lock-free path's counts folded in
-    /// before and the published word refreshed after.
-    fn with_machine<R>(&self, f: impl FnOnce(&mut CircuitBreaker) -> R) -> R {
+    /// Runs `f` on the machine under the lock at `now`, with the lock-free path's counts
+    /// folded in before and the published word refreshed after.
+    fn with_machine<R>(&self, now: Instant, f: impl FnOnce(&mut CircuitBreaker) -> R) -> R {
         let mut inner = self.lock();
         let folded = self.untracked_successes.swap(0, Ordering::AcqRel);
         if folded > 0 {
-            inner.add_untracked_successes(folded);
+            let last_fold = Duration::from_nanos(self.last_fold.load(Ordering::Acquire));
+            let at = self.origin.checked_add(last_fold).unwrap_or(now).min(now);
+            inner.add_untracked_successes(at, folded);
         }
+        self.last_fold
+            .store(self.since_origin(now), Ordering::Release);
         let result = f(&mut inner);
         self.published.store(word(&inner), Ordering::Release);
         result
@@ -165,7 +183,7 @@ impl Breaker {
                 permit: Some(Permit::untracked(published >> GENERATION_SHIFT, now)),
             });
         }
-        let (result, transition) = self.with_machine(|m| m.try_acquire(now));
+        let (result, transition) = self.with_machine(now, |m| m.try_acquire(now));
         self.notify(transition);
         result.map(|permit| BreakerGuard {
             breaker: self,
@@ -194,24 +212,35 @@ impl Breaker {
             self.untracked_successes.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        let transition = self.with_machine(|m| m.record(now, permit, outcome));
+        let transition = self.with_machine(now, |m| m.record(now, permit, outcome));
         self.notify(transition);
     }
 
     /// Whether a success of `permit`'s call, ending at `now`, only needs counting: admitted
-    /// in the current generation, still free, no failure run to reset, and not slow.
+    /// on the lock-free path in the current generation, still free, no failure run to
+    /// reset, not slow, and no fold of the counts into the window due.
     fn records_freely(&self, permit: &Permit, now: Instant) -> bool {
         let published = self.published.load(Ordering::Acquire);
         let flags = ADMIT_FREELY | NO_FAILURE_RUN;
         published & flags == flags
             && published >> GENERATION_SHIFT == permit.generation()
+            && !permit.is_tracked()
             && now.saturating_duration_since(permit.started()) < self.slow_call_duration
+            && self.since_origin(now)
+                < self
+                    .last_fold
+                    .load(Ordering::Acquire)
+                    .saturating_add(self.resolution)
+    }
+
+    fn since_origin(&self, now: Instant) -> u64 {
+        nanos(now.saturating_duration_since(self.origin))
     }
 
     /// The state now; an elapsed OPEN becomes HALF_OPEN at this read (and hooks hear of it).
     pub fn state(&self) -> StateKind {
         let now = self.clock.now();
-        let (kind, transition) = self.with_machine(|m| {
+        let (kind, transition) = self.with_machine(now, |m| {
             let transition = m.poll(now);
             (m.state().kind(), transition)
         });
@@ -222,21 +251,21 @@ impl Breaker {
     /// Back to CLOSED with fresh counts.
     pub fn reset(&self) {
         let now = self.clock.now();
-        let transition = self.with_machine(|m| m.reset(now));
+        let transition = self.with_machine(now, |m| m.reset(now));
         self.notify(transition);
     }
 
     /// OPEN until [`Self::reset`].
     pub fn force_open(&self) {
         let now = self.clock.now();
-        let transition = self.with_machine(|m| m.force_open(now));
+        let transition = self.with_machine(now, |m| m.force_open(now));
         self.notify(transition);
     }
 
     /// Everything an operator wants to see, read at one instant.
     pub fn snapshot(&self) -> BreakerSnapshot {
         let now = self.clock.now();
-        let (snapshot, transition) = self.with_machine(|inner| {
+        let (snapshot, transition) = self.with_machine(now, |inner| {
             let transition = inner.poll(now);
             let (forced_open, retry_after) = match inner.state() {
                 BreakerState::Open { until: None } => (true, None),
@@ -320,6 +349,10 @@ fn word(machine: &CircuitBreaker) -> u64 {
         flags |= NO_FAILURE_RUN;
     }
     (machine.generation() << GENERATION_SHIFT) | flags
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn millis(d: Duration) -> u64 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::config::BreakerConfig;
-use crate::window::{BucketValue, RollingWindow};
+use crate::window::{BucketValue, MAX_BUCKETS, RollingWindow};
 
 /// Transitions kept in a breaker's history; older ones are dropped.
 pub const HISTORY_LEN: usize = 64;
@@ -149,6 +149,11 @@ impl Permit {
         self.generation
     }
 
+    /// Whether the call is counted in the machine's `in_flight`.
+    pub(crate) fn is_tracked(&self) -> bool {
+        self.tracked
+    }
+
     /// Whether this call is a HALF_OPEN probe.
     pub fn is_probe(&self) -> bool {
         self.probe
@@ -205,6 +210,10 @@ pub struct Transition {
     pub at: Instant,
     /// Why.
     pub reason: TransitionReason,
+    /// Grows by one with each transition of this breaker. Hooks may be told of two
+    /// transitions from two threads at once; a listener that keeps the latest state
+    /// orders them by this.
+    pub sequence: u64,
 }
 
 /// Lifetime counters of a breaker.
@@ -495,13 +504,9 @@ impl CircuitBreaker {
             0.0
         };
         let period = self.config.open_period(self.reopens, unit);
-        self.transition(
-            now,
-            BreakerState::Open {
-                until: Some(now + period),
-            },
-            reason,
-        )
+        // Validation bounds the period to a day; saturate all the same rather than panic.
+        let until = now.checked_add(period).unwrap_or(now);
+        self.transition(now, BreakerState::Open { until: Some(until) }, reason)
     }
 
     fn transition(
@@ -523,6 +528,7 @@ impl CircuitBreaker {
             to: to.kind(),
             at: now,
             reason,
+            sequence: self.generation,
         };
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
@@ -569,9 +575,18 @@ impl CircuitBreaker {
     }
 
     /// Adds successes (none of them slow) of calls that were admitted and finished on the
-    /// lock-free path: they only count, as [`Self::admits_freely`] explains.
-    pub(crate) fn add_untracked_successes(&mut self, successes: u64) {
+    /// lock-free path, into the counters and the window at `now`: they change nothing
+    /// else, as [`Self::admits_freely`] explains.
+    pub(crate) fn add_untracked_successes(&mut self, now: Instant, successes: u64) {
         self.counters.successes += successes;
+        let calls = u32::try_from(successes).unwrap_or(u32::MAX);
+        self.window
+            .add(now, |tally| tally.calls = tally.calls.saturating_add(calls));
+    }
+
+    /// The rolling window's time resolution: the length of one bucket.
+    pub(crate) fn window_resolution(&self) -> Duration {
+        self.config.window / self.config.window_buckets.clamp(1, MAX_BUCKETS)
     }
 
     /// Failures in a row while CLOSED.

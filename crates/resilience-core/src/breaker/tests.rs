@@ -558,6 +558,39 @@ fn validation_names_every_bad_setting() {
     };
     let err = short_cap.validate().unwrap_err().to_string();
     assert!(err.contains("breaker.reopen_backoff.max"), "{err}");
+    for (bad, setting) in [
+        (
+            BreakerConfig {
+                window_buckets: 5_000,
+                ..BreakerConfig::default()
+            },
+            "breaker.window_buckets",
+        ),
+        (
+            BreakerConfig {
+                slow_call_duration: Duration::ZERO,
+                ..BreakerConfig::default()
+            },
+            "breaker.slow_call_duration",
+        ),
+        (
+            BreakerConfig {
+                recovery_timeout: Duration::MAX,
+                ..BreakerConfig::default()
+            },
+            "breaker.recovery_timeout",
+        ),
+        (
+            BreakerConfig {
+                window: Duration::from_secs(86_401),
+                ..BreakerConfig::default()
+            },
+            "breaker.window",
+        ),
+    ] {
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains(setting), "{err}");
+    }
     assert!(BreakerConfig::default().validate().is_ok());
     let never_opens = BreakerConfig {
         failure_threshold: 0,
@@ -569,6 +602,22 @@ fn validation_names_every_bad_setting() {
 // ---- the shared breaker ----
 
 type Seen = Arc<Mutex<Vec<(String, StateKind, StateKind)>>>;
+
+#[test]
+fn transitions_carry_a_growing_sequence_number() {
+    let mut m = Machine::new(config());
+    let mut sequences = Vec::new();
+    for _ in 0..3 {
+        m.open_it();
+        sequences.push(m.cb.history().last().unwrap().sequence);
+        m.cb.reset(m.now);
+        sequences.push(m.cb.history().last().unwrap().sequence);
+    }
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequences:?}"
+    );
+}
 
 fn shared(clock: &Arc<ManualClock>) -> (Breaker, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -775,6 +824,76 @@ fn concurrent_calls_lose_no_count() {
     let c = breaker.snapshot().counters;
     assert_eq!(c.successes + c.failures + c.ignored, 20_000);
     assert_eq!((c.failures, c.ignored), (2_000, 2_000));
+    assert_eq!(breaker.snapshot().in_flight, 0);
+}
+
+#[test]
+fn lock_free_successes_still_make_up_the_window_rates() {
+    let clock = ManualClock::new();
+    let (breaker, _) = shared(&clock);
+    for _ in 0..999 {
+        breaker.try_acquire().unwrap().success();
+    }
+    breaker.try_acquire().unwrap().failure();
+    let window = breaker.snapshot().window;
+    assert_eq!((window.calls, window.failures), (1000, 1));
+    assert!((window.failure_rate - 0.001).abs() < 1e-9, "{window:?}");
+}
+
+#[test]
+fn lock_free_successes_age_out_of_the_window_on_time() {
+    let clock = ManualClock::new();
+    let (breaker, _) = shared(&clock);
+    for _ in 0..5 {
+        breaker.try_acquire().unwrap().success();
+    }
+    clock.advance(config().window + Duration::from_secs(1));
+    breaker.try_acquire().unwrap().success();
+    assert_eq!(
+        breaker.snapshot().window.calls,
+        1,
+        "the five old successes left the window"
+    );
+    assert_eq!(breaker.snapshot().counters.successes, 6);
+}
+
+#[test]
+fn in_flight_returns_to_zero_through_racing_transitions() {
+    let breaker = Breaker::new(
+        "racy",
+        BreakerConfig {
+            failure_threshold: 2,
+            recovery_timeout: Duration::from_millis(1),
+            half_open_max_calls: 4,
+            success_threshold: 1,
+            ..BreakerConfig::default()
+        },
+        crate::SystemClock::shared(),
+    )
+    .unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..3 {
+            let breaker = &breaker;
+            scope.spawn(move || {
+                for i in 0..20_000 {
+                    if let Ok(guard) = breaker.try_acquire() {
+                        if (i + t) % 7 == 0 {
+                            guard.failure()
+                        } else {
+                            guard.success()
+                        }
+                    }
+                }
+            });
+        }
+        let breaker = &breaker;
+        scope.spawn(move || {
+            for _ in 0..2_000 {
+                breaker.reset();
+                std::thread::yield_now();
+            }
+        });
+    });
     assert_eq!(breaker.snapshot().in_flight, 0);
 }
 
