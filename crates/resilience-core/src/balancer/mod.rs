@@ -7,7 +7,10 @@
 //! [`InFlight`] guard that counts the call as outstanding on its endpoint until dropped.
 //!
 //! Picking takes no lock and does not allocate: it counts the eligible endpoints, then walks
-//! to the drawn ones. `accept` may be called twice per endpoint in one pick.
+//! to the drawn ones, so `accept` is called more than once per endpoint in one pick and
+//! should be cheap (an atomic load or two). Round robin turns over the eligible endpoints
+//! only, so an ejected endpoint's turns are shared by all the others, not given to its
+//! neighbour.
 
 #[cfg(test)]
 mod tests;
@@ -162,14 +165,14 @@ impl LoadBalancer {
         endpoints: &'a [Arc<Endpoint<T>>],
         accept: &impl Fn(&T) -> bool,
     ) -> Option<&'a Arc<Endpoint<T>>> {
-        let len = endpoints.len();
-        if len == 0 {
+        let eligible = endpoints.iter().filter(|e| accept(&e.value)).count();
+        if eligible == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
-        (0..len)
-            .map(|offset| &endpoints[(start + offset) % len])
-            .find(|e| accept(&e.value))
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % eligible;
+        let mut accepted = endpoints.iter().filter(|e| accept(&e.value));
+        // `accept` may change its mind between the passes; then take any still accepted.
+        accepted.clone().nth(turn).or_else(|| accepted.next())
     }
 
     fn power_of_two<'a, T>(

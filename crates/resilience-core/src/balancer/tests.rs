@@ -36,6 +36,19 @@ fn round_robin_takes_each_in_turn() {
 }
 
 #[test]
+fn round_robin_shares_an_ejected_endpoints_turns_evenly() {
+    let lb = LoadBalancer::new(Strategy::RoundRobin);
+    let eps = endpoints(3);
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for _ in 0..100 {
+        let pick = lb.pick(&eps, |v| v != "e1").unwrap();
+        *counts.entry(pick.clone()).or_default() += 1;
+    }
+    assert_eq!(counts.get("e0"), Some(&50));
+    assert_eq!(counts.get("e2"), Some(&50));
+}
+
+#[test]
 fn round_robin_skips_rejected_endpoints() {
     let lb = LoadBalancer::new(Strategy::RoundRobin);
     let eps = endpoints(3);
@@ -85,9 +98,10 @@ fn p2c_spreads_held_calls_evenly() {
     let eps = endpoints(4);
     let held: Vec<_> = (0..400).map(|_| lb.pick(&eps, all).unwrap()).collect();
     for e in &eps {
-        // Least-outstanding keeps every endpoint within one or two of the mean.
+        // Least-outstanding keeps every endpoint close to the mean (uniformly random picks
+        // would stray by ±30 or so; P2C stays within ±3 in almost every run).
         assert!(
-            (98..=102).contains(&e.in_flight()),
+            (92..=108).contains(&e.in_flight()),
             "{} has {}",
             e.value(),
             e.in_flight()
