@@ -76,7 +76,13 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `retry` for a given draw `unit` in `[0, 1)`.
+    /// A draw that is not a number counts as 0.
     pub fn backoff_at(&self, retry: u32, unit: f64) -> Duration {
-        self.ceiling(retry).mul_f64(unit.clamp(0.0, 1.0))
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        self.ceiling(retry).mul_f64(unit)
     }
 }

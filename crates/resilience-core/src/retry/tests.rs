@@ -40,6 +40,8 @@ fn full_jitter_spans_zero_to_the_ceiling() {
         Duration::from_millis(400),
         "draw clamped"
     );
+    assert_eq!(p.backoff_at(2, f64::NAN), Duration::ZERO, "no panic on NaN");
+    assert_eq!(p.backoff_at(2, f64::NEG_INFINITY), Duration::ZERO);
 }
 
 proptest! {
@@ -271,6 +273,10 @@ async fn retry_waits_within_the_backoff_bounds() {
         start.elapsed() <= Duration::from_millis(700),
         "{:?}",
         start.elapsed()
+    );
+    assert!(
+        start.elapsed() > Duration::ZERO,
+        "it did wait between attempts"
     );
 }
 
