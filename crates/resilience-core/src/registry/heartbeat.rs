@@ -72,6 +72,8 @@ impl Registration {
         interval: Duration,
     ) -> Result<Self> {
         ttl_millis(ttl)?;
+        // A bad instance would fail every round forever; refuse it up front instead.
+        instance.validated_for_registry()?;
         if interval.is_zero() || interval >= ttl {
             return Err(Error::invalid_config(
                 "registry heartbeat interval",

@@ -94,6 +94,14 @@ impl Instance {
     /// `instance.url`.
     pub(crate) fn validated_for_registry(&self) -> Result<Self> {
         validate_name("instance.service", &self.service)?;
+        if self.service.contains(':') {
+            // Keys are `service:<name>:<id>`: a colon in the name would let two instances
+            // of different services share a key.
+            return Err(Error::invalid_config(
+                "instance.service",
+                format!("`{}` must not contain `:`", self.service),
+            ));
+        }
         validate_name("instance.id", &self.id)?;
         let url = parse_base_url(&self.url)
             .map_err(|reason| Error::invalid_config("instance.url", reason))?

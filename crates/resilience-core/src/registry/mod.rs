@@ -93,5 +93,15 @@ pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
             format!("{ttl:?} is shorter than 1 ms"),
         ));
     }
+    if ttl > MAX_TTL {
+        return Err(Error::invalid_config(
+            "registry ttl",
+            format!("{ttl:?} is longer than {MAX_TTL:?}: a dead instance would linger"),
+        ));
+    }
     Ok(ms)
 }
+
+/// The longest registry TTL accepted: a day. Heartbeats run far more often than that, and
+/// the bound keeps `now + ttl` far from overflowing.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);

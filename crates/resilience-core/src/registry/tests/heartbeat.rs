@@ -184,3 +184,15 @@ async fn interval_must_be_positive_and_shorter_than_the_ttl() {
     let outcome = Registration::spawn(memory(), llm("llm-1", 8001), Duration::ZERO, INTERVAL);
     assert!(matches!(outcome, Err(Error::InvalidConfig { .. })));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_instance_is_refused_up_front_not_retried_forever() {
+    let mut bad = llm("llm-1", 8001);
+    bad.url = "ftp://nowhere".to_owned();
+    let outcome = Registration::spawn(memory(), bad, TTL, INTERVAL);
+    assert!(
+        matches!(&outcome, Err(Error::InvalidConfig { setting, .. }) if setting == "instance.url"),
+        "{:?}",
+        outcome.err()
+    );
+}

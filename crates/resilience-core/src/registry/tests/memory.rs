@@ -142,6 +142,16 @@ async fn sub_millisecond_ttl_and_bad_instances_are_rejected() {
     bad.url = "not a url".to_owned();
     let bad = registry.register(&bad, TTL).await;
     assert!(matches!(&bad, Err(Error::InvalidConfig { setting, .. }) if setting == "instance.url"));
+    let endless = registry.register(&llm("llm-1", 8001), Duration::MAX).await;
+    assert!(
+        matches!(&endless, Err(Error::InvalidConfig { setting, .. }) if setting == "registry ttl")
+    );
+    let mut colon = llm("llm-1", 8001);
+    colon.service = "llm:service".to_owned();
+    let colon = registry.register(&colon, TTL).await;
+    assert!(
+        matches!(&colon, Err(Error::InvalidConfig { setting, .. }) if setting == "instance.service")
+    );
     assert_eq!(registry.live_count(), 0);
 }
 
