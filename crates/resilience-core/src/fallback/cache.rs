@@ -76,9 +76,16 @@ struct State<Resp> {
 
 struct Learned<Resp> {
     value: Resp,
-    expires_at: Instant,
+    /// `None` when the TTL is too long to be represented: never expires.
+    expires_at: Option<Instant>,
     inserted: u64,
     used: u64,
+}
+
+impl<Resp> Learned<Resp> {
+    fn is_fresh(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 #[derive(Default)]
@@ -153,7 +160,7 @@ impl<Resp> ResponseCache<Resp> {
         let key = Arc::new(key);
         state.by_insert.insert(seq, Arc::clone(&key));
         state.by_use.insert(seq, Arc::clone(&key));
-        let expires_at = now.checked_add(self.ttl).unwrap_or(now);
+        let expires_at = now.checked_add(self.ttl);
         let entry = Learned {
             value,
             expires_at,
@@ -316,7 +323,7 @@ impl<Resp> State<Resp> {
     where
         Resp: Clone,
     {
-        let fresh = self.learned.get(key).map(|e| e.expires_at > now);
+        let fresh = self.learned.get(key).map(|e| e.is_fresh(now));
         match fresh {
             Some(true) => {
                 let seq = self.next_seq();
@@ -350,7 +357,7 @@ impl<Resp> State<Resp> {
         let mut removed = 0;
         while let Some((_, key)) = self.by_insert.first_key_value() {
             let key = Arc::clone(key);
-            if self.learned.get(&*key).is_some_and(|e| e.expires_at > now) {
+            if self.learned.get(&*key).is_some_and(|e| e.is_fresh(now)) {
                 break;
             }
             self.by_insert.pop_first();

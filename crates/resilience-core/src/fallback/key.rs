@@ -62,24 +62,30 @@ impl CacheKey {
     }
 }
 
-/// Folds case, drops every character that is neither alphanumeric nor whitespace, and
-/// collapses runs of whitespace into one space (none at either end).
+/// Folds case, treats every character that is neither alphanumeric nor an apostrophe as
+/// a word break, drops apostrophes, and collapses runs of breaks into one space (none at
+/// either end).
 ///
 /// `"What is AI?"` and `"  what is   ai "` both become `"what is ai"`; `"What's up?"`
-/// becomes `"whats up"`. Idempotent: normalising twice changes nothing.
+/// becomes `"whats up"`; `"circuit-breaker"` becomes `"circuit breaker"`. Punctuation
+/// breaks words rather than vanishing so that `"3.14"` and `"314"` stay different prompts.
+/// Idempotent: normalising twice changes nothing.
 pub fn normalise_prompt(prompt: &str) -> String {
     let mut out = String::with_capacity(prompt.len());
     let mut pending_space = false;
     for c in prompt.chars().flat_map(char::to_lowercase) {
-        if c.is_whitespace() {
-            pending_space = !out.is_empty();
-        } else if c.is_alphanumeric() {
+        if c.is_alphanumeric() {
             if pending_space {
                 out.push(' ');
                 pending_space = false;
             }
             out.push(c);
+        } else if !APOSTROPHES.contains(&c) {
+            pending_space = !out.is_empty();
         }
     }
     out
 }
+
+/// Dropped inside words rather than breaking them: "what's" and "whats" are one prompt.
+const APOSTROPHES: [char; 2] = ['\'', '\u{2019}'];

@@ -28,6 +28,15 @@ fn get_misses_before_insert_and_hits_after() {
 }
 
 #[test]
+fn a_ttl_too_long_to_represent_never_expires() {
+    let (clock, cache) = manual_cache(Duration::MAX, 10);
+    cache.insert(k("hello"), "hi".to_owned());
+    clock.advance(Duration::from_secs(10 * 365 * 24 * 3600));
+    assert_eq!(cache.get(&k("hello")).as_deref(), Some("hi"));
+    assert_eq!(cache.stats().expirations, 0);
+}
+
+#[test]
 fn learned_entry_expires_when_its_ttl_has_passed() {
     let (clock, cache) = manual_cache(MINUTE, 10);
     cache.insert(k("hello"), "hi".to_owned());

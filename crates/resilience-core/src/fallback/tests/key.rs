@@ -21,9 +21,10 @@ fn normalisation_examples() {
         ("HELLO!!!", "hello"),
         ("\tTell me\na joke.\r\n", "tell me a joke"),
         ("What's up?", "whats up"),
-        ("What is a circuit-breaker?", "what is a circuitbreaker"),
+        ("What is a circuit-breaker?", "what is a circuit breaker"),
+        ("It’s 3.14, not 314", "its 3 14 not 314"),
         ("Wie geht's, Müller?", "wie gehts müller"),
-        ("Version 2.0 ?", "version 20"),
+        ("Version 2.0 ?", "version 2 0"),
         ("", ""),
         (" ?! ... ", ""),
     ];
