@@ -1,0 +1,19 @@
+//! Wire types shared by every binary, so that one definition is parsed everywhere.
+//!
+//! - [`generate`]: the lab's `POST /generate` request and llm-service's flat answer.
+//! - [`openai`]: OpenAI chat completions (request, answer, stream chunks), models, errors.
+//! - [`fault`]: llm-service's fault-injection API (`/chaos/faults`).
+//! - [`health`]: llm-service's `/health` body.
+//! - [`error`]: the 4xx body for invalid input on the lab's endpoints, naming the field.
+//!
+//! Types that carry OpenAI request bodies keep the fields they do not know (`extra`), so a
+//! gateway forwards them unchanged.
+
+mod checks;
+pub mod error;
+pub mod fault;
+pub mod generate;
+pub mod health;
+pub mod openai;
+
+pub use error::{ErrorBody, FieldError};
