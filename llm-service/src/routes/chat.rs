@@ -1,0 +1,123 @@
+//! `POST /v1/chat/completions` (whole answers and server-sent events) and `GET /v1/models`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use llm_api::openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Model, ModelList, Usage,
+};
+use serde_json::Map;
+
+use super::input::{BadInput, JsonBody};
+use super::simulate::before_answer;
+use super::stream;
+use crate::serve::ConnectionControl;
+use crate::sim::count_tokens;
+use crate::state::AppState;
+
+/// Metrics label of this endpoint.
+pub(crate) const ENDPOINT: &str = "chat_completions";
+
+/// Answers a chat completion; any `model` is accepted and the answer names `MODEL_NAME`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    control: Option<axum::Extension<ConnectionControl>>,
+    body: Result<JsonBody<ChatCompletionRequest>, BadInput>,
+) -> Response {
+    let started = Instant::now();
+    let JsonBody(request) = match body {
+        Ok(body) => body,
+        Err(bad) => return observed(&state, started, bad.openai()),
+    };
+    if let Err(error) = request.validate(state.config.max_tokens) {
+        return observed(&state, started, BadInput::invalid(error).openai());
+    }
+    let in_flight = state.enter();
+    let faults = state.faults.for_request(request.stream);
+    if let Some(response) = before_answer(&state, &faults, control.as_deref()).await {
+        return observed(&state, started, response);
+    }
+    let budget = request
+        .requested_tokens()
+        .unwrap_or(llm_api::generate::DEFAULT_MAX_TOKENS.min(state.config.max_tokens));
+    let prompt = request.last_user_text();
+    let generation = state.sim.generate(&prompt, budget);
+    state.metrics.add_tokens(generation.len());
+    let prompt_tokens = request
+        .messages
+        .iter()
+        .map(|m| count_tokens(&m.text()))
+        .fold(0u32, u32::saturating_add);
+    let usage = Usage::new(prompt_tokens, generation.len());
+    let id = completion_id();
+    if request.stream {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        // The stream owns the in-flight guard and records its metrics when it ends.
+        return stream::respond(stream::StreamPlan {
+            state: state.clone(),
+            id,
+            generation,
+            usage: include_usage.then_some(usage),
+            faults: faults.stream,
+            started,
+            in_flight,
+        });
+    }
+    let completion = ChatCompletion {
+        id,
+        object: "chat.completion".to_owned(),
+        created: unix_seconds(),
+        model: state.config.model_name.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".to_owned(),
+                content: Some(generation.text()),
+                extra: Map::new(),
+            },
+            finish_reason: Some(generation.finish_reason.to_owned()),
+            logprobs: None,
+        }],
+        usage: Some(usage),
+        system_fingerprint: Some(format!("sim-{}", state.config.service_version)),
+    };
+    observed(&state, started, Json(completion).into_response())
+}
+
+/// Lists the one model this instance plays.
+pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list".to_owned(),
+        data: vec![Model {
+            id: state.config.model_name.clone(),
+            object: "model".to_owned(),
+            created: unix_seconds().saturating_sub(state.started.elapsed().as_secs()),
+            owned_by: "llm-service".to_owned(),
+        }],
+    })
+}
+
+fn observed(state: &AppState, started: Instant, response: Response) -> Response {
+    state
+        .metrics
+        .observe(ENDPOINT, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `chatcmpl-` and a random suffix.
+pub(crate) fn completion_id() -> String {
+    format!("chatcmpl-{:016x}", rand::random::<u64>())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,175 @@
+//! Streaming a chat completion as server-sent events, faults included.
+//!
+//! A role chunk, one chunk per token every `SIM_TOKEN_INTERVAL_MS`, a final chunk with
+//! `finish_reason`, an optional usage chunk, then `data: [DONE]`. Stream faults bend this:
+//! a slow first token, a stall, a malformed event, no `[DONE]`, or a cut (the body ends
+//! with an error, so the connection closes without the final chunk).
+
+use std::time::{Duration, Instant};
+
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use llm_api::openai::{ChatCompletionChunk, ChunkChoice, DONE, Delta, Usage};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::chat::{ENDPOINT, unix_seconds};
+use crate::faults::StreamFaults;
+use crate::sim::Generation;
+use crate::state::{AppState, InFlightGuard};
+
+/// Everything a stream needs; the stream owns it until it ends.
+pub struct StreamPlan {
+    /// For metrics and the token interval.
+    pub state: AppState,
+    /// The completion id, on every chunk.
+    pub id: String,
+    /// What to send.
+    pub generation: Generation,
+    /// Sent as a last chunk when the client asked for it.
+    pub usage: Option<Usage>,
+    /// How to misbehave.
+    pub faults: StreamFaults,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Counts the stream as in flight until it ends.
+    pub in_flight: InFlightGuard,
+}
+
+/// Why a stream was cut on purpose.
+#[derive(Debug, thiserror::Error)]
+#[error("stream cut by an injected fault")]
+pub struct StreamCut;
+
+type Item = Result<Event, StreamCut>;
+
+/// The SSE response; the events are produced by a task that stops if the client leaves.
+pub fn respond(plan: StreamPlan) -> Response {
+    let (tx, rx) = mpsc::channel::<Item>(16);
+    tokio::spawn(produce(plan, tx));
+    Sse::new(ReceiverStream::new(rx)).into_response()
+}
+
+async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
+    let StreamPlan {
+        state,
+        id,
+        generation,
+        usage,
+        faults,
+        started,
+        in_flight,
+    } = plan;
+    let model = state.config.model_name.clone();
+    let created = unix_seconds();
+    let chunk = |delta: Delta, finish: Option<&str>, usage: Option<Usage>| {
+        let choices = if usage.is_some() && finish.is_none() && delta == Delta::default() {
+            Vec::new()
+        } else {
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish.map(str::to_owned),
+                logprobs: None,
+            }]
+        };
+        let chunk = ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".to_owned(),
+            created,
+            model: model.clone(),
+            choices,
+            usage,
+        };
+        Event::default()
+            .json_data(&chunk)
+            .unwrap_or_else(|_| Event::default().data("{}"))
+    };
+    let interval = state.sim.token_interval();
+    let status = 'send: {
+        let role = Delta {
+            role: Some("assistant".to_owned()),
+            content: Some(String::new()),
+        };
+        if tx.send(Ok(chunk(role, None, None))).await.is_err() {
+            break 'send 499;
+        }
+        if let Some(delay) = faults.slow_first_token {
+            tokio::time::sleep(delay).await;
+        }
+        for (sent, token) in (0u32..).zip(generation.tokens.iter()) {
+            if faults.cut_after == Some(sent) {
+                tracing::warn!(after_tokens = sent, "fault: cutting the stream");
+                cut(&tx).await;
+                break 'send 200;
+            }
+            if faults.malformed_after == Some(sent) {
+                tracing::warn!(after_tokens = sent, "fault: sending a malformed event");
+                if tx
+                    .send(Ok(Event::default().data("{\"choices\": [{\"delta\": ")))
+                    .await
+                    .is_err()
+                {
+                    break 'send 499;
+                }
+            }
+            if let Some((after, pause)) = faults.stall
+                && after == sent
+            {
+                tracing::warn!(after_tokens = sent, "fault: stalling the stream");
+                tokio::time::sleep(pause).await;
+            }
+            if sent > 0 && !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
+            let delta = Delta {
+                role: None,
+                content: Some(token.clone()),
+            };
+            if tx.send(Ok(chunk(delta, None, None))).await.is_err() {
+                break 'send 499;
+            }
+        }
+        let total = generation.len();
+        if faults.cut_after.is_some_and(|n| n >= total) {
+            cut(&tx).await;
+            break 'send 200;
+        }
+        let last = chunk(Delta::default(), Some(generation.finish_reason), None);
+        if tx.send(Ok(last)).await.is_err() {
+            break 'send 499;
+        }
+        if let Some(usage) = usage
+            && tx
+                .send(Ok(chunk(Delta::default(), None, Some(usage))))
+                .await
+                .is_err()
+        {
+            break 'send 499;
+        }
+        if faults.no_done {
+            tracing::warn!("fault: ending the stream without [DONE]");
+        } else if tx.send(Ok(Event::default().data(DONE))).await.is_err() {
+            break 'send 499;
+        }
+        200
+    };
+    state.metrics.observe(ENDPOINT, status, started.elapsed());
+    drop(in_flight);
+}
+
+/// Ends the body with an error, which makes hyper drop the connection, but only once the
+/// chunks already sent reached the socket: hyper flushes when the body has nothing more to
+/// give, and drops its unflushed buffer on an error, so cutting at once would lose them.
+async fn cut(tx: &mpsc::Sender<Item>) {
+    let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
+    while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The body was just polled empty; give the connection a moment to flush.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = tx.send(Err(StreamCut)).await;
+}
+
+/// The longest wait for the client to take the chunks before a cut.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
