@@ -4,13 +4,14 @@
 //! heartbeats every interval; when a heartbeat answers that the entry is gone (Redis restarted,
 //! or this process stalled past the TTL) it registers again. Failures are logged and recorded
 //! for `/health`, never fatal: losing the registry degrades a service, it does not stop it.
+//! After a failure it retries with exponential backoff (from 200 ms, capped at the
+//! heartbeat interval), so a registry that comes back is rejoined quickly without a storm.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 
 use super::{Instance, ServiceRegistry, ttl_millis};
 use crate::error::{Error, Result};
@@ -170,16 +171,17 @@ impl Drop for Registration {
 
 impl Heartbeater {
     async fn run(self, interval: Duration, mut stop: oneshot::Receiver<()>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut need_register = true;
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                _ = ticker.tick() => {}
+                () = tokio::time::sleep(wait) => {}
             }
             need_register = self.round(need_register).await;
+            let failures = self.status.borrow().consecutive_failures;
+            wait = next_wait(interval, failures, rand::random::<f64>());
         }
         self.status.send_modify(|s| s.registered = false);
     }
@@ -249,6 +251,27 @@ impl Heartbeater {
                 })
             })
     }
+}
+
+/// The first retry after a failure comes after about this long; retries then back off
+/// exponentially up to the heartbeat interval.
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// The wait before the next round: the interval after a success; after `failures` failures
+/// in a row, an exponential backoff from [`FIRST_RETRY_DELAY`] capped at the interval, with
+/// "equal jitter" (half fixed, half drawn by `unit` in [0, 1)) so that instances that lost
+/// the registry together do not all come back in the same millisecond.
+pub(crate) fn next_wait(interval: Duration, failures: u32, unit: f64) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    let policy = crate::retry::RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: FIRST_RETRY_DELAY.min(interval),
+        max_delay: interval,
+    };
+    let ceiling = policy.ceiling(failures - 1);
+    ceiling / 2 + policy.backoff_at(failures - 1, unit) / 2
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,7 +37,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use self::heartbeat::{Registration, RegistrationStatus};
+pub use self::heartbeat::{FIRST_RETRY_DELAY, Registration, RegistrationStatus};
 pub use self::instance::{DEFAULT_TIER, Instance, InstanceSource, normalize_base_url};
 pub use self::memory::MemoryRegistry;
 pub use self::redis::{DEFAULT_OP_TIMEOUT, ENV_REDIS_URL, RedisRegistry};

@@ -196,3 +196,56 @@ async fn a_bad_instance_is_refused_up_front_not_retried_forever() {
         outcome.err()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failure_it_retries_sooner_than_the_interval_backing_off() {
+    let flaky = FlakyRegistry::new(memory());
+    flaky.set(Mode::Failing);
+    let registration =
+        Registration::spawn(flaky.clone(), llm("llm-1", 8001), TTL, INTERVAL).unwrap();
+    registration.first_attempt().await;
+    // Retries after ~0.1–0.2 s, ~0.2–0.4 s, ~0.4–0.8 s: at least three within one interval.
+    sleep(INTERVAL).await;
+    let attempts = registration.status().attempts;
+    assert!(
+        (3..=5).contains(&attempts),
+        "{attempts} attempts in one interval"
+    );
+    // Then the backoff reaches the interval: one retry every half to whole interval.
+    sleep(INTERVAL * 10).await;
+    let more = registration.status().attempts - attempts;
+    assert!(
+        (9..=21).contains(&more),
+        "{more} more attempts in 10 intervals"
+    );
+    // Recovery is quick: the next retry comes within an interval.
+    flaky.set(Mode::Healthy);
+    sleep(INTERVAL + Duration::from_millis(10)).await;
+    assert!(registration.is_registered());
+}
+
+#[test]
+fn the_retry_wait_grows_from_200_ms_to_the_interval() {
+    use crate::registry::heartbeat::next_wait;
+    let interval = Duration::from_secs(5);
+    assert_eq!(
+        next_wait(interval, 0, 0.7),
+        interval,
+        "healthy: the heartbeat interval"
+    );
+    assert_eq!(next_wait(interval, 1, 0.0), Duration::from_millis(100));
+    assert_eq!(next_wait(interval, 1, 1.0), Duration::from_millis(200));
+    assert_eq!(next_wait(interval, 3, 1.0), Duration::from_millis(800));
+    assert_eq!(
+        next_wait(interval, 30, 1.0),
+        interval,
+        "capped at the interval"
+    );
+    assert!(next_wait(interval, 30, 0.0) >= interval / 2);
+    let short = Duration::from_millis(100);
+    assert_eq!(
+        next_wait(short, 1, 1.0),
+        short,
+        "never longer than a short interval"
+    );
+}
