@@ -98,6 +98,27 @@ fn default_rate() -> f64 {
     1.0
 }
 
+/// The longest delay any fault may ask for, in milliseconds: a day.
+pub const MAX_DELAY_MS: u64 = 86_400_000;
+
+/// Fields every fault takes.
+pub const COMMON_FIELDS: [&str; 4] = ["kind", "rate", "duration_s", "count"];
+
+/// The fields a fault of `kind` takes besides [`COMMON_FIELDS`]; `None` for an unknown kind.
+pub fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "latency" => &["ms", "min_ms", "max_ms"],
+        "error" => &["status", "code", "message", "retry_after_s"],
+        "hang" | "reset" | "malformed" | "unhealthy" | "no_done" => &[],
+        "slow_first_token" => &["ms"],
+        "stream_cut" | "stream_malformed" => &["after_tokens"],
+        "stream_stall" => &["after_tokens", "ms"],
+        "cpu_burn" => &["threads"],
+        "memory" => &["mb"],
+        _ => return None,
+    })
+}
+
 /// The most threads a CPU fault may spin, and the most MiB a memory fault may hold.
 pub const MAX_BURN_THREADS: u32 = 64;
 /// See [`MAX_BURN_THREADS`].
@@ -174,6 +195,28 @@ impl FaultSpec {
         }
         if self.count == Some(0) {
             return Err(FieldError::new("count", "must be at least 1"));
+        }
+        let delays: [(&str, Option<u64>); 3] = match &self.kind {
+            FaultKind::Latency { ms, min_ms, max_ms } => {
+                [("ms", *ms), ("min_ms", *min_ms), ("max_ms", *max_ms)]
+            }
+            FaultKind::SlowFirstToken { ms } | FaultKind::StreamStall { ms, .. } => {
+                [("ms", Some(*ms)), ("ms", None), ("ms", None)]
+            }
+            FaultKind::Error { retry_after_s, .. } => [
+                (
+                    "retry_after_s",
+                    retry_after_s.map(|s| s.saturating_mul(1000)),
+                ),
+                ("ms", None),
+                ("ms", None),
+            ],
+            _ => [("ms", None), ("ms", None), ("ms", None)],
+        };
+        for (field, ms) in delays {
+            if ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
+                return Err(FieldError::new(field, "must be at most a day"));
+            }
         }
         match &self.kind {
             FaultKind::Latency { ms, min_ms, max_ms } => match (ms, min_ms, max_ms) {
@@ -265,6 +308,32 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_has_its_fields_listed() {
+        for kind in [
+            "latency",
+            "error",
+            "hang",
+            "reset",
+            "malformed",
+            "unhealthy",
+            "slow_first_token",
+            "stream_cut",
+            "stream_stall",
+            "stream_malformed",
+            "no_done",
+            "cpu_burn",
+            "memory",
+        ] {
+            assert!(kind_fields(kind).is_some(), "{kind}");
+        }
+        assert_eq!(
+            kind_fields("stream_stall"),
+            Some(&["after_tokens", "ms"][..])
+        );
+        assert_eq!(kind_fields("teleport"), None);
+    }
+
+    #[test]
     fn every_kind_round_trips() {
         for body in [
             r#"{"kind":"latency","ms":5}"#,
@@ -304,6 +373,16 @@ mod tests {
             (r#"{"kind":"cpu_burn","threads":0}"#, "threads"),
             (r#"{"kind":"memory","mb":0}"#, "mb"),
             (r#"{"kind":"unhealthy","count":3}"#, "count"),
+            (r#"{"kind":"latency","ms":86400001}"#, "ms"),
+            (
+                r#"{"kind":"latency","min_ms":1,"max_ms":86400001}"#,
+                "max_ms",
+            ),
+            (
+                r#"{"kind":"stream_stall","after_tokens":1,"ms":99999999999}"#,
+                "ms",
+            ),
+            (r#"{"kind":"error","retry_after_s":86401}"#, "retry_after_s"),
         ];
         for (body, field) in cases {
             let spec: FaultSpec = serde_json::from_str(body).unwrap();

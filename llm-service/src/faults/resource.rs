@@ -115,6 +115,20 @@ fn spin(stop: &AtomicBool) {
     black_box(x);
 }
 
+/// `MemAvailable` from `/proc/meminfo`, in bytes; `None` where there is no such file.
+fn available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 /// `mb` MiB, every page written so the memory is resident, not just reserved.
 #[derive(Debug)]
 pub(crate) struct HeldMemory {
@@ -129,6 +143,22 @@ impl HeldMemory {
             .ok()
             .and_then(|mb| mb.checked_mul(MIB))
             .ok_or_else(too_big)?;
+        // Linux overcommits: a reservation "succeeds" and the page writes then summon the
+        // OOM killer, for this process or a neighbour. Refuse more than half of what the
+        // machine has available, counting what other memory faults already hold.
+        if let Some(available) = available_bytes() {
+            let held = counters.held_bytes.load(Ordering::SeqCst);
+            let allowed = (available / 2).saturating_sub(held);
+            if len as u64 > allowed {
+                return Err(FieldError::new(
+                    "mb",
+                    format!(
+                        "{mb} MiB is more than half of the memory available ({} MiB may be held)",
+                        allowed / MIB as u64
+                    ),
+                ));
+            }
+        }
         let mut bytes = Vec::new();
         bytes
             .try_reserve_exact(len)

@@ -32,6 +32,9 @@ pub struct FaultSet {
     counters: Arc<ResourceCounters>,
 }
 
+/// The most faults active at once.
+pub const MAX_FAULTS: usize = 256;
+
 impl FaultSet {
     /// No faults.
     pub fn new() -> Arc<Self> {
@@ -44,10 +47,18 @@ impl FaultSet {
     /// resource that cannot start (no thread, no memory) also fails, naming its field.
     pub fn add(&self, spec: FaultSpec) -> Result<FaultView, FieldError> {
         spec.validate()?;
+        if self.len.load(Ordering::Acquire) >= MAX_FAULTS {
+            return Err(FieldError::new(
+                "kind",
+                format!("{MAX_FAULTS} faults are active already; delete some first"),
+            ));
+        }
+        let resource = Resource::start(&spec.kind, &self.counters)?;
+        // Read after the resource started: a slow allocation must not eat its own duration.
         let now = Instant::now();
         let id = format!("f-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let mut entry = Entry::new(id, spec, now)?;
-        entry._resource = Resource::start(&entry.spec.kind, &self.counters)?;
+        entry._resource = resource;
         let view = entry.view(now);
         tracing::warn!(
             fault_id = %view.id,

@@ -22,7 +22,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use llm_api::fault::{FaultKind, FaultList, FaultSpec};
+use llm_api::fault::{COMMON_FIELDS, FaultKind, FaultList, FaultSpec, kind_fields};
 use llm_api::{ErrorBody, FieldError};
 use rand::RngExt;
 use serde_json::{Value, json};
@@ -246,6 +246,18 @@ fn parse_spec(body: &[u8]) -> Result<FaultSpec, BadBody> {
     // serde takes a number as a variant index (`"kind": 5` would be `unhealthy`).
     if value.get("kind").is_some_and(|kind| !kind.is_string()) {
         let e = FieldError::new("kind", "must be a string such as `error` or `latency`");
+        return Err(BadBody::Invalid(e));
+    }
+    // serde ignores fields a kind does not take: a typo (`duration` for `duration_s`) would
+    // silently make a permanent fault.
+    if let (Some(kind), Some(fields)) =
+        (value.get("kind").and_then(Value::as_str), value.as_object())
+        && let Some(allowed) = kind_fields(kind)
+        && let Some(stray) = fields
+            .keys()
+            .find(|key| !COMMON_FIELDS.contains(&key.as_str()) && !allowed.contains(&key.as_str()))
+    {
+        let e = FieldError::new(stray.clone(), format!("is not a field of a `{kind}` fault"));
         return Err(BadBody::Invalid(e));
     }
     serde_json::from_value::<FaultSpec>(value.clone()).map_err(|e| {

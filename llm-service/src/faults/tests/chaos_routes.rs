@@ -87,6 +87,18 @@ async fn a_bad_body_is_refused_naming_the_field() {
             "body",
         ),
         (
+            r#"{"kind":"error","status":503,"duration":5}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "duration",
+        ),
+        (
+            r#"{"kind":"hang","ms":500}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "ms",
+        ),
+        (
             r#"{"kind":"teleport"}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_error",

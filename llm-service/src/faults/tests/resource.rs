@@ -99,3 +99,16 @@ async fn an_expired_memory_fault_is_freed_on_the_next_access() {
     assert!(set.for_request(false).is_empty());
     assert_eq!(set.held_memory_bytes(), 0);
 }
+
+#[test]
+fn a_memory_fault_larger_than_half_the_available_memory_is_refused() {
+    let set = FaultSet::new();
+    // 64 GiB: more than half of what this machine (or any CI runner here) has available.
+    let refused = set
+        .add(spec(r#"{"kind":"memory","mb":65536}"#))
+        .unwrap_err();
+    assert_eq!(refused.field, "mb");
+    assert!(refused.message.contains("half"), "{}", refused.message);
+    assert_eq!(set.held_memory_bytes(), 0);
+    assert!(set.list().is_empty());
+}
