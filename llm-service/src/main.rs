@@ -38,33 +38,36 @@ fn main() -> ExitCode {
 }
 
 async fn start(config: Config) -> anyhow::Result<()> {
+    // Listen for signals before anything else starts, so a SIGTERM that comes early still
+    // deregisters and drains instead of killing the process outright.
+    let shutdown = shutdown_signal();
     let addr = SocketAddr::new(config.host, config.port);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT/HOST): {e}"))?;
-    llm_service::run(config, listener, shutdown_signal()).await
+    llm_service::run(config, listener, shutdown).await
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C); the handlers are installed when
+/// this is called, not when the future is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        match terminate {
             Ok(mut terminate) => {
                 tokio::select! {
                     _ = interrupt => {}
                     _ = terminate.recv() => {}
                 }
+                return;
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the service");
-                let _ = interrupt.await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = interrupt.await;
     }
 }

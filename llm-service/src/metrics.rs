@@ -22,6 +22,7 @@ pub struct Metrics {
     active_faults: IntGaugeVec,
     tokens: IntCounter,
     recent_ms: Mutex<VecDeque<u64>>,
+    rendering: Mutex<()>,
 }
 
 impl Metrics {
@@ -64,6 +65,7 @@ impl Metrics {
             active_faults,
             tokens,
             recent_ms: Mutex::new(VecDeque::with_capacity(RECENT)),
+            rendering: Mutex::new(()),
         })
     }
 
@@ -104,12 +106,19 @@ impl Metrics {
 
     /// Prometheus text exposition, with the active faults gauge set from `active_kinds`.
     pub fn render(&self, active_kinds: &[String]) -> Result<String, prometheus::Error> {
-        self.active_faults.reset();
-        for kind in active_kinds {
-            self.active_faults.with_label_values(&[kind]).inc();
-        }
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        {
+            // Two scrapes at once must not interleave their reset and increments.
+            let _rendering = self
+                .rendering
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.active_faults.reset();
+            for kind in active_kinds {
+                self.active_faults.with_label_values(&[kind]).inc();
+            }
+            TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        }
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 }

@@ -114,6 +114,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Tokens go out one small write at a time: Nagle would hold them back.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
         let control = ConnectionControl::default();
         let io = TokioIo::new(ResettableStream {
             inner: stream,

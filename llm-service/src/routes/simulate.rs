@@ -32,7 +32,10 @@ pub async fn before_answer(
         tracing::warn!("fault: hanging the request");
         std::future::pending::<()>().await;
     }
-    let delay = state.sim.latency() + faults.latency.unwrap_or(Duration::ZERO);
+    let delay = state
+        .sim
+        .latency()
+        .saturating_add(faults.latency.unwrap_or(Duration::ZERO));
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

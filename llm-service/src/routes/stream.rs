@@ -94,33 +94,40 @@ async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
         if tx.send(Ok(chunk(role, None, None))).await.is_err() {
             break 'send 499;
         }
-        if let Some(delay) = faults.slow_first_token {
-            tokio::time::sleep(delay).await;
+        if let Some(delay) = faults.slow_first_token
+            && !pause(&tx, delay).await
+        {
+            break 'send 499;
         }
-        for (sent, token) in (0u32..).zip(generation.tokens.iter()) {
-            if faults.cut_after == Some(sent) {
+        let total = generation.len();
+        // Positions 0..=total: a fault set at or past the end plays before the final chunk.
+        for sent in 0..=total {
+            let here = |after: u32| after == sent || (sent == total && after > total);
+            if faults.cut_after.is_some_and(here) {
                 tracing::warn!(after_tokens = sent, "fault: cutting the stream");
                 cut(&tx).await;
                 break 'send 200;
             }
-            if faults.malformed_after == Some(sent) {
+            if faults.malformed_after.is_some_and(here) {
                 tracing::warn!(after_tokens = sent, "fault: sending a malformed event");
-                if tx
-                    .send(Ok(Event::default().data("{\"choices\": [{\"delta\": ")))
-                    .await
-                    .is_err()
-                {
+                let bad = Event::default().data("{\"choices\": [{\"delta\": ");
+                if tx.send(Ok(bad)).await.is_err() {
                     break 'send 499;
                 }
             }
-            if let Some((after, pause)) = faults.stall
-                && after == sent
+            if let Some((after, stall)) = faults.stall
+                && here(after)
             {
                 tracing::warn!(after_tokens = sent, "fault: stalling the stream");
-                tokio::time::sleep(pause).await;
+                if !pause(&tx, stall).await {
+                    break 'send 499;
+                }
             }
-            if sent > 0 && !interval.is_zero() {
-                tokio::time::sleep(interval).await;
+            let Some(token) = generation.tokens.get(sent as usize) else {
+                break;
+            };
+            if sent > 0 && !interval.is_zero() && !pause(&tx, interval).await {
+                break 'send 499;
             }
             let delta = Delta {
                 role: None,
@@ -129,11 +136,6 @@ async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
             if tx.send(Ok(chunk(delta, None, None))).await.is_err() {
                 break 'send 499;
             }
-        }
-        let total = generation.len();
-        if faults.cut_after.is_some_and(|n| n >= total) {
-            cut(&tx).await;
-            break 'send 200;
         }
         let last = chunk(Delta::default(), Some(generation.finish_reason), None);
         if tx.send(Ok(last)).await.is_err() {
@@ -158,18 +160,32 @@ async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
     drop(in_flight);
 }
 
+/// Waits `duration`, or less if the client goes away; false when it went away.
+async fn pause(tx: &mpsc::Sender<Item>, duration: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = tx.closed() => false,
+    }
+}
+
 /// Ends the body with an error, which makes hyper drop the connection, but only once the
-/// chunks already sent reached the socket: hyper flushes when the body has nothing more to
-/// give, and drops its unflushed buffer on an error, so cutting at once would lose them.
+/// chunks already sent left hyper's buffer: hyper flushes when the body has nothing more to
+/// give and throws its unflushed buffer away on an error, so cutting at once would lose
+/// them. Waiting for the channel to drain, then a moment with the body idle, lets it flush.
 async fn cut(tx: &mpsc::Sender<Item>) {
     let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
     while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        if !pause(tx, Duration::from_millis(1)).await {
+            return;
+        }
     }
-    // The body was just polled empty; give the connection a moment to flush.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let _ = tx.send(Err(StreamCut)).await;
+    if pause(tx, IDLE_BEFORE_CUT).await {
+        let _ = tx.send(Err(StreamCut)).await;
+    }
 }
 
 /// The longest wait for the client to take the chunks before a cut.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the body stays idle before a cut, for hyper to flush what it holds.
+const IDLE_BEFORE_CUT: Duration = Duration::from_millis(100);
