@@ -32,13 +32,28 @@ async fn generate_answers_the_lab_contract_flat() {
 }
 
 #[tokio::test]
-async fn the_same_seed_and_prompt_give_the_same_text() {
-    let llm = LlmService::builder().env("SIM_SEED", 7).start().await;
-    let ask = || llm.post_json("/generate", json!({"prompt": "Tell me about retries"}));
-    let a: GenerateResponse = ask().await.json().await.unwrap();
-    let b: GenerateResponse = ask().await.json().await.unwrap();
-    assert_eq!(a.response, b.response);
-    assert!(a.tokens_used <= 150, "the lab's default budget");
+async fn the_same_seed_and_prompt_give_the_same_text_in_any_process() {
+    let first = LlmService::builder().env("SIM_SEED", 7).start().await;
+    let second = LlmService::builder().env("SIM_SEED", 7).start().await;
+    let other = LlmService::builder().env("SIM_SEED", 8).start().await;
+    let body = json!({"prompt": "Tell me about retries"});
+    let mut answers = Vec::new();
+    for llm in [&first, &first, &second, &other] {
+        let answer: GenerateResponse = llm
+            .post_json("/generate", body.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(answer.tokens_used <= 150, "the lab's default budget");
+        answers.push(answer.response);
+    }
+    assert_eq!(answers[0], answers[1], "twice in one process");
+    assert_eq!(
+        answers[0], answers[2],
+        "in another process with the same seed"
+    );
+    assert_ne!(answers[0], answers[3], "another seed, another text");
 }
 
 #[tokio::test]

@@ -16,24 +16,24 @@ async fn redis() -> redis::aio::MultiplexedConnection {
 }
 
 #[tokio::test]
-async fn registers_with_a_ttl_heartbeats_and_deregisters_on_sigterm() {
+async fn registers_with_a_ttl_heartbeats_and_deregisters_on_sigterm_before_draining() {
     let mut llm = LlmService::builder()
-        .redis(900)
+        .redis(3000)
         .env("MODEL_NAME", "gpt-4-simulation")
         .env("SERVICE_TIER", "secondary")
         .start()
         .await;
     let key = format!("service:llm-service:{}", llm.service_id);
     let mut con = redis().await;
-    let appeared = eventually(Duration::from_secs(1), || {
+    let exists = |con: &redis::aio::MultiplexedConnection| {
         let mut con = con.clone();
         let key = key.clone();
         async move { con.exists::<_, bool>(&key).await.unwrap() }
-    })
-    .await;
+    };
+    let appeared = eventually(Duration::from_secs(1), || exists(&con)).await;
     assert!(appeared, "the entry appears within 1 s of listening");
     let pttl: i64 = con.pttl(&key).await.unwrap();
-    assert!(pttl > 0 && pttl <= 900, "pttl {pttl}");
+    assert!(pttl > 0 && pttl <= 3000, "pttl {pttl}");
     let entry: String = con.get(&key).await.unwrap();
     let entry: serde_json::Value = serde_json::from_str(&entry).unwrap();
     assert_eq!(entry["url"], llm.url);
@@ -43,22 +43,40 @@ async fn registers_with_a_ttl_heartbeats_and_deregisters_on_sigterm() {
     let indexed: Vec<String> = con.zrange("services:llm-service", 0, -1).await.unwrap();
     assert!(indexed.contains(&llm.service_id));
 
-    // Three TTLs later the heartbeats have kept it alive.
-    tokio::time::sleep(Duration::from_millis(2700)).await;
-    assert!(
-        con.exists::<_, bool>(&key).await.unwrap(),
-        "refreshed by heartbeats"
-    );
+    // Past its first TTL, the heartbeats have kept it alive.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(exists(&con).await, "refreshed by heartbeats");
     let (_, health) = llm.get_json("/health").await;
     assert_eq!(health["registration"]["registered"], true);
 
+    // SIGTERM while a slow request is in flight: the entry goes first, the request still
+    // finishes, then the process exits.
+    llm.add_fault(json!({"kind": "latency", "ms": 1500, "count": 1}))
+        .await;
+    let url = format!("{}/generate", llm.url);
+    let client = llm.client.clone();
+    let pending = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({"prompt": "slow"}))
+            .send()
+            .await
+    });
+    let in_flight = eventually(Duration::from_secs(1), || async {
+        llm.get_json("/health").await.1["in_flight"] == 1
+    })
+    .await;
+    assert!(in_flight);
     llm.terminate().await;
+    let gone = eventually(Duration::from_secs(1), || async { !exists(&con).await }).await;
+    assert!(gone, "deleted on SIGTERM");
+    assert!(
+        !pending.is_finished(),
+        "deleted before the drain finished the request"
+    );
+    assert_eq!(pending.await.unwrap().unwrap().status(), 200);
     let status = llm.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
-    assert!(
-        !con.exists::<_, bool>(&key).await.unwrap(),
-        "deleted on SIGTERM"
-    );
     let indexed: Vec<String> = con.zrange("services:llm-service", 0, -1).await.unwrap();
     assert!(!indexed.contains(&llm.service_id));
 }

@@ -54,11 +54,11 @@ async fn cpu_burn_spins_a_thread_until_it_expires() {
     llm.add_fault(json!({"kind": "cpu_burn", "threads": 1, "duration_s": 3}))
         .await;
     let burning_from = cpu_ticks(pid);
-    assert!(
-        thread_names(pid).iter().any(|n| n == "cpu-burn-0"),
-        "{:?}",
-        thread_names(pid)
-    );
+    let named = eventually(Duration::from_secs(2), || async {
+        thread_names(pid).iter().any(|n| n == "cpu-burn-0")
+    })
+    .await;
+    assert!(named, "{:?}", thread_names(pid));
     // One spinning thread earns 100 ticks a second on a free core; a third of a second is
     // enough to tell it from an idle server, even on a machine busy with other tests.
     let burned = eventually(Duration::from_millis(2500), || async {
