@@ -139,8 +139,9 @@ impl FaultSet {
 
     /// Draws what the active faults do to one request, oldest fault first. Request faults
     /// (latency, error, hang, reset, malformed) apply to every request, stream faults only
-    /// when `streaming`. Each applicable fault hits with probability `rate`; a hit counts in
-    /// `hits` and uses one of its `count`, and a fault whose count reaches 0 is removed.
+    /// when `streaming`. Each applicable fault hits with probability `rate` (a hit counts in
+    /// `hits`); `count` is the number of applicable requests the fault covers, hit or not
+    /// ("the first N requests only"), and a fault whose count reaches 0 is removed.
     /// Latencies add up; the oldest error that hits is the answer.
     pub fn for_request(&self, streaming: bool) -> RequestFaults {
         let mut faults = RequestFaults::default();
@@ -154,11 +155,13 @@ impl FaultSet {
             let mut rng = rand::rng();
             let used_up: Vec<Entry> = entries
                 .extract_if(.., |e| {
-                    if !e.scope.covers(streaming) || !hits(e.spec.rate, &mut rng) {
+                    if !e.scope.covers(streaming) {
                         return false;
                     }
-                    e.hits += 1;
-                    faults.apply(&e.spec.kind);
+                    if hits(e.spec.rate, &mut rng) {
+                        e.hits += 1;
+                        faults.apply(&e.spec.kind);
+                    }
                     match e.remaining.as_mut() {
                         Some(left) => {
                             *left = left.saturating_sub(1);

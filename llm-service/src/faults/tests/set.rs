@@ -146,6 +146,17 @@ fn a_count_is_used_exactly_then_the_fault_leaves() {
 }
 
 #[test]
+fn a_count_covers_the_next_requests_whether_or_not_the_rate_hits() {
+    let set = with(r#"{"kind":"error","status":503,"rate":0.5,"count":40}"#);
+    let failed = (0..40)
+        .filter(|_| set.for_request(false).error.is_some())
+        .count();
+    assert!(set.list().is_empty(), "gone after 40 requests, not 40 hits");
+    assert!((8..=32).contains(&failed), "{failed} of 40 at 50 %");
+    assert!(set.for_request(false).is_empty());
+}
+
+#[test]
 fn the_oldest_error_wins_and_latencies_add() {
     let set = FaultSet::new();
     for body in [
