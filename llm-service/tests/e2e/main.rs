@@ -7,6 +7,7 @@
 )]
 
 mod api;
+mod expiry;
 mod faults;
 mod harness;
 mod input;
