@@ -10,12 +10,12 @@ use llm_api::openai::{
 };
 use serde_json::Map;
 
-use super::input::{BadInput, JsonBody};
 use super::simulate::before_answer;
 use super::stream;
 use crate::serve::ConnectionControl;
 use crate::sim::count_tokens;
 use crate::state::AppState;
+use http_edge::{BadInput, JsonBody};
 
 /// Metrics label of this endpoint.
 pub(crate) const ENDPOINT: &str = "chat_completions";

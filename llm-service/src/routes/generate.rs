@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use llm_api::generate::{GenerateRequest, GenerateResponse};
 
-use super::input::{BadInput, JsonBody};
 use super::simulate::before_answer;
 use crate::serve::ConnectionControl;
 use crate::state::AppState;
+use http_edge::{BadInput, JsonBody};
 
 /// Metrics label of this endpoint.
 const ENDPOINT: &str = "generate";

@@ -4,7 +4,6 @@ pub mod chaos;
 pub mod chat;
 pub mod generate;
 pub mod health;
-pub mod input;
 pub mod simulate;
 pub mod stream;
 
@@ -27,7 +26,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(chaos::router())
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
         .with_state(state)
 }
 

@@ -1,0 +1,6 @@
+//! The HTTP edge the services share (axum): [`input`] reads JSON bodies so that every bad
+//! input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape.
+
+pub mod input;
+
+pub use input::{BODY_LIMIT, BadInput, JsonBody};
