@@ -1,8 +1,9 @@
 //! The discovery client of one service: static instances, an optional registry, and the
 //! published snapshot.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, watch};
@@ -26,8 +27,11 @@ pub struct DiscoveryClient {
     clock: SharedClock,
     refresh_timeout: Duration,
     current: ArcSwap<DiscoverySnapshot>,
-    /// Serializes refresh rounds so an older result never overwrites a newer one.
-    round: Mutex<()>,
+    /// How long a registry instance stays listed after the registry stopped listing it.
+    grace: Duration,
+    /// Serializes refresh rounds so an older result never overwrites a newer one; holds
+    /// when each registry instance (by id) was last listed.
+    round: Mutex<HashMap<String, (Instance, Instant)>>,
     /// The generation of the latest publication, for [`Self::wait_for_generation`].
     published: watch::Sender<u64>,
 }
@@ -52,8 +56,9 @@ impl DiscoveryClient {
             registry: None,
             clock: SystemClock::shared(),
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
+            grace: Duration::ZERO,
             current: ArcSwap::from_pointee(initial),
-            round: Mutex::new(()),
+            round: Mutex::new(HashMap::new()),
             published: watch::Sender::new(0),
         })
     }
@@ -77,6 +82,17 @@ impl DiscoveryClient {
     #[must_use]
     pub fn with_refresh_timeout(mut self, timeout: Duration) -> Self {
         self.refresh_timeout = timeout;
+        self
+    }
+
+    /// Keeps a registry instance listed for `grace` after the registry stops listing it
+    /// (default zero: the registry's word is final). A registry that restarts empty (Redis
+    /// without persistence) lists nothing until every instance's next heartbeat; with a
+    /// grace of about one registry TTL, instances that still pass their health checks keep
+    /// serving through that gap. Health checks, not the registry, take a dead one out.
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
         self
     }
 
@@ -115,7 +131,7 @@ impl DiscoveryClient {
     /// and the error is returned; the next success clears the staleness. Without a registry it
     /// republishes the static list and never fails.
     pub async fn refresh(&self) -> Result<()> {
-        let _round = self.round.lock().await;
+        let mut last_listed = self.round.lock().await;
         let previous = self.current.load_full();
         let Some(registry) = &self.registry else {
             self.publish(DiscoverySnapshot {
@@ -135,10 +151,29 @@ impl DiscoveryClient {
                 })
             });
         match listed {
-            Ok(dynamic) => {
+            Ok(mut dynamic) => {
                 if previous.stale {
                     tracing::info!(service = %self.service, "discovery refresh recovered");
                 }
+                let now = self.clock.now();
+                for instance in &dynamic {
+                    last_listed.insert(instance.id.clone(), (instance.clone(), now));
+                }
+                let grace = self.grace;
+                last_listed.retain(|_, (_, at)| {
+                    !grace.is_zero() && now.saturating_duration_since(*at) <= grace
+                });
+                let listed: HashSet<&str> = dynamic.iter().map(|i| i.id.as_str()).collect();
+                let lingering: Vec<Instance> = last_listed
+                    .values()
+                    .filter(|(instance, _)| !listed.contains(instance.id.as_str()))
+                    .map(|(instance, _)| instance.clone())
+                    .collect();
+                if !lingering.is_empty() {
+                    tracing::debug!(service = %self.service, count = lingering.len(),
+                        "keeping instances the registry no longer lists, within the grace period");
+                }
+                dynamic.extend(lingering);
                 self.publish(DiscoverySnapshot {
                     instances: merge(&self.statics, dynamic),
                     last_refresh: Some(self.clock.now()),

@@ -248,3 +248,70 @@ fn snapshot_accessors_filter_by_tier_and_measure_age() {
     assert_eq!(snapshot.age(clock.now()), Some(Duration::from_secs(3)));
     assert_eq!(DEFAULT_REFRESH_TIMEOUT, Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn with_a_grace_period_a_vanished_entry_stays_listed_for_that_long() {
+    let fx = Fixture::new(Vec::new());
+    let client = fx.client.with_grace(Duration::from_secs(10));
+    fx.flaky
+        .inner
+        .register(&registered("kept", 8001), TTL)
+        .await
+        .unwrap();
+    client.refresh().await.unwrap();
+    // The registry restarts empty: nothing listed, but the instance was seen just now.
+    fx.flaky
+        .inner
+        .deregister(LLM_SERVICE, "kept")
+        .await
+        .unwrap();
+    client.refresh().await.unwrap();
+    assert_eq!(ids(client.snapshot().instances()), ["kept"]);
+    fx.clock.advance(Duration::from_secs(10));
+    client.refresh().await.unwrap();
+    assert_eq!(
+        ids(client.snapshot().instances()),
+        ["kept"],
+        "exactly at the grace, still kept"
+    );
+    fx.clock.advance(Duration::from_millis(1));
+    client.refresh().await.unwrap();
+    assert!(client.snapshot().is_empty(), "past the grace, gone");
+}
+
+#[tokio::test]
+async fn a_re_registered_instance_restarts_its_grace() {
+    let fx = Fixture::new(Vec::new());
+    let client = fx.client.with_grace(Duration::from_secs(10));
+    fx.flaky
+        .inner
+        .register(&registered("back", 8001), TTL)
+        .await
+        .unwrap();
+    client.refresh().await.unwrap();
+    fx.flaky
+        .inner
+        .deregister(LLM_SERVICE, "back")
+        .await
+        .unwrap();
+    fx.clock.advance(Duration::from_secs(8));
+    client.refresh().await.unwrap();
+    fx.flaky
+        .inner
+        .register(&registered("back", 8001), TTL)
+        .await
+        .unwrap();
+    client.refresh().await.unwrap();
+    fx.flaky
+        .inner
+        .deregister(LLM_SERVICE, "back")
+        .await
+        .unwrap();
+    fx.clock.advance(Duration::from_secs(8));
+    client.refresh().await.unwrap();
+    assert_eq!(
+        ids(client.snapshot().instances()),
+        ["back"],
+        "seen 8 s ago, not 16"
+    );
+}
