@@ -1,0 +1,72 @@
+//! `gateway`: the single entry point in front of the LLM services.
+//!
+//! - [`config`]: the seed's environment variables and flags, plus an optional TOML file.
+//! - [`state`]: wiring (discovery, health checks, pools, breakers, fallback chain, metrics).
+//! - [`pool`]: the request path of one pool (balancing, per-try timeout, budgeted retries
+//!   on other instances, instance and pool breakers); [`upstream`]: the HTTP client.
+//! - [`routes`]: `/generate`, `/health`, `/live`, `/ready`, `/metrics`, `/admin/*`.
+//! - [`middleware`]: request ids and load shedding; [`metrics`]: Prometheus;
+//!   [`redis_cache`]: the response cache shared through Redis.
+//!
+//! [`run`] is the whole gateway on a bound listener until a shutdown future completes.
+
+pub mod config;
+pub mod metrics;
+pub mod middleware;
+pub mod pool;
+pub mod redis_cache;
+pub mod routes;
+pub mod state;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::state::Gateway;
+
+/// Runs the gateway on `listener` until `shutdown` completes; then readiness turns false,
+/// new connections are refused and in-flight requests finish (up to `DRAIN_TIMEOUT_MS`).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bound = listener.local_addr()?;
+    let drain = Duration::from_millis(config.args.drain_timeout_ms);
+    let gateway = Gateway::start(config).await?;
+    tracing::info!(
+        addr = %bound,
+        url = %format!("http://127.0.0.1:{}", bound.port()),
+        instances = gateway.discovery.snapshot().len(),
+        "listening"
+    );
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let for_signal = std::sync::Arc::clone(&gateway);
+    let signal = async move {
+        shutdown.await;
+        for_signal.accepting.store(false, Ordering::Release);
+        tracing::info!("shutting down: not ready, refusing new connections, draining");
+        let _ = draining_tx.send(());
+    };
+    let server = axum::serve(listener, routes::app(std::sync::Arc::clone(&gateway)))
+        .with_graceful_shutdown(signal);
+    let deadline = async move {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => {
+            result?;
+            tracing::info!("drained");
+        }
+        () = deadline => tracing::warn!(drain_ms = drain.as_millis(), "drain deadline passed; exiting anyway"),
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics: the seed's golden signals, breaker states, fallback use, discovery,
+//! load, and the process's CPU, memory and file descriptors. Handles are resolved per
+//! label set by the prometheus crate; gauges that mirror state are set at scrape time.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::pool::UpstreamObserver;
+use crate::upstream::UpstreamError;
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    errors: IntCounterVec,
+    upstream_attempts: IntCounterVec,
+    fallback: IntCounterVec,
+    /// Requests in flight through the gateway.
+    pub in_flight: IntGauge,
+    breaker_state: IntGaugeVec,
+    available: IntGauge,
+}
+
+impl Metrics {
+    /// Fresh metrics in their own registry, with the process collector.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "llm_requests_total",
+                "Answers the gateway gave, by answering service, model and status.",
+            ),
+            &["service", "model", "status_code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "llm_request_duration_seconds",
+                "Time to answer, fallbacks included.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+            &["service", "model", "endpoint"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "llm_errors_total",
+                "Errors, by service (an instance, or `gateway`) and type.",
+            ),
+            &["service", "error_type"],
+        )?;
+        let upstream_attempts = IntCounterVec::new(
+            Opts::new(
+                "upstream_attempts_total",
+                "Tries on LLM instances, by instance and outcome.",
+            ),
+            &["service", "outcome"],
+        )?;
+        let fallback = IntCounterVec::new(
+            Opts::new(
+                "fallback_responses_total",
+                "Answers by the tier that served them.",
+            ),
+            &["tier"],
+        )?;
+        let in_flight = IntGauge::new(
+            "in_flight_requests",
+            "Requests in flight through the gateway.",
+        )?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "circuit_breaker_state",
+                "Breaker state: 0 closed, 1 open, 2 half-open.",
+            ),
+            &["service"],
+        )?;
+        let available = IntGauge::new("available_instances", "Instances passing health checks.")?;
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(errors.clone()),
+            Box::new(upstream_attempts.clone()),
+            Box::new(fallback.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(breaker_state.clone()),
+            Box::new(available.clone()),
+        ] {
+            registry.register(collector)?;
+        }
+        // Series that exist from the start, at 0, so dashboards and alerts see them before
+        // the first error of each kind.
+        for error_type in ["validation", "overloaded", "exhausted", "rejected_upstream"] {
+            errors.with_label_values(&["gateway", error_type]);
+        }
+        for tier in ["primary", "secondary", "cache", "template"] {
+            fallback.with_label_values(&[tier]);
+        }
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            errors,
+            upstream_attempts,
+            fallback,
+            in_flight,
+            breaker_state,
+            available,
+        })
+    }
+
+    /// One answer to a client.
+    pub fn answered(&self, service: &str, model: &str, status: u16, tier: &str, took: Duration) {
+        self.requests
+            .with_label_values(&[service, model, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[service, model, "generate"])
+            .observe(took.as_secs_f64());
+        self.fallback.with_label_values(&[tier]).inc();
+    }
+
+    /// An error seen by the gateway itself (`validation`, `overloaded`, `exhausted`…).
+    pub fn gateway_error(&self, error_type: &str) {
+        self.errors
+            .with_label_values(&["gateway", error_type])
+            .inc();
+    }
+
+    /// Renders the text exposition after setting the state gauges.
+    pub fn render(
+        &self,
+        breakers: &[(String, i64)],
+        available: usize,
+    ) -> Result<String, prometheus::Error> {
+        for (service, state) in breakers {
+            self.breaker_state.with_label_values(&[service]).set(*state);
+        }
+        self.available
+            .set(i64::try_from(available).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl UpstreamObserver for Metrics {
+    fn attempt(
+        &self,
+        instance_id: &str,
+        _model: &str,
+        outcome: Result<u16, &UpstreamError>,
+        _took: Duration,
+    ) {
+        match outcome {
+            Ok(_) => self
+                .upstream_attempts
+                .with_label_values(&[instance_id, "success"])
+                .inc(),
+            Err(error) => {
+                self.upstream_attempts
+                    .with_label_values(&[instance_id, "failure"])
+                    .inc();
+                self.errors
+                    .with_label_values(&[instance_id, error.error_type()])
+                    .inc();
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! An upstream pool: the instances of one tier, each behind its own breaker, and the pool
+//! breaker in front of them all (design §3, "two breaker levels").
+//!
+//! - `members`: the pool's view of discovery — one balancer [`Endpoint`] per instance of the
+//!   tier, kept (with its in-flight count) across discovery refreshes, and one instance
+//!   breaker per instance id, kept for as long as it remembers something.
+//! - `request`: [`Pool::generate`], the request path: pool breaker → pick → per-try timeout
+//!   → retry on another instance with backoff, under the retry budget and the deadline.
+//!
+//! The rules of one request:
+//! 1. The pool breaker (when there is one) is asked first; OPEN answers
+//!    [`ProviderError::CircuitOpen`] at once, without a call or a wait.
+//! 2. An instance is eligible when it is healthy, its breaker lets a call through and this
+//!    request has not tried it yet. When nothing is eligible but a healthy instance exists,
+//!    a pool probe (HALF_OPEN) — or any request when every healthy instance is ejected —
+//!    uses a healthy instance regardless of its breaker (design §6).
+//! 3. Power-of-two-choices picks among the eligible; each try is bounded by
+//!    `min(per_try_timeout, time left before the deadline)`.
+//! 4. A retryable failure is retried on another instance — the same one only when it is the
+//!    only healthy instance — while the policy allows another attempt, the deadline leaves
+//!    time for the wait and the retry budget has a token. `Retry-After` replaces the backoff,
+//!    capped by the policy's `max_delay`.
+//! 5. A client error (4xx other than 408/429) ends the request at once as
+//!    [`ProviderError::Client`]; it moves no breaker and counts as a healthy answer.
+//! 6. The request is one outcome of the pool breaker: success, failure (every try failed or
+//!    nothing was eligible), or ignored (client error).
+//!
+//! Every try is told to the [`UpstreamObserver`] (metrics), to the instance's breaker and to
+//! the health tracker as a passive signal. No lock is held across an await.
+
+mod members;
+mod request;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use llm_api::generate::GenerateRequest;
+use resilience_core::SharedClock;
+use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
+use resilience_core::breaker::{
+    Breaker, BreakerConfig, BreakerSnapshot, StateKind, TransitionHook,
+};
+use resilience_core::discovery::DiscoveryClient;
+use resilience_core::fallback::{BoxFuture, FallbackProvider, ProviderError};
+use resilience_core::health::HealthTracker;
+use resilience_core::retry::{RetryBudget, RetryPolicy};
+use serde::Serialize;
+
+use self::members::{Member, Members};
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+/// Told of every try on an instance (for metrics and logs); called on the request path, so
+/// it must be quick and must not block.
+pub trait UpstreamObserver: Send + Sync {
+    /// One attempt on one instance: its id and model, the outcome (Ok(status) or the
+    /// error), how long it took.
+    fn attempt(
+        &self,
+        instance_id: &str,
+        model: &str,
+        outcome: Result<u16, &UpstreamError>,
+        took: Duration,
+    );
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopObserver;
+
+impl UpstreamObserver for NoopObserver {
+    fn attempt(&self, _: &str, _: &str, _: Result<u16, &UpstreamError>, _: Duration) {}
+}
+
+/// How one pool behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    /// The pool's name (`primary`, `secondary`…): the provider name in the fallback chain.
+    pub name: String,
+    /// The instances' `tier` label this pool serves.
+    pub tier: String,
+    /// The longest one try may take.
+    pub per_try_timeout: Duration,
+    /// Attempts and backoff between them.
+    pub retry: RetryPolicy,
+    /// The configuration of every instance breaker (outlier ejection). Should be valid; an
+    /// invalid one is replaced by [`BreakerConfig::default`] with an error logged.
+    pub instance_breaker: BreakerConfig,
+}
+
+/// A request as the pool sees it.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    /// What to send to `/generate`.
+    pub generate: GenerateRequest,
+    /// The request id, passed upstream as `x-request-id`.
+    pub request_id: String,
+    /// When the whole request must be over (`REQUEST_TIMEOUT` after it arrived).
+    pub deadline: tokio::time::Instant,
+}
+
+/// A pool's answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The generated text.
+    pub response: String,
+    /// The model that answered, as the instance reported it.
+    pub model_used: String,
+    /// Tokens in the answer.
+    pub tokens_used: u32,
+    /// The id of the instance that answered.
+    pub served_by: String,
+}
+
+/// One instance of the pool as `/health` and `/admin/status` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceView {
+    /// The instance id.
+    pub id: String,
+    /// Its base URL.
+    pub url: String,
+    /// Its tier.
+    pub tier: String,
+    /// Its `model` label, or else the model it last answered with.
+    pub model: Option<String>,
+    /// Whether the health tracker lets it take traffic.
+    pub healthy: bool,
+    /// Its instance breaker's state.
+    pub circuit_state: StateKind,
+}
+
+/// An upstream pool; share it as `Arc<Pool>`.
+pub struct Pool {
+    settings: PoolSettings,
+    discovery: Arc<DiscoveryClient>,
+    health: Arc<HealthTracker>,
+    budget: Arc<RetryBudget>,
+    client: UpstreamClient,
+    pool_breaker: Option<Arc<Breaker>>,
+    clock: SharedClock,
+    on_transition: TransitionHook,
+    observer: Arc<dyn UpstreamObserver>,
+    balancer: LoadBalancer,
+    /// The endpoints of the current discovery generation; read without a lock.
+    members: ArcSwap<Members>,
+    /// Instance breakers by id; locked only to rebuild `members` or to list every breaker.
+    breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
+}
+
+impl Pool {
+    /// A pool over the instances of `settings.tier` in `discovery`'s snapshots.
+    ///
+    /// `clock` and `on_transition` are given to every instance breaker (named
+    /// `instance:<id>`); `pool_breaker`, when given, is the lab's "circuit breaker", owned
+    /// and reset by the caller.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the wiring of the gateway, in one place"
+    )]
+    pub fn new(
+        mut settings: PoolSettings,
+        discovery: Arc<DiscoveryClient>,
+        health: Arc<HealthTracker>,
+        budget: Arc<RetryBudget>,
+        client: UpstreamClient,
+        pool_breaker: Option<Arc<Breaker>>,
+        clock: SharedClock,
+        on_transition: TransitionHook,
+        observer: Arc<dyn UpstreamObserver>,
+    ) -> Self {
+        if let Err(error) = settings.instance_breaker.validate() {
+            tracing::error!(pool = %settings.name, %error,
+                "invalid instance breaker configuration; using the defaults");
+            settings.instance_breaker = BreakerConfig::default();
+        }
+        Self {
+            settings,
+            discovery,
+            health,
+            budget,
+            client,
+            pool_breaker,
+            clock,
+            on_transition,
+            observer,
+            balancer: LoadBalancer::new(Strategy::PowerOfTwoChoices),
+            members: ArcSwap::from_pointee(Members::default()),
+            breakers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The settings the pool runs with.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// The pool breaker, if the pool has one.
+    pub fn pool_breaker(&self) -> Option<&Arc<Breaker>> {
+        self.pool_breaker.as_ref()
+    }
+
+    /// The instances of this pool's tier in the current discovery snapshot, with health and breaker state.
+    pub fn instances(&self) -> Vec<InstanceView> {
+        self.current()
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let member = endpoint.value();
+                InstanceView {
+                    id: member.id.clone(),
+                    url: member.url.clone(),
+                    tier: member.tier.clone(),
+                    model: member.model(),
+                    healthy: self.health.is_healthy(&member.id),
+                    circuit_state: member.breaker.state(),
+                }
+            })
+            .collect()
+    }
+
+    /// Per-instance breaker snapshots, keyed by instance id.
+    pub fn breaker_snapshots(&self) -> BTreeMap<String, BreakerSnapshot> {
+        self.current()
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let member = endpoint.value();
+                (member.id.clone(), member.breaker.snapshot())
+            })
+            .collect()
+    }
+
+    /// Resets every instance breaker (the pool breaker is reset by its owner).
+    pub fn reset_instance_breakers(&self) {
+        let breakers: Vec<Arc<Breaker>> = self.lock_breakers().values().cloned().collect();
+        for breaker in breakers {
+            breaker.reset();
+        }
+    }
+
+    /// The current members' endpoints, in discovery order (for tests and diagnostics).
+    fn current(&self) -> Arc<Members> {
+        self.members_for(&self.discovery.snapshot())
+    }
+}
+
+impl FallbackProvider<GatewayRequest, Answer> for Pool {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn call<'a>(&'a self, req: &'a GatewayRequest) -> BoxFuture<'a, Result<Answer, ProviderError>> {
+        Box::pin(self.generate(req))
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("settings", &self.settings)
+            .field("pool_breaker", &self.pool_breaker)
+            .field("members", &self.members.load().endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The endpoint type the balancer picks from.
+type MemberEndpoint = Arc<Endpoint<Member>>;

@@ -1,0 +1,220 @@
+//! A fake llm-service for the tests of `upstream` and `pool`: a real HTTP server on
+//! 127.0.0.1:0 whose `/generate` answers as told (ok, an error status, 429 with
+//! `Retry-After`, a hang, a truncated body) and that counts its calls.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use llm_api::generate::{GenerateRequest, GenerateResponse};
+use llm_api::openai::OpenAiError;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How the fake answers `/generate`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reply {
+    /// 200 with a flat answer naming the fake's id and `fake-model`.
+    Ok,
+    /// This status with an OpenAI error body.
+    Status(u16),
+    /// This status with `Retry-After: seconds`.
+    RetryAfter(u16, u64),
+    /// Never answers.
+    Hang,
+    /// 200 with a cut-off JSON body.
+    Malformed,
+}
+
+#[derive(Clone)]
+struct Shared {
+    id: String,
+    calls: Arc<AtomicUsize>,
+    /// Replies used once each, before `default`.
+    queued: Arc<Mutex<VecDeque<Reply>>>,
+    default: Arc<Mutex<Reply>>,
+    /// `/health` status; 0 = hang.
+    health: Arc<AtomicU16>,
+    last_request_id: Arc<Mutex<Option<String>>>,
+    last_prompt: Arc<Mutex<Option<String>>>,
+}
+
+/// A running fake llm-service; stops accepting when dropped.
+pub(crate) struct FakeLlm {
+    pub(crate) id: String,
+    pub(crate) url: String,
+    shared: Shared,
+    server: JoinHandle<()>,
+}
+
+impl FakeLlm {
+    /// Starts a fake answering `reply` to every `/generate`.
+    pub(crate) async fn start(id: &str, reply: Reply) -> Self {
+        let shared = Shared {
+            id: id.to_owned(),
+            calls: Arc::default(),
+            queued: Arc::default(),
+            default: Arc::new(Mutex::new(reply)),
+            health: Arc::new(AtomicU16::new(200)),
+            last_request_id: Arc::default(),
+            last_prompt: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/generate", post(generate))
+            .route("/health", get(health))
+            .with_state(shared.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            id: id.to_owned(),
+            url,
+            shared,
+            server,
+        }
+    }
+
+    /// Starts a server that reads each request and closes the connection without a word.
+    pub(crate) async fn start_closing(id: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls: Arc<AtomicUsize> = Arc::default();
+        let counter = Arc::clone(&calls);
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                drop(socket);
+            }
+        });
+        let shared = Shared {
+            id: id.to_owned(),
+            calls,
+            queued: Arc::default(),
+            default: Arc::new(Mutex::new(Reply::Hang)),
+            health: Arc::new(AtomicU16::new(200)),
+            last_request_id: Arc::default(),
+            last_prompt: Arc::default(),
+        };
+        Self {
+            id: id.to_owned(),
+            url,
+            shared,
+            server,
+        }
+    }
+
+    /// Answers `reply` from now on.
+    pub(crate) fn set(&self, reply: Reply) {
+        *self.shared.default.lock().unwrap() = reply;
+    }
+
+    /// Answers these replies once each, in order, before the default one.
+    pub(crate) fn then(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.queued.lock().unwrap().extend(replies);
+    }
+
+    /// `/health` answers `status` from now on; 0 makes it hang.
+    pub(crate) fn set_health(&self, status: u16) {
+        self.shared.health.store(status, Ordering::SeqCst);
+    }
+
+    /// `/generate` calls received (connections, for a closing server).
+    pub(crate) fn calls(&self) -> usize {
+        self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn last_request_id(&self) -> Option<String> {
+        self.shared.last_request_id.lock().unwrap().clone()
+    }
+
+    pub(crate) fn last_prompt(&self) -> Option<String> {
+        self.shared.last_prompt.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A base URL on which nothing listens.
+pub(crate) async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+async fn generate(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    axum::Json(req): axum::Json<GenerateRequest>,
+) -> Response {
+    shared.calls.fetch_add(1, Ordering::SeqCst);
+    *shared.last_request_id.lock().unwrap() = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    *shared.last_prompt.lock().unwrap() = Some(req.prompt.clone());
+    let queued = shared.queued.lock().unwrap().pop_front();
+    let reply = queued.unwrap_or_else(|| shared.default.lock().unwrap().clone());
+    match reply {
+        Reply::Ok => answer(&shared.id, &req),
+        Reply::Status(status) => error(status, None),
+        Reply::RetryAfter(status, seconds) => error(status, Some(seconds)),
+        Reply::Hang => std::future::pending().await,
+        Reply::Malformed => (
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"response\": \"trunc",
+        )
+            .into_response(),
+    }
+}
+
+fn answer(id: &str, req: &GenerateRequest) -> Response {
+    let text = format!("echo: {}", req.prompt);
+    axum::Json(GenerateResponse {
+        response: text.clone(),
+        text,
+        tokens_used: 3,
+        model_used: "fake-model".to_owned(),
+        processing_time_ms: 1,
+        service_id: id.to_owned(),
+    })
+    .into_response()
+}
+
+fn error(status: u16, retry_after: Option<u64>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap();
+    let body = OpenAiError::new(
+        "server_error",
+        format!("Simulated upstream error ({code})"),
+        None,
+        None,
+    );
+    let mut response = (code, axum::Json(body)).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.into());
+    }
+    response
+}
+
+async fn health(State(shared): State<Shared>) -> Response {
+    match shared.health.load(Ordering::SeqCst) {
+        0 => std::future::pending().await,
+        status => StatusCode::from_u16(status).unwrap().into_response(),
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP routes; [`app`] puts them together with the cross-cutting layers.
+
+pub mod generate;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use llm_api::ErrorBody;
+
+use crate::middleware::{request_id, shed_load};
+use crate::state::Gateway;
+
+/// The whole API. Load shedding guards the model routes only, so health, readiness and
+/// metrics keep answering under overload.
+pub fn app(gateway: Arc<Gateway>) -> Router {
+    let model_routes = Router::new()
+        .route("/generate", post(generate::generate))
+        .layer(from_fn_with_state(Arc::clone(&gateway), shed_load));
+    Router::new()
+        .merge(model_routes)
+        .route("/health", get(status::health))
+        .route("/live", get(status::live))
+        .route("/ready", get(status::ready))
+        .route("/metrics", get(status::metrics))
+        .route(
+            "/admin/reset-circuit-breaker",
+            post(status::reset_circuit_breaker),
+        )
+        .route("/admin/status", get(status::admin_status))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
+        .layer(from_fn(request_id))
+        .with_state(gateway)
+}
+
+async fn not_found() -> (StatusCode, axum::Json<ErrorBody>) {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(ErrorBody::new("not_found", "no such route", None)),
+    )
+}

@@ -1,0 +1,348 @@
+//! Wiring: discovery, health checks, the two pools and their breakers, the fallback chain,
+//! metrics and the transition log, built once from the configuration.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use llm_api::generate::DEFAULT_MAX_TOKENS;
+use resilience_core::breaker::{Breaker, StateKind, Transition, TransitionHook, TransitionReason};
+use resilience_core::clock::{SharedClock, SystemClock, unix_millis};
+use resilience_core::discovery::{DiscoveryClient, DiscoveryTask};
+use resilience_core::fallback::{
+    CacheProvider, FallbackChain, ResponseCache, SeedFile, TemplateProvider, Tier, TierKind,
+    degraded_text,
+};
+use resilience_core::health::{
+    ActiveHealthChecker, CheckOutcome, CheckerHandle, CompositeHealthChecker, FnCheck,
+    HealthTracker, ProbeTarget, RedisPingCheck, SystemResourcesCheck,
+};
+use resilience_core::registry::{LLM_SERVICE, RedisRegistry, StaticRegistry};
+use resilience_core::retry::RetryBudget;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pool::{Answer, GatewayRequest, Pool, PoolSettings};
+use crate::redis_cache::RedisCache;
+use crate::upstream::{HttpProbe, UpstreamClient};
+
+/// The seeded answers shipped with the gateway (`config/fallback_responses.json`).
+const SEED: &str = include_str!("../../config/fallback_responses.json");
+
+/// Transitions kept for `/admin/status`.
+const TRANSITIONS_KEPT: usize = 200;
+
+/// One breaker transition as `/admin/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionEntry {
+    /// `llm-service` (the pool) or `instance:<id>`.
+    pub breaker: String,
+    /// State left.
+    pub from: StateKind,
+    /// State entered.
+    pub to: StateKind,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// Why.
+    pub reason: TransitionReason,
+}
+
+/// Everything the handlers share.
+pub struct Gateway {
+    /// The settings.
+    pub config: Arc<Config>,
+    /// Instances, static and registered.
+    pub discovery: Arc<DiscoveryClient>,
+    /// Instance health.
+    pub health: Arc<HealthTracker>,
+    /// Instances tagged primary (the default), behind the pool breaker.
+    pub primary: Arc<Pool>,
+    /// Instances tagged secondary.
+    pub secondary: Arc<Pool>,
+    /// The lab's "circuit breaker".
+    pub pool_breaker: Arc<Breaker>,
+    /// Primary → secondary → cache → template.
+    pub chain: FallbackChain<GatewayRequest, Answer>,
+    /// The response cache (learned and seeded answers).
+    pub cache: Arc<ResponseCache<Answer>>,
+    /// The shared response cache in Redis, when configured.
+    pub redis_cache: Option<Arc<RedisCache>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Dependency checks for `/health`.
+    pub checks: CompositeHealthChecker,
+    /// Recent breaker transitions.
+    pub transitions: Arc<Mutex<VecDeque<TransitionEntry>>>,
+    /// Requests in flight.
+    pub in_flight: AtomicUsize,
+    /// False once shutdown began.
+    pub accepting: AtomicBool,
+    /// When the gateway started.
+    pub started: Instant,
+    /// The active health checker's loop.
+    pub checker: CheckerHandle,
+    /// The registry refresh loop, when a registry is configured.
+    pub discovery_task: Option<DiscoveryTask>,
+}
+
+impl Gateway {
+    /// Builds and starts everything (discovery refresh, health checks); must run inside a
+    /// Tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+        let config = Arc::new(config);
+        let clock: SharedClock = SystemClock::shared();
+        let statics = StaticRegistry::from_urls(LLM_SERVICE, &config.args.llm_service_urls)?
+            .instances()
+            .to_vec();
+        let mut discovery = DiscoveryClient::new(LLM_SERVICE, statics)?;
+        let mut checks = CompositeHealthChecker::new().with_check(SystemResourcesCheck::new());
+        if let Some(url) = &config.args.redis_url {
+            discovery = discovery
+                .with_registry(Arc::new(RedisRegistry::new(url)?))
+                .with_grace(std::time::Duration::from_millis(
+                    config.file.registry_grace_ms,
+                ));
+            checks = checks.with_check(RedisPingCheck::from_url(url)?);
+        }
+        let discovery = Arc::new(discovery);
+        let discovery_task = config.args.redis_url.as_ref().map(|_| {
+            Arc::clone(&discovery).spawn(std::time::Duration::from_millis(
+                config.args.discovery_refresh_ms,
+            ))
+        });
+        if discovery_task.is_none() {
+            discovery.refresh().await?;
+        }
+
+        let transitions = Arc::new(Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)));
+        let hook = transition_log(Arc::clone(&transitions), Arc::clone(&clock));
+        let pool_breaker = Arc::new(
+            Breaker::new(LLM_SERVICE, config.pool_breaker(), Arc::clone(&clock))?
+                .with_hook(Arc::clone(&hook)),
+        );
+        let health = Arc::new(HealthTracker::new(
+            config.health_config(),
+            Arc::clone(&clock),
+        )?);
+        let budget = Arc::new(RetryBudget::new(config.budget(), Arc::clone(&clock))?);
+        let client = UpstreamClient::new()?;
+        let metrics = Arc::new(Metrics::new()?);
+        let pool = |tier: &str, breaker: Option<Arc<Breaker>>| {
+            Arc::new(Pool::new(
+                PoolSettings {
+                    name: if tier == "primary" {
+                        "primary".to_owned()
+                    } else {
+                        tier.to_owned()
+                    },
+                    tier: tier.to_owned(),
+                    per_try_timeout: config.per_try_timeout(),
+                    retry: config.retry_policy(),
+                    instance_breaker: config.instance_breaker(),
+                },
+                Arc::clone(&discovery),
+                Arc::clone(&health),
+                Arc::clone(&budget),
+                client.clone(),
+                breaker,
+                Arc::clone(&clock),
+                Arc::clone(&hook),
+                Arc::clone(&metrics) as Arc<dyn crate::pool::UpstreamObserver>,
+            ))
+        };
+        let primary = pool("primary", Some(Arc::clone(&pool_breaker)));
+        let secondary = pool("secondary", None);
+
+        let cache_cfg = &config.file.cache;
+        let cache = Arc::new(ResponseCache::new(
+            Arc::clone(&clock),
+            std::time::Duration::from_secs(cache_cfg.ttl_s),
+            cache_cfg.capacity,
+        ));
+        let seed = match &cache_cfg.seed_file {
+            Some(path) => SeedFile::load(path)?,
+            None => SeedFile::parse(SEED, "config/fallback_responses.json")?,
+        };
+        cache.seed(&seed, |entry| Answer {
+            response: entry.response.clone(),
+            model_used: entry.model.clone().unwrap_or_else(|| "cache".to_owned()),
+            tokens_used: count_words(&entry.response),
+            served_by: "fallback_manager".to_owned(),
+        });
+        let key = crate::redis_cache::cache_key;
+        let redis_cache = match &config.args.redis_url {
+            Some(url) => Some(Arc::new(RedisCache::new(
+                url,
+                std::time::Duration::from_secs(cache_cfg.ttl_s),
+            )?)),
+            None => None,
+        };
+        let mut cache_tier = Tier::new(TierKind::Cache);
+        if let Some(redis_cache) = &redis_cache {
+            cache_tier = cache_tier.with_provider(Arc::clone(redis_cache));
+        }
+        let cache_tier = cache_tier
+            .with_provider(CacheProvider::new(
+                "response_cache",
+                Arc::clone(&cache),
+                key,
+            ))
+            .with_enabled(config.file.tiers.cache);
+        let tiers = &config.file.tiers;
+        // The pools end at the request's deadline themselves (and count the failure); the
+        // tier timeout is only a backstop, so it must not fire first.
+        let live = config.request_timeout() + std::time::Duration::from_secs(1);
+        let chain = FallbackChain::new([
+            Tier::new(TierKind::Primary)
+                .with_provider(Arc::clone(&primary))
+                .with_timeout(live),
+            Tier::new(TierKind::Secondary)
+                .with_provider(Arc::clone(&secondary))
+                .with_timeout(live)
+                .with_enabled(tiers.secondary),
+            cache_tier,
+            Tier::new(TierKind::Template)
+                .with_provider(TemplateProvider::new("template", template_answer))
+                .with_enabled(tiers.template),
+        ])?
+        .with_cache(Arc::clone(&cache), key);
+
+        let discovery_for_checks = Arc::clone(&discovery);
+        let health_for_checks = Arc::clone(&health);
+        let breaker_for_checks = Arc::clone(&pool_breaker);
+        checks = checks.with_check(FnCheck::new("service_discovery", false, move || {
+            let snapshot = discovery_for_checks.snapshot();
+            let available = snapshot
+                .instances()
+                .iter()
+                .filter(|i| health_for_checks.is_healthy(&i.id))
+                .count();
+            let breaker = breaker_for_checks.state();
+            let outcome = if snapshot.is_stale() {
+                CheckOutcome::degraded(format!(
+                    "registry unreachable, serving the last snapshot: {}",
+                    snapshot.last_error.clone().unwrap_or_default()
+                ))
+            } else if available == 0 {
+                CheckOutcome::degraded(
+                    "no instance passes its health checks; answering from fallback",
+                )
+            } else if breaker != StateKind::Closed {
+                CheckOutcome::degraded(format!("the pool circuit breaker is {breaker}"))
+            } else {
+                CheckOutcome::healthy()
+            };
+            let outcome = outcome.with_details(serde_json::json!({
+                "available_services": available,
+                "known_services": snapshot.len(),
+                "stale": snapshot.is_stale(),
+            }));
+            async move { outcome }
+        }));
+
+        let probe = Arc::new(
+            HttpProbe::new(client, config.args.health_check_path.clone())
+                .with_timeout(config.health_config().timeout),
+        );
+        let checker = ActiveHealthChecker::new(Arc::clone(&health), probe).on_transition(|id, t| {
+            tracing::warn!(instance = id, from = %t.from, to = %t.to, reason = %t.reason, "instance health changed");
+        });
+        let discovery_for_targets = Arc::clone(&discovery);
+        let checker = checker.spawn(move || {
+            discovery_for_targets
+                .snapshot()
+                .instances()
+                .iter()
+                .map(|i| ProbeTarget::new(i.id.clone(), i.url.clone()))
+                .collect()
+        });
+
+        Ok(Arc::new(Self {
+            config,
+            discovery,
+            health,
+            primary,
+            secondary,
+            pool_breaker,
+            chain,
+            cache,
+            redis_cache,
+            metrics,
+            checks,
+            transitions,
+            in_flight: AtomicUsize::new(0),
+            accepting: AtomicBool::new(true),
+            started: Instant::now(),
+            checker,
+            discovery_task,
+        }))
+    }
+
+    /// Ready for traffic: one health round done, not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) && self.checker.rounds_completed() > 0
+    }
+
+    /// Instances in the snapshot that pass their health checks.
+    pub fn available_services(&self) -> usize {
+        self.discovery
+            .snapshot()
+            .instances()
+            .iter()
+            .filter(|i| self.health.is_healthy(&i.id))
+            .count()
+    }
+
+    /// Recent transitions, oldest first.
+    pub fn transitions(&self) -> Vec<TransitionEntry> {
+        self.transitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// The token budget of a request without `max_tokens`.
+    pub fn default_max_tokens() -> u32 {
+        DEFAULT_MAX_TOKENS
+    }
+}
+
+/// A hook that keeps the last transitions for `/admin/status`.
+fn transition_log(
+    log: Arc<Mutex<VecDeque<TransitionEntry>>>,
+    clock: SharedClock,
+) -> TransitionHook {
+    Arc::new(move |name: &str, t: &Transition| {
+        let entry = TransitionEntry {
+            breaker: name.to_owned(),
+            from: t.from,
+            to: t.to,
+            at_ms: unix_millis(clock.wall_at(t.at)),
+            reason: t.reason,
+        };
+        let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.len() == TRANSITIONS_KEPT {
+            log.pop_front();
+        }
+        log.push_back(entry);
+    })
+}
+
+/// The template tier's answer: honest about being degraded.
+fn template_answer(req: &GatewayRequest) -> Answer {
+    let response = degraded_text(&req.generate.prompt);
+    Answer {
+        tokens_used: count_words(&response),
+        response,
+        model_used: "fallback-template".to_owned(),
+        served_by: "fallback_manager".to_owned(),
+    }
+}
+
+fn count_words(text: &str) -> u32 {
+    u32::try_from(text.split_whitespace().count()).unwrap_or(u32::MAX)
+}
