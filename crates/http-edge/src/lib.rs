@@ -1,6 +1,8 @@
 //! The HTTP edge the services share (axum): [`input`] reads JSON bodies so that every bad
-//! input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape.
+//! input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape;
+//! [`process`] sets up logging and the shutdown signal.
 
 pub mod input;
+pub mod process;
 
 pub use input::{BODY_LIMIT, BadInput, JsonBody};
