@@ -193,7 +193,10 @@ impl Default for HealthSection {
         Self {
             timeout_ms: 2000,
             healthy_threshold: 1,
-            unhealthy_threshold: 2,
+            // One failed probe takes an instance out: with the default 5 s interval a dead
+            // instance leaves the pool within 5 s even without traffic (issue #4); under
+            // traffic, passive signals and the instance breakers act sooner.
+            unhealthy_threshold: 1,
         }
     }
 }

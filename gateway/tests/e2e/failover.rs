@@ -200,3 +200,35 @@ async fn a_hanging_instance_is_bypassed_within_the_per_try_timeout() {
         "at least one request tried the hanging instance (none took ≥ 0.8 × per-try; slowest {slowest:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_leaves_the_pool_within_5_s_without_traffic_at_default_settings() {
+    let a = LlmService::builder().start().await;
+    let mut b = LlmService::builder().start().await;
+    let gw = Gateway::builder()
+        .upstreams(&[&a, &b])
+        .env("HEALTH_CHECK_INTERVAL_MS", 5000)
+        .start()
+        .await;
+    let two = poll(
+        Duration::from_secs(6),
+        || gw.available_services(),
+        |n| *n == Some(2),
+    )
+    .await;
+    assert!(two.ok, "{:?}", two.value);
+    b.kill9().await;
+    let killed = Instant::now();
+    let one = poll(
+        Duration::from_secs(6),
+        || gw.available_services(),
+        |n| *n == Some(1),
+    )
+    .await;
+    assert!(one.ok, "still {:?}", one.value);
+    assert!(
+        killed.elapsed() <= Duration::from_millis(5500),
+        "left the pool after {:?}",
+        killed.elapsed()
+    );
+}
