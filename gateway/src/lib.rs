@@ -38,6 +38,12 @@ pub async fn run(
     let bound = listener.local_addr()?;
     let drain = Duration::from_millis(config.args.drain_timeout_ms);
     let gateway = Gateway::start(config).await?;
+    // Nothing is answered before one health round: a request would find no healthy
+    // instance (and count against the pool breaker), and /health must not say 2xx yet.
+    // The listener is bound, so early clients wait in its backlog.
+    if !gateway.checker.first_round().await {
+        anyhow::bail!("the health checker stopped before its first round");
+    }
     tracing::info!(
         addr = %bound,
         url = %format!("http://127.0.0.1:{}", bound.port()),

@@ -112,8 +112,10 @@ impl Gateway {
                 config.args.discovery_refresh_ms,
             ))
         });
-        if discovery_task.is_none() {
-            discovery.refresh().await?;
+        match discovery_task {
+            // The first round is bounded by the refresh timeout; failed or not, it publishes.
+            Some(_) => discovery.wait_for_generation(1).await,
+            None => discovery.refresh().await?,
         }
 
         let transitions = Arc::new(Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)));
@@ -179,17 +181,17 @@ impl Gateway {
             )?)),
             None => None,
         };
-        let mut cache_tier = Tier::new(TierKind::Cache);
+        // In-process first (this gateway's answers and the seeded ones: no network), then
+        // the answers other gateways stored in Redis.
+        let mut cache_tier = Tier::new(TierKind::Cache).with_provider(CacheProvider::new(
+            "response_cache",
+            Arc::clone(&cache),
+            key,
+        ));
         if let Some(redis_cache) = &redis_cache {
             cache_tier = cache_tier.with_provider(Arc::clone(redis_cache));
         }
-        let cache_tier = cache_tier
-            .with_provider(CacheProvider::new(
-                "response_cache",
-                Arc::clone(&cache),
-                key,
-            ))
-            .with_enabled(config.file.tiers.cache);
+        let cache_tier = cache_tier.with_enabled(config.file.tiers.cache);
         let tiers = &config.file.tiers;
         // The pools end at the request's deadline themselves (and count the failure); the
         // tier timeout is only a backstop, so it must not fire first.
@@ -217,7 +219,7 @@ impl Gateway {
             let available = snapshot
                 .instances()
                 .iter()
-                .filter(|i| health_for_checks.is_healthy(&i.id))
+                .filter(|i| health_for_checks.is_healthy(&i.url))
                 .count();
             let breaker = breaker_for_checks.state();
             let outcome = if snapshot.is_stale() {
@@ -255,7 +257,7 @@ impl Gateway {
                 .snapshot()
                 .instances()
                 .iter()
-                .map(|i| ProbeTarget::new(i.id.clone(), i.url.clone()))
+                .map(|i| ProbeTarget::new(i.url.clone(), i.url.clone()))
                 .collect()
         });
 
@@ -291,7 +293,7 @@ impl Gateway {
             .snapshot()
             .instances()
             .iter()
-            .filter(|i| self.health.is_healthy(&i.id))
+            .filter(|i| self.health.is_healthy(&i.url))
             .count()
     }
 

@@ -222,7 +222,7 @@ impl Pool {
                     url: member.url.clone(),
                     tier: member.tier.clone(),
                     model: member.model(),
-                    healthy: self.health.is_healthy(&member.id),
+                    healthy: self.health.is_healthy(&member.url),
                     circuit_state: member.breaker.state(),
                 }
             })

@@ -119,7 +119,7 @@ impl Pool {
                     if let Some(guard) = instance_guard {
                         guard.success();
                     }
-                    self.health.record_passive(&member.id, true);
+                    self.health.record_passive(&member.url, true);
                     member.learn_model(&answer.model_used);
                     let model = self.model_of(member, req);
                     self.observer.attempt(&member.id, &model, Ok(200), took);
@@ -148,7 +148,7 @@ impl Pool {
                 }
             }
             // A refused request says the instance is up and answering.
-            self.health.record_passive(&member.id, client_error);
+            self.health.record_passive(&member.url, client_error);
             let model = self.model_of(member, req);
             self.observer.attempt(&member.id, &model, Err(&error), took);
             if client_error {
@@ -156,6 +156,18 @@ impl Pool {
                     UpstreamError::Status { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
+                // Instances may differ in what they accept (a smaller MAX_TOKENS): another
+                // untried one gets the request, at once and outside the retry budget; only
+                // when none is left is the refusal the client's.
+                drop(picked);
+                let untried = endpoints.iter().map(|e| e.value()).any(|m| {
+                    !tries.tried.contains(&m.id)
+                        && self.health.is_healthy(&m.url)
+                        && self.breaker_admits(m, &tries)
+                });
+                if untried && tries.attempts < self.settings.retry.max_attempts {
+                    continue;
+                }
                 return Err(ProviderError::Client(message));
             }
             tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
@@ -240,7 +252,7 @@ impl Pool {
             endpoints
                 .iter()
                 .map(|e| e.value())
-                .filter(|m| self.health.is_healthy(&m.id))
+                .filter(|m| self.health.is_healthy(&m.url))
         };
         let healthy_count = healthy().count();
         if healthy_count == 0 {
@@ -261,8 +273,12 @@ impl Pool {
             respect_breakers: false,
             avoid_tried,
         };
+        // Design §6: a pool probe may still use an ejected instance; so may any request of
+        // the breaker-guarded pool when every instance is ejected (the pool breaker bounds
+        // that). A pool without a breaker (secondary) never bypasses ejection: it answers
+        // "none available" at once, so a fallback behind it stays fast.
         let all_ejected = healthy().all(|m| !self.breaker_admits(m, tries));
-        let may_relax = probe || all_ejected;
+        let may_relax = probe || (all_ejected && self.pool_breaker.is_some());
         (may_relax
             && endpoints
                 .iter()
@@ -275,7 +291,7 @@ impl Pool {
         if selection.avoid_tried && tries.tried.contains(&member.id) {
             return false;
         }
-        if !self.health.is_healthy(&member.id) {
+        if !self.health.is_healthy(&member.url) {
             return false;
         }
         !selection.respect_breakers || self.breaker_admits(member, tries)

@@ -58,7 +58,6 @@ impl Recorder {
 struct Harness {
     pool: Pool,
     clock: Arc<ManualClock>,
-    health: Arc<HealthTracker>,
     discovery: Arc<DiscoveryClient>,
     budget: Arc<RetryBudget>,
     observer: Arc<Recorder>,
@@ -151,7 +150,8 @@ impl Setup {
             } else {
                 Err("down".to_owned())
             };
-            health.record_active(&instance.id, Duration::from_millis(1), result);
+            let url = instance.normalized_url().unwrap();
+            health.record_active(&url, Duration::from_millis(1), result);
         }
         let statics = self.instances.into_iter().map(|(i, _)| i).collect();
         let discovery = Arc::new(DiscoveryClient::new("llm-service", statics).unwrap());
@@ -180,7 +180,6 @@ impl Setup {
         Harness {
             pool,
             clock,
-            health,
             discovery,
             budget,
             observer,
@@ -286,7 +285,22 @@ async fn a_503_is_retried_once_on_the_other_instance() {
 }
 
 #[tokio::test]
-async fn a_client_error_is_not_retried_and_moves_no_breaker() {
+async fn a_request_one_instance_refuses_goes_to_another() {
+    let strict = FakeLlm::start("strict", Reply::Status(422)).await;
+    let lenient = FakeLlm::start("lenient", Reply::Ok).await;
+    let h = Setup::new()
+        .healthy(&strict)
+        .healthy(&lenient)
+        .build()
+        .await;
+    for _ in 0..10 {
+        assert_eq!(h.generate().await.unwrap().served_by, "lenient");
+    }
+    assert_eq!(h.pool_breaker().snapshot().counters.failures, 0);
+}
+
+#[tokio::test]
+async fn a_request_every_instance_refuses_is_the_clients_error_and_moves_no_breaker() {
     let a = FakeLlm::start("a", Reply::Status(400)).await;
     let b = FakeLlm::start("b", Reply::Status(400)).await;
     let h = Setup::new().healthy(&a).healthy(&b).build().await;
@@ -296,13 +310,21 @@ async fn a_client_error_is_not_retried_and_moves_no_breaker() {
         matches!(&error, ProviderError::Client(m) if m.contains("Simulated upstream error")),
         "{error:?}"
     );
-    assert_eq!(calls(&[&a, &b]), 1);
+    assert_eq!(calls(&[&a, &b]), 2, "each instance asked once, no more");
+    assert_eq!(
+        h.budget.snapshot().retries,
+        0,
+        "refusals spend no retry budget"
+    );
     let pool = h.pool_breaker().snapshot();
     assert_eq!((pool.counters.failures, pool.counters.ignored), (0, 1));
     for snapshot in h.pool.breaker_snapshots().values() {
         assert_eq!(snapshot.counters.failures, 0);
     }
-    assert!(h.health.is_healthy("a") && h.health.is_healthy("b"));
+    assert!(
+        h.pool.instances().iter().all(|i| i.healthy),
+        "client errors keep instances healthy"
+    );
 }
 
 #[tokio::test]
@@ -559,7 +581,7 @@ async fn a_pool_probe_still_reaches_an_ejected_instance() {
 }
 
 #[tokio::test]
-async fn with_every_instance_ejected_a_request_still_reaches_one() {
+async fn with_every_instance_ejected_a_pool_without_breaker_answers_none_available_at_once() {
     let a = FakeLlm::start("a", Reply::Status(503)).await;
     let b = FakeLlm::start("b", Reply::Status(503)).await;
     let mut setup = Setup::new()
@@ -571,8 +593,17 @@ async fn with_every_instance_ejected_a_request_still_reaches_one() {
 
     eject_both(&h, &a, &b).await;
     assert!(h.pool.pool_breaker().is_none());
-    assert!(h.generate().await.is_ok());
-    assert_eq!(calls(&[&a, &b]), 3);
+    let before = calls(&[&a, &b]);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        h.generate().await.unwrap_err(),
+        ProviderError::NoneAvailable
+    );
+    assert_eq!(calls(&[&a, &b]), before, "no ejected instance is called");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "a fallback behind it stays fast"
+    );
 }
 
 #[tokio::test]

@@ -227,3 +227,42 @@ async fn redis_back_empty_does_not_empty_a_pool_of_healthy_instances() {
         fallbacks.join("\n")
     );
 }
+
+/// The shape `scripts/run-local.sh` runs: static URLs *and* the same instances registered in
+/// Redis (the registry entry takes over the static one, with another id). Traffic sent as
+/// soon as the gateway is ready is served by the instances, never by a fallback, and the
+/// pool breaker stays closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_and_registered_instances_serve_from_the_first_request() {
+    let redis = RedisServer::start().await;
+    let a = LlmService::builder()
+        .registry(&redis.url(), 3000)
+        .start()
+        .await;
+    let b = LlmService::builder()
+        .registry(&redis.url(), 3000)
+        .start()
+        .await;
+    let gw = Gateway::builder()
+        .upstreams(&[&a, &b])
+        .redis(&redis.url())
+        .env("HEALTH_CHECK_INTERVAL_MS", 2000)
+        .env("DISCOVERY_REFRESH_MS", 300)
+        .start()
+        .await;
+    let traffic = Traffic::start(&gw, Duration::from_millis(25));
+    tokio::time::sleep(Duration::from_secs(3)).await; // a window of traffic, not a wait
+    let records = traffic.stop().await;
+    assert!(records.len() > 20, "{} requests", records.len());
+    let origin = records.first().map(|r| r.sent).unwrap_or_else(Instant::now);
+    let fallbacks: Vec<String> = records
+        .iter()
+        .filter(|r| !r.is_primary_success())
+        .map(|r| r.describe(origin))
+        .collect();
+    assert!(
+        fallbacks.is_empty(),
+        "answers not from the instances: {fallbacks:?}"
+    );
+    assert_eq!(gw.breaker_state().await, "CLOSED");
+}
