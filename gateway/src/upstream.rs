@@ -191,11 +191,12 @@ impl UpstreamError {
     }
 
     /// Whether the request itself was refused: a 4xx other than 408 (the upstream gave up
-    /// waiting) and 429 (the upstream is overloaded). Such a call says nothing about the
-    /// upstream's health.
+    /// waiting), 429 (the upstream is overloaded) and 401/403/404/405 (the instance is
+    /// misconfigured or not the service we think: a fault of the instance, not of the
+    /// request). Such a call says nothing about the upstream's health.
     pub fn is_client_error(&self) -> bool {
         matches!(self, Self::Status { status, .. }
-            if (400..500).contains(status) && *status != 408 && *status != 429)
+            if (400..500).contains(status) && !matches!(status, 401 | 403 | 404 | 405 | 408 | 429))
     }
 
     /// The metrics label: `connect`, `timeout`, `http_5xx`, `http_429`, `http_4xx` or
@@ -432,7 +433,10 @@ mod tests {
             (status(429), true, false, "http_429", Some(429)),
             (status(408), true, false, "http_4xx", Some(408)),
             (status(400), false, true, "http_4xx", Some(400)),
-            (status(404), false, true, "http_4xx", Some(404)),
+            (status(404), true, false, "http_4xx", Some(404)),
+            (status(401), true, false, "http_4xx", Some(401)),
+            (status(405), true, false, "http_4xx", Some(405)),
+            (status(413), false, true, "http_4xx", Some(413)),
             (status(422), false, true, "http_4xx", Some(422)),
         ];
         for (error, retryable, client, label, code) in table {
