@@ -29,6 +29,9 @@ pub struct Args {
     /// PostgreSQL URL (accepted for the lab's compose file; persistence is not wired yet).
     #[arg(long, env = "POSTGRES_URL")]
     pub postgres_url: Option<String>,
+    /// Database URL, `postgres://…` or `sqlite://PATH` (accepted; persistence not wired yet).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Failed requests in a row that open the pool breaker.
     #[arg(long, env = "CIRCUIT_BREAKER_FAILURE_THRESHOLD", default_value_t = 5)]
     pub circuit_breaker_failure_threshold: u32,

@@ -126,10 +126,14 @@ impl Metrics {
         self.fallback.with_label_values(&[tier]).inc();
     }
 
-    /// An error seen by the gateway itself (`validation`, `overloaded`, `exhausted`…).
-    pub fn gateway_error(&self, error_type: &str) {
+    /// An error the gateway answered itself (`validation`, `overloaded`, `exhausted`…),
+    /// counted in the errors and, with its status, in the requests.
+    pub fn gateway_error(&self, error_type: &str, status: u16) {
         self.errors
             .with_label_values(&["gateway", error_type])
+            .inc();
+        self.requests
+            .with_label_values(&["gateway", "none", &status.to_string()])
             .inc();
     }
 
@@ -139,6 +143,8 @@ impl Metrics {
         breakers: &[(String, i64)],
         available: usize,
     ) -> Result<String, prometheus::Error> {
+        // Reset first: a breaker of an instance that left discovery must not linger.
+        self.breaker_state.reset();
         for (service, state) in breakers {
             self.breaker_state.with_label_values(&[service]).set(*state);
         }

@@ -45,12 +45,13 @@ pub async fn shed_load(State(gateway): State<Arc<Gateway>>, req: Request, next: 
         admitted: false,
     };
     if now > max {
-        gateway.metrics.gateway_error("overloaded");
-        let body = ErrorBody::new(
+        gateway.metrics.gateway_error("overloaded", 503);
+        let mut body = ErrorBody::new(
             "overloaded",
             format!("more than {max} requests in flight; try again shortly"),
             None,
         );
+        body.request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
         let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
         response
             .headers_mut()

@@ -1,15 +1,18 @@
 //! The response cache in Redis, shared by every gateway instance: live answers are written
-//! with a TTL; the cache tier reads them (before the in-process cache, which keeps seeded
-//! answers and serves when Redis is away). Every call is bounded by a short timeout, so a
-//! dead Redis costs a fallback answer a few milliseconds, never a failure.
+//! with a TTL; the cache tier reads them after the in-process cache (which holds this
+//! gateway's answers and the seeded ones). Every call is bounded by a short timeout; after a
+//! failure Redis is skipped for a moment, and a connect in progress is never waited for,
+//! so a dead or hung Redis costs a fallback answer nothing, never a failure.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use resilience_core::fallback::{BoxFuture, CacheKey, FallbackProvider, ProviderError};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::pool::{Answer, GatewayRequest};
 
@@ -17,12 +20,22 @@ use crate::pool::{Answer, GatewayRequest};
 const OP_TIMEOUT: Duration = Duration::from_millis(50);
 /// Connecting's bound (a connection is made lazily and dropped after a failure).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+/// After a failure, Redis is not asked again for this long.
+const BACK_OFF: Duration = Duration::from_secs(2);
+/// Stores in flight at most; more are dropped (a cache may forget).
+const STORES_IN_FLIGHT: usize = 32;
+/// Prompts longer than this (in bytes, normalised) are neither cached nor looked up.
+pub const MAX_CACHED_PROMPT: usize = 2048;
 
 /// Reads and writes cached answers in Redis under `cache:llm:<model|*>:<normalised prompt>`.
 pub struct RedisCache {
     client: redis::Client,
     connection: Mutex<Option<MultiplexedConnection>>,
     ttl: Duration,
+    /// Milliseconds after `origin` before which Redis is skipped.
+    skip_until_ms: AtomicU64,
+    origin: Instant,
+    stores: Arc<Semaphore>,
 }
 
 impl RedisCache {
@@ -32,6 +45,9 @@ impl RedisCache {
             client: redis::Client::open(url)?,
             connection: Mutex::new(None),
             ttl,
+            skip_until_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+            stores: Arc::new(Semaphore::new(STORES_IN_FLIGHT)),
         })
     }
 
@@ -40,20 +56,50 @@ impl RedisCache {
         format!("cache:llm:{}:{}", key.model().unwrap_or("*"), key.prompt())
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A connection, or `None` at once while backing off or while another task connects.
     async fn connection(&self) -> Option<MultiplexedConnection> {
-        let mut slot = self.connection.lock().await;
+        if self.now_ms() < self.skip_until_ms.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut slot = self.connection.try_lock().ok()?;
         if slot.is_none() {
             let connect = self.client.get_multiplexed_async_connection();
-            *slot = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-                .await
-                .ok()?
-                .ok();
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(connection)) => *slot = Some(connection),
+                _ => {
+                    drop(slot);
+                    self.back_off();
+                    return None;
+                }
+            }
         }
         slot.clone()
     }
 
-    async fn forget_connection(&self) {
-        *self.connection.lock().await = None;
+    /// Forgets the connection and skips Redis for [`BACK_OFF`].
+    fn back_off(&self) {
+        let pause = u64::try_from(BACK_OFF.as_millis()).unwrap_or(u64::MAX);
+        self.skip_until_ms
+            .store(self.now_ms().saturating_add(pause), Ordering::Release);
+        if let Ok(mut slot) = self.connection.try_lock() {
+            *slot = None;
+        }
+    }
+
+    /// Stores a live answer in the background, unless too many stores are in flight.
+    pub fn store_in_background(self: &Arc<Self>, key: CacheKey, answer: Answer) {
+        let Ok(permit) = Arc::clone(&self.stores).try_acquire_owned() else {
+            return;
+        };
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            cache.store(&key, &answer).await;
+            drop(permit);
+        });
     }
 
     /// Stores a live answer; failures are logged at debug and ignored.
@@ -73,7 +119,7 @@ impl RedisCache {
             Ok(Ok(())) => {}
             outcome => {
                 tracing::debug!(?outcome, "could not store the answer in the Redis cache");
-                self.forget_connection().await;
+                self.back_off();
             }
         }
     }
@@ -81,7 +127,7 @@ impl RedisCache {
     async fn lookup(&self, key: &CacheKey) -> Result<Answer, ProviderError> {
         let Some(mut con) = self.connection().await else {
             return Err(ProviderError::Upstream(
-                "redis cache unreachable".to_owned(),
+                "redis cache unavailable".to_owned(),
             ));
         };
         let get = con.get::<_, Option<String>>(Self::redis_key(key));
@@ -89,7 +135,7 @@ impl RedisCache {
             Ok(Ok(Some(text))) => text,
             Ok(Ok(None)) => return Err(ProviderError::Miss),
             outcome => {
-                self.forget_connection().await;
+                self.back_off();
                 return Err(ProviderError::Upstream(format!("redis cache: {outcome:?}")));
             }
         };
@@ -109,10 +155,11 @@ impl RedisCache {
     }
 }
 
-/// The cache key of a request: its model and normalised prompt; `None` for a blank prompt.
+/// The cache key of a request: its model and normalised prompt; `None` for a blank prompt
+/// or one longer than [`MAX_CACHED_PROMPT`] (the cache bounds its memory by entries).
 pub fn cache_key(req: &GatewayRequest) -> Option<CacheKey> {
     let key = CacheKey::new(req.generate.model.as_deref(), &req.generate.prompt);
-    (!key.is_blank()).then_some(key)
+    (!key.is_blank() && key.prompt().len() <= MAX_CACHED_PROMPT).then_some(key)
 }
 
 impl FallbackProvider<GatewayRequest, Answer> for RedisCache {

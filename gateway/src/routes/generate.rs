@@ -32,7 +32,9 @@ pub async fn generate(
     }) {
         Ok(request) => request,
         Err(bad) => {
-            gateway.metrics.gateway_error("validation");
+            gateway
+                .metrics
+                .gateway_error("validation", bad.status.as_u16());
             let mut body =
                 ErrorBody::new(bad.kind, bad.error.message.clone(), Some(bad.error.field));
             body.request_id = Some(request_id);
@@ -62,8 +64,7 @@ pub async fn generate(
                 && let (Some(redis_cache), Some(key)) =
                     (&gateway.redis_cache, crate::redis_cache::cache_key(&req))
             {
-                let (redis_cache, answer) = (Arc::clone(redis_cache), answer.clone());
-                tokio::spawn(async move { redis_cache.store(&key, &answer).await });
+                redis_cache.store_in_background(key, answer.clone());
             }
             let took = started.elapsed();
             gateway.metrics.answered(
@@ -90,13 +91,13 @@ pub async fn generate(
             .into_response()
         }
         Err(FallbackError::Rejected(failure)) => {
-            gateway.metrics.gateway_error("rejected_upstream");
+            gateway.metrics.gateway_error("rejected_upstream", 422);
             let mut body = ErrorBody::new("invalid_request", failure.error.to_string(), None);
             body.request_id = Some(request_id);
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
         Err(FallbackError::AllTiersFailed(failed)) => {
-            gateway.metrics.gateway_error("exhausted");
+            gateway.metrics.gateway_error("exhausted", 503);
             tracing::error!(request_id = %request_id, error = %failed, "no tier could answer");
             let mut body = ErrorBody::new(
                 "service_unavailable",

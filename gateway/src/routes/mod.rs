@@ -12,7 +12,12 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use llm_api::ErrorBody;
 
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
 use crate::middleware::{request_id, shed_load};
+
+/// The longest a client may take to send its request body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::state::Gateway;
 
 /// The whole API. Load shedding guards the model routes only, so health, readiness and
@@ -20,6 +25,8 @@ use crate::state::Gateway;
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let model_routes = Router::new()
         .route("/generate", post(generate::generate))
+        // A client trickling its body must not hold an in-flight slot for ever.
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(from_fn_with_state(Arc::clone(&gateway), shed_load));
     Router::new()
         .merge(model_routes)
@@ -38,9 +45,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-async fn not_found() -> (StatusCode, axum::Json<ErrorBody>) {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(ErrorBody::new("not_found", "no such route", None)),
-    )
+async fn not_found(
+    request_id: Option<axum::Extension<crate::middleware::RequestId>>,
+) -> (StatusCode, axum::Json<ErrorBody>) {
+    let mut body = ErrorBody::new("not_found", "no such route", None);
+    body.request_id = request_id.map(|axum::Extension(id)| id.0);
+    (StatusCode::NOT_FOUND, axum::Json(body))
 }
