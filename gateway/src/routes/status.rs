@@ -117,14 +117,20 @@ pub async fn metrics(
     }
     let mut instance_breakers = gateway.primary.breaker_snapshots();
     instance_breakers.extend(gateway.secondary.breaker_snapshots());
+    let fallback = gateway.chain.stats();
+    let requests = json!({
+        "in_flight": gateway.in_flight.load(Ordering::Relaxed),
+        "total": fallback.requests,
+        "served": fallback.served,
+        "served_by_fallback": fallback.served_by_fallback,
+        "exhausted": fallback.exhausted,
+    });
     Json(json!({
         "circuit_breaker": gateway.pool_breaker.snapshot(),
         "circuit_breakers": instance_breakers,
-        "fallback": gateway.chain.stats(),
+        "fallback": fallback,
         "service_discovery": discovery_json(&gateway),
-        "requests": {
-            "in_flight": gateway.in_flight.load(Ordering::Relaxed),
-        },
+        "requests": requests,
     }))
     .into_response()
 }

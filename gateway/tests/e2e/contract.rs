@@ -211,6 +211,14 @@ async fn generate_health_and_metrics_answer_the_lab_contract() {
             metrics["circuit_breaker"]
         )
     });
+    checks.check(
+        metrics["requests"]["total"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+            && metrics["requests"]["served"].is_u64()
+            && metrics["requests"]["in_flight"].is_u64(),
+        || format!("/metrics JSON requests counts: {}", metrics["requests"]),
+    );
     // ... and as Prometheus text.
     let (content_type, text) = gw.metrics_text().await;
     checks.check(content_type.starts_with("text/plain"), || {
