@@ -165,8 +165,13 @@ impl LlmService {
 
     /// How many `/generate` requests it has answered (any status), from its `/metrics`.
     pub async fn generate_count(&self) -> f64 {
-        let text = self
-            .client
+        let text = self.metrics_text().await;
+        prometheus_sum(&text, "http_requests_total", &["endpoint=\"generate\""])
+    }
+
+    /// Its `/metrics` in Prometheus text.
+    async fn metrics_text(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.url))
             .header("accept", "text/plain")
             .send()
@@ -174,22 +179,12 @@ impl LlmService {
             .expect("llm-service /metrics answers")
             .text()
             .await
-            .unwrap();
-        prometheus_sum(&text, "http_requests_total", &["endpoint=\"generate\""])
+            .unwrap()
     }
 
     /// Requests it is answering now (`http_requests_in_flight`).
     pub async fn in_flight(&self) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.url))
-            .header("accept", "text/plain")
-            .send()
-            .await
-            .expect("llm-service /metrics answers")
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics_text().await;
         prometheus_sum(&text, "http_requests_in_flight", &[])
     }
 
