@@ -175,20 +175,30 @@ impl Breaker {
     /// Asks to make one call now. On success the call must be made and its outcome given to
     /// the guard; a guard dropped without an outcome counts as [`Outcome::Ignored`].
     pub fn try_acquire(&self) -> Result<BreakerGuard<'_>, Rejection> {
+        self.acquire_permit().map(|permit| BreakerGuard {
+            breaker: BreakerRef::Borrowed(self),
+            permit: Some(permit),
+        })
+    }
+
+    /// [`Self::try_acquire`] for a call that outlives the borrow, such as a stream handed
+    /// to another task: the guard holds the breaker itself.
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Result<BreakerGuard<'static>, Rejection> {
+        self.acquire_permit().map(|permit| BreakerGuard {
+            breaker: BreakerRef::Owned(Arc::clone(self)),
+            permit: Some(permit),
+        })
+    }
+
+    fn acquire_permit(&self) -> Result<Permit, Rejection> {
         let now = self.clock.now();
         let published = self.published.load(Ordering::Acquire);
         if published & ADMIT_FREELY != 0 {
-            return Ok(BreakerGuard {
-                breaker: self,
-                permit: Some(Permit::untracked(published >> GENERATION_SHIFT, now)),
-            });
+            return Ok(Permit::untracked(published >> GENERATION_SHIFT, now));
         }
         let (result, transition) = self.with_machine(now, |m| m.try_acquire(now));
         self.notify(transition);
-        result.map(|permit| BreakerGuard {
-            breaker: self,
-            permit: Some(permit),
-        })
+        result
     }
 
     /// Whether a call would be let through now, without taking a slot (for balancers that
@@ -363,8 +373,25 @@ fn millis(d: Duration) -> u64 {
 /// shorthands). Dropped without an outcome, it counts as [`Outcome::Ignored`].
 #[must_use = "a guard dropped at once records an ignored call"]
 pub struct BreakerGuard<'a> {
-    breaker: &'a Breaker,
+    breaker: BreakerRef<'a>,
     permit: Option<Permit>,
+}
+
+/// The breaker a guard reports to: borrowed, or shared for a guard that outlives the borrow.
+enum BreakerRef<'a> {
+    Borrowed(&'a Breaker),
+    Owned(Arc<Breaker>),
+}
+
+impl std::ops::Deref for BreakerRef<'_> {
+    type Target = Breaker;
+
+    fn deref(&self) -> &Breaker {
+        match self {
+            Self::Borrowed(breaker) => breaker,
+            Self::Owned(breaker) => breaker,
+        }
+    }
 }
 
 impl BreakerGuard<'_> {

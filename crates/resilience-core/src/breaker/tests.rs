@@ -1040,3 +1040,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_owned_guard_outlives_its_borrow_and_reports_like_a_borrowed_one() {
+    let clock = ManualClock::new();
+    let (breaker, _) = shared(&clock);
+    let breaker = Arc::new(breaker);
+    let guards: Vec<BreakerGuard<'static>> = (0..3)
+        .map(|_| breaker.try_acquire_owned().unwrap())
+        .collect();
+    let moved = std::thread::spawn(move || {
+        for guard in guards {
+            guard.failure();
+        }
+    });
+    moved.join().unwrap();
+    assert_eq!(breaker.state(), StateKind::Open);
+    assert!(
+        breaker.try_acquire_owned().is_err(),
+        "OPEN refuses owned guards too"
+    );
+    clock.advance(Duration::from_secs(30));
+    drop(breaker.try_acquire_owned().unwrap());
+    assert_eq!(
+        breaker.state(),
+        StateKind::HalfOpen,
+        "a dropped probe is ignored and frees its slot"
+    );
+}
