@@ -242,6 +242,48 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Usage>,
 }
 
+impl ChatCompletionChunk {
+    /// A chunk of one choice carrying `delta`, and `finish_reason` when it ends the choice.
+    pub fn delta(
+        id: impl Into<String>,
+        created: u64,
+        model: impl Into<String>,
+        delta: Delta,
+        finish_reason: Option<&str>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            object: "chat.completion.chunk".to_owned(),
+            created,
+            model: model.into(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish_reason.map(str::to_owned),
+                logprobs: None,
+            }],
+            usage: None,
+        }
+    }
+
+    /// The usage chunk that ends a stream (`stream_options.include_usage`): no choice.
+    pub fn usage(
+        id: impl Into<String>,
+        created: u64,
+        model: impl Into<String>,
+        usage: Usage,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            object: "chat.completion.chunk".to_owned(),
+            created,
+            model: model.into(),
+            choices: Vec::new(),
+            usage: Some(usage),
+        }
+    }
+}
+
 /// One delta of a [`ChatCompletionChunk`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use llm_api::openai::{ChatCompletionChunk, ChunkChoice, DONE, Delta, Usage};
+use llm_api::openai::{ChatCompletionChunk, DONE, Delta, Usage};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -63,23 +63,11 @@ async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
     let model = state.config.model_name.clone();
     let created = unix_seconds();
     let chunk = |delta: Delta, finish: Option<&str>, usage: Option<Usage>| {
-        let choices = if usage.is_some() && finish.is_none() && delta == Delta::default() {
-            Vec::new()
-        } else {
-            vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: finish.map(str::to_owned),
-                logprobs: None,
-            }]
-        };
-        let chunk = ChatCompletionChunk {
-            id: id.clone(),
-            object: "chat.completion.chunk".to_owned(),
-            created,
-            model: model.clone(),
-            choices,
-            usage,
+        let chunk = match usage {
+            Some(usage) if finish.is_none() && delta == Delta::default() => {
+                ChatCompletionChunk::usage(id.clone(), created, model.clone(), usage)
+            }
+            _ => ChatCompletionChunk::delta(id.clone(), created, model.clone(), delta, finish),
         };
         Event::default()
             .json_data(&chunk)
