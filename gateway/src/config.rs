@@ -1,7 +1,9 @@
 //! Settings: the seed's environment variables, each also a flag, plus an optional TOML file
-//! for what variables express badly (timeouts, retry policy, breakers, cache, health).
+//! for what variables express badly (timeouts, retry policy, breakers, cache, health, model
+//! routes).
 //! Everything is validated at once at start; every problem names its setting.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +14,9 @@ use resilience_core::breaker::BreakerConfig;
 use resilience_core::health::HealthCheckConfig;
 use resilience_core::retry::{BudgetConfig, RetryPolicy};
 use serde::Deserialize;
+
+use crate::pool::EndpointSpec;
+use crate::upstream::{ApiKey, Protocol};
 
 /// The API gateway in front of the LLM services.
 #[derive(Debug, Clone, Parser)]
@@ -59,6 +64,12 @@ pub struct Args {
     /// Milliseconds one try on one instance may take (overrides the file).
     #[arg(long, env = "PER_TRY_TIMEOUT_MS")]
     pub per_try_timeout_ms: Option<u64>,
+    /// Streams: the longest wait for the first token (overrides `stream.first_token_timeout_ms`).
+    #[arg(long, env = "STREAM_FIRST_TOKEN_TIMEOUT_MS")]
+    pub stream_first_token_timeout_ms: Option<u64>,
+    /// Streams: the longest silence between two events (overrides `stream.idle_timeout_ms`).
+    #[arg(long, env = "STREAM_IDLE_TIMEOUT_MS")]
+    pub stream_idle_timeout_ms: Option<u64>,
     /// Milliseconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -91,6 +102,77 @@ pub struct FileConfig {
     pub cache: CacheSection,
     /// Fallback tiers that may answer.
     pub tiers: TiersSection,
+    /// Stream limits.
+    pub stream: StreamSection,
+    /// Public model name → ordered targets; `default` serves every other name.
+    pub routes: BTreeMap<String, RouteSection>,
+}
+
+/// `[stream]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSection {
+    /// The longest wait for a stream's first token; past it the try fails over.
+    pub first_token_timeout_ms: u64,
+    /// The longest silence between two events once a stream flows.
+    pub idle_timeout_ms: u64,
+}
+
+/// `[routes.<model>]`: the targets of one public model name, tried in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// The first answers; the others are the secondary tier, in order.
+    pub targets: Vec<TargetSection>,
+    /// The route a request goes to when a target says its prompt exceeds the context
+    /// (`context_length_exceeded`).
+    #[serde(default)]
+    pub context_fallback: Option<String>,
+}
+
+/// One target: `{ pool = "primary" }`, or an OpenAI-compatible endpoint
+/// `{ url = "http://127.0.0.1:11434/v1", model = "llama3.1:8b", api_key_env = "KEY" }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// The discovered instances of this tier (`primary`, `secondary`…).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// An endpoint's base URL (up to `/v1`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The endpoint's model name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The environment variable holding the endpoint's API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The endpoint's id in metrics and `x-served-by` (default `model@url`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The route every unrouted model name takes.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// A checked target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Discovered instances of a tier.
+    Pool(String),
+    /// An OpenAI-compatible endpoint.
+    Endpoint(EndpointSpec),
+}
+
+/// A checked route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// The public model name.
+    pub name: String,
+    /// In order.
+    pub targets: Vec<Target>,
+    /// Where `context_length_exceeded` goes.
+    pub context_fallback: Option<String>,
 }
 
 /// `[retry]`.
@@ -107,6 +189,9 @@ pub struct RetrySection {
     pub budget_ratio: f64,
     /// Retries per second always allowed.
     pub budget_min_per_sec: u32,
+    /// The longest `Retry-After` waited for within a request; a longer one sends the
+    /// request to the next target at once (and keeps the target out of rotation as asked).
+    pub max_retry_after_ms: u64,
 }
 
 /// `[instance_breaker]`.
@@ -166,6 +251,17 @@ impl Default for FileConfig {
             health: HealthSection::default(),
             cache: CacheSection::default(),
             tiers: TiersSection::default(),
+            stream: StreamSection::default(),
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        Self {
+            first_token_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -178,6 +274,7 @@ impl Default for RetrySection {
             max_delay_ms: 1000,
             budget_ratio: 0.2,
             budget_min_per_sec: 5,
+            max_retry_after_ms: 2000,
         }
     }
 }
@@ -335,7 +432,114 @@ impl Config {
         if let Err(e) = self.health_config().validate() {
             problems.push(FieldError::new("health", e.to_string()));
         }
+        if self.first_token_timeout().is_zero() {
+            problems.push(FieldError::new(
+                "stream.first_token_timeout_ms",
+                "must be above zero",
+            ));
+        }
+        if self.idle_timeout().is_zero() {
+            problems.push(FieldError::new(
+                "stream.idle_timeout_ms",
+                "must be above zero",
+            ));
+        }
+        if let Err(mut route_problems) = self.routes_with(|name| std::env::var(name).ok()) {
+            problems.append(&mut route_problems);
+        }
         problems
+    }
+
+    /// Streams: the longest wait for the first token.
+    pub fn first_token_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.args
+                .stream_first_token_timeout_ms
+                .unwrap_or(self.file.stream.first_token_timeout_ms),
+        )
+    }
+
+    /// Streams: the longest silence between events.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.args
+                .stream_idle_timeout_ms
+                .unwrap_or(self.file.stream.idle_timeout_ms),
+        )
+    }
+
+    /// The longest `Retry-After` waited for within a request.
+    pub fn max_retry_after(&self) -> Duration {
+        Duration::from_millis(self.file.retry.max_retry_after_ms)
+    }
+
+    /// The routes, checked, `default` included (the primary then the secondary pool when
+    /// the file does not say); API keys read through `env`.
+    pub fn routes(&self) -> Result<Vec<RouteSpec>, Vec<FieldError>> {
+        self.routes_with(|name| std::env::var(name).ok())
+    }
+
+    fn routes_with(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<RouteSpec>, Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let mut specs = Vec::new();
+        let mut sections = self.file.routes.clone();
+        sections
+            .entry(DEFAULT_ROUTE.to_owned())
+            .or_insert_with(|| RouteSection {
+                targets: ["primary", "secondary"]
+                    .map(|tier| TargetSection {
+                        pool: Some(tier.to_owned()),
+                        url: None,
+                        model: None,
+                        api_key_env: None,
+                        name: None,
+                    })
+                    .to_vec(),
+                context_fallback: None,
+            });
+        for (name, section) in &sections {
+            let field = |what: &str| format!("routes.{name}{what}");
+            if section.targets.is_empty() {
+                problems.push(FieldError::new(
+                    field(".targets"),
+                    "needs at least one target",
+                ));
+            }
+            let mut targets = Vec::new();
+            for (i, target) in section.targets.iter().enumerate() {
+                match check_target(target, &env) {
+                    Ok(target) if targets.contains(&target) => problems.push(FieldError::new(
+                        field(&format!(".targets[{i}]")),
+                        "appears twice in the route",
+                    )),
+                    Ok(target) => targets.push(target),
+                    Err(why) => {
+                        problems.push(FieldError::new(field(&format!(".targets[{i}]")), why));
+                    }
+                }
+            }
+            if let Some(other) = &section.context_fallback
+                && (other == name || !sections.contains_key(other))
+            {
+                problems.push(FieldError::new(
+                    field(".context_fallback"),
+                    format!("`{other}` is not another route"),
+                ));
+            }
+            specs.push(RouteSpec {
+                name: name.clone(),
+                targets,
+                context_fallback: section.context_fallback.clone(),
+            });
+        }
+        if problems.is_empty() {
+            Ok(specs)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Largest `max_tokens` a request may ask for.
@@ -436,6 +640,50 @@ impl Config {
     }
 }
 
+/// A target section as a [`Target`], or why it is not one.
+fn check_target(
+    target: &TargetSection,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Target, String> {
+    match (&target.pool, &target.url) {
+        (Some(pool), None) => {
+            if target.model.is_some() || target.api_key_env.is_some() || target.name.is_some() {
+                return Err("a pool target takes only `pool`".to_owned());
+            }
+            if pool.trim().is_empty() {
+                return Err("`pool` must name a tier".to_owned());
+            }
+            Ok(Target::Pool(pool.clone()))
+        }
+        (None, Some(url)) => {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("`url`: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err("`url` must be an http(s) URL with a host".to_owned());
+            }
+            let Some(model) = target.model.clone().filter(|m| !m.trim().is_empty()) else {
+                return Err("an endpoint needs `model`, the name the endpoint knows".to_owned());
+            };
+            let api_key = match &target.api_key_env {
+                None => None,
+                Some(var) => match env(var) {
+                    Some(key) if !key.is_empty() => Some(ApiKey::new(key)),
+                    _ => return Err(format!("`api_key_env`: ${var} is not set")),
+                },
+            };
+            let url = url.trim_end_matches('/').to_owned();
+            Ok(Target::Endpoint(EndpointSpec {
+                id: target
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{model}@{url}")),
+                url,
+                protocol: Protocol::OpenAi { model, api_key },
+            }))
+        }
+        _ => Err("give either `pool` or `url` (with `model`)".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,5 +779,126 @@ mod tests {
             c.instance_breaker().recovery_timeout,
             Duration::from_secs(2)
         );
+    }
+
+    fn with_routes(toml: &str) -> Config {
+        let path = std::env::temp_dir().join(format!(
+            "gateway-routes-{}-{}.toml",
+            std::process::id(),
+            toml.len()
+        ));
+        std::fs::write(&path, toml).unwrap();
+        let args = Args::try_parse_from([
+            "gateway",
+            "--llm-service-urls",
+            "http://a:1",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let file = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).ok();
+        Config { args, file }
+    }
+
+    #[test]
+    fn without_routes_default_is_the_primary_then_the_secondary_pool() {
+        let c = Config::from_args(["--llm-service-urls", "http://a:1"]).unwrap();
+        let routes = c.routes().unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].name, DEFAULT_ROUTE);
+        assert_eq!(
+            routes[0].targets,
+            vec![
+                Target::Pool("primary".into()),
+                Target::Pool("secondary".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_target_takes_its_model_and_key_from_the_environment() {
+        let c = with_routes(
+            r#"
+            [routes.gpt-4o]
+            targets = [
+              { url = "http://127.0.0.1:11434/v1/", model = "llama3.1:8b", api_key_env = "K" },
+              { pool = "primary" },
+            ]
+            context_fallback = "default"
+            "#,
+        );
+        let routes = c
+            .routes_with(|name| (name == "K").then(|| "sk-1".to_owned()))
+            .unwrap();
+        let route = routes.iter().find(|r| r.name == "gpt-4o").unwrap();
+        let Target::Endpoint(endpoint) = &route.targets[0] else {
+            panic!("{:?}", route.targets)
+        };
+        assert_eq!(endpoint.url, "http://127.0.0.1:11434/v1");
+        assert_eq!(endpoint.id, "llama3.1:8b@http://127.0.0.1:11434/v1");
+        assert_eq!(
+            endpoint.protocol,
+            Protocol::OpenAi {
+                model: "llama3.1:8b".into(),
+                api_key: Some(ApiKey::new("sk-1"))
+            }
+        );
+        assert!(
+            routes.iter().any(|r| r.name == DEFAULT_ROUTE),
+            "default is added"
+        );
+    }
+
+    #[test]
+    fn every_route_mistake_names_its_place() {
+        let c = with_routes(
+            r#"
+            [routes.a]
+            targets = [
+              { url = "http://x/v1" },
+              { pool = "primary", url = "http://x/v1", model = "m" },
+              { url = "ftp://x", model = "m" },
+              { url = "http://x/v1", model = "m", api_key_env = "NOT_SET_ANYWHERE" },
+              { pool = "primary" },
+              { pool = "primary" },
+            ]
+            context_fallback = "nowhere"
+            [routes.b]
+            targets = []
+            "#,
+        );
+        let problems = c.routes_with(|_| None).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for field in [
+            "routes.a.targets[0]",
+            "routes.a.targets[1]",
+            "routes.a.targets[2]",
+            "routes.a.targets[3]",
+            "routes.a.targets[5]",
+            "routes.a.context_fallback",
+            "routes.b.targets",
+        ] {
+            assert!(fields.contains(&field), "{field} missing from {fields:?}");
+        }
+        let key = problems
+            .iter()
+            .find(|p| p.field == "routes.a.targets[3]")
+            .unwrap();
+        assert!(key.message.contains("NOT_SET_ANYWHERE"), "{}", key.message);
+    }
+
+    #[test]
+    fn stream_limits_come_from_the_file_or_the_environment() {
+        let c = Config::from_args([
+            "--llm-service-urls",
+            "http://a:1",
+            "--stream-idle-timeout-ms",
+            "250",
+        ])
+        .unwrap();
+        assert_eq!(c.idle_timeout(), Duration::from_millis(250));
+        assert_eq!(c.first_token_timeout(), Duration::from_secs(10));
+        assert_eq!(c.max_retry_after(), Duration::from_secs(2));
     }
 }

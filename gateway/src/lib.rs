@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod pool;
 pub mod redis_cache;
 pub mod routes;
+pub mod routing;
 pub mod state;
 pub mod upstream;
 

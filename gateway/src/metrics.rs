@@ -24,6 +24,25 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     breaker_state: IntGaugeVec,
     available: IntGauge,
+    first_token: HistogramVec,
+    stream_events: IntCounterVec,
+}
+
+/// One answer, as [`Metrics::answered`] counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    /// The instance, endpoint or `fallback_manager` that answered.
+    pub service: &'a str,
+    /// The model named in the answer.
+    pub model: &'a str,
+    /// The HTTP status.
+    pub status: u16,
+    /// The tier that answered.
+    pub tier: &'a str,
+    /// `generate` or `chat_completions`.
+    pub endpoint: &'a str,
+    /// Time to answer (for a stream: to its first byte).
+    pub took: Duration,
 }
 
 impl Metrics {
@@ -78,6 +97,22 @@ impl Metrics {
             &["service"],
         )?;
         let available = IntGauge::new("available_instances", "Instances passing health checks.")?;
+        let first_token = HistogramVec::new(
+            HistogramOpts::new(
+                "llm_time_to_first_token_seconds",
+                "Streams: from the try's start to the first token, by upstream.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            &["service"],
+        )?;
+        let stream_events = IntCounterVec::new(
+            Opts::new(
+                "llm_stream_events_total",
+                "Streams: how they ended (completed, finalized, interrupted, abandoned) and \
+                 malformed events skipped, by upstream.",
+            ),
+            &["service", "event"],
+        )?;
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -87,6 +122,8 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(breaker_state.clone()),
             Box::new(available.clone()),
+            Box::new(first_token.clone()),
+            Box::new(stream_events.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -112,18 +149,40 @@ impl Metrics {
             in_flight,
             breaker_state,
             available,
+            first_token,
+            stream_events,
         })
     }
 
-    /// One answer to a client.
-    pub fn answered(&self, service: &str, model: &str, status: u16, tier: &str, took: Duration) {
+    /// One answer to a client on `endpoint` (`generate`, `chat_completions`).
+    pub fn answered(&self, answer: Answered<'_>) {
         self.requests
-            .with_label_values(&[service, model, &status.to_string()])
+            .with_label_values(&[answer.service, answer.model, &answer.status.to_string()])
             .inc();
         self.duration
-            .with_label_values(&[service, model, "generate"])
-            .observe(took.as_secs_f64());
-        self.fallback.with_label_values(&[tier]).inc();
+            .with_label_values(&[answer.service, answer.model, answer.endpoint])
+            .observe(answer.took.as_secs_f64());
+        self.fallback.with_label_values(&[answer.tier]).inc();
+    }
+
+    /// A stream's first token reached the gateway this long after the try began.
+    pub fn first_token(&self, service: &str, after: Duration) {
+        self.first_token
+            .with_label_values(&[service])
+            .observe(after.as_secs_f64());
+    }
+
+    /// A malformed stream event was skipped.
+    pub fn malformed_event(&self, service: &str) {
+        self.stream_events
+            .with_label_values(&[service, "malformed_skipped"])
+            .inc();
+    }
+
+    /// A stream that reached the client ended: `completed`, `finalized` (no `[DONE]`),
+    /// `interrupted` (cut or stalled: an error event was sent) or `abandoned` by the client.
+    pub fn stream_ended(&self, service: &str, how: &str) {
+        self.stream_events.with_label_values(&[service, how]).inc();
     }
 
     /// An error the gateway answered itself (`validation`, `overloaded`, `exhausted`…),
@@ -178,5 +237,11 @@ impl UpstreamObserver for Metrics {
                     .inc();
             }
         }
+    }
+
+    fn abandoned(&self, instance_id: &str, _took: Duration) {
+        self.upstream_attempts
+            .with_label_values(&[instance_id, "abandoned"])
+            .inc();
     }
 }

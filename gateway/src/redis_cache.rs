@@ -140,26 +140,34 @@ impl RedisCache {
             }
         };
         let value: Value = serde_json::from_str(&text).map_err(|_| ProviderError::Miss)?;
-        Ok(Answer {
-            response: value["response"]
-                .as_str()
-                .ok_or(ProviderError::Miss)?
-                .to_owned(),
-            model_used: value["model_used"].as_str().unwrap_or("cache").to_owned(),
-            tokens_used: value["tokens_used"]
+        Ok(Answer::text(
+            value["response"].as_str().ok_or(ProviderError::Miss)?,
+            value["model_used"].as_str().unwrap_or("cache"),
+            value["tokens_used"]
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
-            served_by: "fallback_manager".to_owned(),
-        })
+            "fallback_manager",
+        ))
     }
 }
 
-/// The cache key of a request: its model and normalised prompt; `None` for a blank prompt
-/// or one longer than [`MAX_CACHED_PROMPT`] (the cache bounds its memory by entries).
+/// The cache key of a request: its model and normalised prompt (a chat's messages); `None`
+/// for a blank prompt or one longer than [`MAX_CACHED_PROMPT`] (the cache bounds its memory
+/// by entries).
 pub fn cache_key(req: &GatewayRequest) -> Option<CacheKey> {
-    let key = CacheKey::new(req.generate.model.as_deref(), &req.generate.prompt);
+    let key = CacheKey::new(req.payload.model(), &req.payload.prompt_text());
     (!key.is_blank() && key.prompt().len() <= MAX_CACHED_PROMPT).then_some(key)
+}
+
+/// The key a live answer is stored under: [`cache_key`], except for a stream, whose answer
+/// is still coming when the chain returns (the handler stores it once it completed).
+pub fn store_key(req: &GatewayRequest) -> Option<CacheKey> {
+    if req.payload.is_stream() {
+        None
+    } else {
+        cache_key(req)
+    }
 }
 
 impl FallbackProvider<GatewayRequest, Answer> for RedisCache {

@@ -1,7 +1,7 @@
 //! Wiring: discovery, health checks, the two pools and their breakers, the fallback chain,
 //! metrics and the transition log, built once from the configuration.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -22,11 +22,12 @@ use resilience_core::registry::{LLM_SERVICE, RedisRegistry, StaticRegistry};
 use resilience_core::retry::RetryBudget;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Target};
 use crate::metrics::Metrics;
-use crate::pool::{Answer, GatewayRequest, Pool, PoolSettings};
+use crate::pool::{Answer, EndpointSpec, GatewayRequest, Pool, PoolSettings};
 use crate::redis_cache::RedisCache;
-use crate::upstream::{HttpProbe, UpstreamClient};
+use crate::routing::{Route, Routes};
+use crate::upstream::{HttpProbe, Protocol, UpstreamClient, count_words};
 
 /// The seeded answers shipped with the gateway (`config/fallback_responses.json`).
 const SEED: &str = include_str!("../../config/fallback_responses.json");
@@ -61,10 +62,14 @@ pub struct Gateway {
     pub primary: Arc<Pool>,
     /// Instances tagged secondary.
     pub secondary: Arc<Pool>,
+    /// Every pool of discovered instances by tier, `primary` and `secondary` included.
+    pub pools: BTreeMap<String, Arc<Pool>>,
+    /// The OpenAI-compatible endpoint targets, one per (base URL, model).
+    pub endpoints: Vec<Arc<Pool>>,
     /// The lab's "circuit breaker".
     pub pool_breaker: Arc<Breaker>,
-    /// Primary → secondary → cache → template.
-    pub chain: FallbackChain<GatewayRequest, Answer>,
+    /// Model name → its chain of targets, then cache and template.
+    pub routes: Routes,
     /// The response cache (learned and seeded answers).
     pub cache: Arc<ResponseCache<Answer>>,
     /// The shared response cache in Redis, when configured.
@@ -131,16 +136,15 @@ impl Gateway {
         let budget = Arc::new(RetryBudget::new(config.budget(), Arc::clone(&clock))?);
         let client = UpstreamClient::new()?;
         let metrics = Arc::new(Metrics::new()?);
-        let pool = |tier: &str, breaker: Option<Arc<Breaker>>| {
+        let pool = |name: &str, tier: &str, endpoint: Option<EndpointSpec>, breaker| {
             Arc::new(Pool::new(
                 PoolSettings {
-                    name: if tier == "primary" {
-                        "primary".to_owned()
-                    } else {
-                        tier.to_owned()
-                    },
+                    name: name.to_owned(),
                     tier: tier.to_owned(),
+                    endpoint,
                     per_try_timeout: config.per_try_timeout(),
+                    first_token_timeout: config.first_token_timeout(),
+                    max_retry_after: config.max_retry_after(),
                     retry: config.retry_policy(),
                     instance_breaker: config.instance_breaker(),
                 },
@@ -154,8 +158,53 @@ impl Gateway {
                 Arc::clone(&metrics) as Arc<dyn crate::pool::UpstreamObserver>,
             ))
         };
-        let primary = pool("primary", Some(Arc::clone(&pool_breaker)));
-        let secondary = pool("secondary", None);
+        let primary = pool("primary", "primary", None, Some(Arc::clone(&pool_breaker)));
+        let secondary = pool("secondary", "secondary", None, None);
+        let mut pools = BTreeMap::from([
+            ("primary".to_owned(), Arc::clone(&primary)),
+            ("secondary".to_owned(), Arc::clone(&secondary)),
+        ]);
+        // One endpoint pool (and breaker) per (base URL, upstream model), shared by every
+        // route naming it: a failing model never blocks another one on the same host.
+        let mut endpoints: BTreeMap<(String, String), Arc<Pool>> = BTreeMap::new();
+        let specs = config.routes().map_err(|problems| {
+            anyhow::anyhow!(
+                "invalid routes: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        let mut route_targets = Vec::new();
+        for spec in &specs {
+            let targets: Vec<Arc<Pool>> = spec
+                .targets
+                .iter()
+                .map(|target| match target {
+                    Target::Pool(tier) => Arc::clone(
+                        pools
+                            .entry(tier.clone())
+                            .or_insert_with(|| pool(tier, tier, None, None)),
+                    ),
+                    Target::Endpoint(endpoint) => {
+                        let model = match &endpoint.protocol {
+                            Protocol::OpenAi { model, .. } => model.clone(),
+                            Protocol::Lab => String::new(),
+                        };
+                        Arc::clone(
+                            endpoints
+                                .entry((endpoint.url.clone(), model))
+                                .or_insert_with(|| {
+                                    pool(&endpoint.id, "endpoint", Some(endpoint.clone()), None)
+                                }),
+                        )
+                    }
+                })
+                .collect();
+            route_targets.push((spec, targets));
+        }
 
         let cache_cfg = &config.file.cache;
         let cache = Arc::new(ResponseCache::new(
@@ -167,13 +216,14 @@ impl Gateway {
             Some(path) => SeedFile::load(path)?,
             None => SeedFile::parse(SEED, "config/fallback_responses.json")?,
         };
-        cache.seed(&seed, |entry| Answer {
-            response: entry.response.clone(),
-            model_used: entry.model.clone().unwrap_or_else(|| "cache".to_owned()),
-            tokens_used: count_words(&entry.response),
-            served_by: "fallback_manager".to_owned(),
+        cache.seed(&seed, |entry| {
+            Answer::text(
+                entry.response.clone(),
+                entry.model.clone().unwrap_or_else(|| "cache".to_owned()),
+                count_words(&entry.response),
+                "fallback_manager",
+            )
         });
-        let key = crate::redis_cache::cache_key;
         let redis_cache = match &config.args.redis_url {
             Some(url) => Some(Arc::new(RedisCache::new(
                 url,
@@ -181,35 +231,50 @@ impl Gateway {
             )?)),
             None => None,
         };
-        // In-process first (this gateway's answers and the seeded ones: no network), then
-        // the answers other gateways stored in Redis.
-        let mut cache_tier = Tier::new(TierKind::Cache).with_provider(CacheProvider::new(
-            "response_cache",
-            Arc::clone(&cache),
-            key,
-        ));
-        if let Some(redis_cache) = &redis_cache {
-            cache_tier = cache_tier.with_provider(Arc::clone(redis_cache));
-        }
-        let cache_tier = cache_tier.with_enabled(config.file.tiers.cache);
         let tiers = &config.file.tiers;
         // The pools end at the request's deadline themselves (and count the failure); the
         // tier timeout is only a backstop, so it must not fire first.
         let live = config.request_timeout() + std::time::Duration::from_secs(1);
-        let chain = FallbackChain::new([
-            Tier::new(TierKind::Primary)
-                .with_provider(Arc::clone(&primary))
-                .with_timeout(live),
-            Tier::new(TierKind::Secondary)
-                .with_provider(Arc::clone(&secondary))
+        let mut routes = Vec::new();
+        for (spec, targets) in route_targets {
+            let mut targets = targets.into_iter();
+            let mut first = Tier::new(TierKind::Primary).with_timeout(live);
+            if let Some(target) = targets.next() {
+                first = first.with_provider(target);
+            }
+            let mut rest = Tier::new(TierKind::Secondary)
                 .with_timeout(live)
-                .with_enabled(tiers.secondary),
-            cache_tier,
-            Tier::new(TierKind::Template)
-                .with_provider(TemplateProvider::new("template", template_answer))
-                .with_enabled(tiers.template),
-        ])?
-        .with_cache(Arc::clone(&cache), key);
+                .with_enabled(tiers.secondary);
+            for target in targets {
+                rest = rest.with_provider(target);
+            }
+            // In-process first (this gateway's answers and the seeded ones: no network),
+            // then the answers other gateways stored in Redis.
+            let mut cache_tier = Tier::new(TierKind::Cache).with_provider(CacheProvider::new(
+                "response_cache",
+                Arc::clone(&cache),
+                crate::redis_cache::cache_key,
+            ));
+            if let Some(redis_cache) = &redis_cache {
+                cache_tier = cache_tier.with_provider(Arc::clone(redis_cache));
+            }
+            let chain = FallbackChain::new([
+                first,
+                rest,
+                cache_tier.with_enabled(tiers.cache),
+                Tier::new(TierKind::Template)
+                    .with_provider(TemplateProvider::new("template", template_answer))
+                    .with_enabled(tiers.template),
+            ])?
+            .with_cache(Arc::clone(&cache), crate::redis_cache::store_key);
+            routes.push(Route {
+                name: spec.name.clone(),
+                chain,
+                context_fallback: spec.context_fallback.clone(),
+            });
+        }
+        let routes = Routes::new(routes)?;
+        let endpoints: Vec<Arc<Pool>> = endpoints.into_values().collect();
 
         let discovery_for_checks = Arc::clone(&discovery);
         let health_for_checks = Arc::clone(&health);
@@ -267,8 +332,10 @@ impl Gateway {
             health,
             primary,
             secondary,
+            pools,
+            endpoints,
             pool_breaker,
-            chain,
+            routes,
             cache,
             redis_cache,
             metrics,
@@ -307,6 +374,16 @@ impl Gateway {
             .collect()
     }
 
+    /// Shares a live answer with other gateways through the Redis cache (the in-process
+    /// cache stored it already), in the background.
+    pub fn share_answer(&self, req: &GatewayRequest, answer: &Answer) {
+        if let (Some(redis_cache), Some(key)) =
+            (&self.redis_cache, crate::redis_cache::store_key(req))
+        {
+            redis_cache.store_in_background(key, answer.clone());
+        }
+    }
+
     /// The token budget of a request without `max_tokens`.
     pub fn default_max_tokens() -> u32 {
         DEFAULT_MAX_TOKENS
@@ -336,15 +413,7 @@ fn transition_log(
 
 /// The template tier's answer: honest about being degraded.
 fn template_answer(req: &GatewayRequest) -> Answer {
-    let response = degraded_text(&req.generate.prompt);
-    Answer {
-        tokens_used: count_words(&response),
-        response,
-        model_used: "fallback-template".to_owned(),
-        served_by: "fallback_manager".to_owned(),
-    }
-}
-
-fn count_words(text: &str) -> u32 {
-    u32::try_from(text.split_whitespace().count()).unwrap_or(u32::MAX)
+    let response = degraded_text(&req.payload.prompt_text());
+    let tokens = count_words(&response);
+    Answer::text(response, "fallback-template", tokens, "fallback_manager")
 }

@@ -8,7 +8,9 @@
 //! instance left is forgotten only once it remembers nothing (CLOSED, no failure run).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use resilience_core::balancer::Endpoint;
@@ -17,6 +19,7 @@ use resilience_core::discovery::DiscoverySnapshot;
 use resilience_core::registry::Instance;
 
 use super::{MemberEndpoint, Pool};
+use crate::upstream::Protocol;
 
 /// One instance of the pool, as the balancer holds it.
 #[derive(Debug)]
@@ -30,6 +33,14 @@ pub(crate) struct Member {
     /// URLs), so metrics and `/health` can still name it.
     pub(crate) learned: ArcSwapOption<String>,
     pub(crate) breaker: Arc<Breaker>,
+    /// How it is spoken to.
+    pub(crate) protocol: Protocol,
+    /// Whether the active health checker probes it (discovered instances); an endpoint is
+    /// judged by its breaker alone.
+    pub(crate) checked: bool,
+    /// Milliseconds after the pool's origin before which it takes no traffic (it asked so
+    /// with `Retry-After`).
+    cooldown_until_ms: AtomicU64,
 }
 
 /// The members of one discovery generation.
@@ -59,6 +70,17 @@ impl Member {
         }
     }
 
+    /// Keeps traffic away until `until` (later cooldowns win).
+    pub(crate) fn cool_down(&self, origin: Instant, until: Instant) {
+        let ms = millis_since(origin, until);
+        self.cooldown_until_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// Whether it asked for no traffic at `now`.
+    pub(crate) fn is_cooling(&self, origin: Instant, now: Instant) -> bool {
+        self.cooldown_until_ms.load(Ordering::Acquire) > millis_since(origin, now)
+    }
+
     /// Whether `instance` is still what this member stands for.
     fn matches(&self, instance: &Instance) -> bool {
         self.id == instance.id
@@ -73,6 +95,9 @@ impl Pool {
         let current = self.members.load_full();
         if current.generation >= Some(snapshot.generation) {
             return current;
+        }
+        if let Some(endpoint) = &self.settings.endpoint {
+            return self.fixed_member(endpoint);
         }
         let mut breakers = self.lock_breakers();
         // Another request may have rebuilt while we waited for the lock.
@@ -112,6 +137,9 @@ impl Pool {
                         label: instance.model().map(str::to_owned),
                         learned: ArcSwapOption::new(learned),
                         breaker,
+                        protocol: Protocol::Lab,
+                        checked: true,
+                        cooldown_until_ms: AtomicU64::new(0),
                     })
                 }
             };
@@ -122,6 +150,42 @@ impl Pool {
         });
         let members = Arc::new(Members {
             generation: Some(snapshot.generation),
+            endpoints,
+        });
+        self.members.store(Arc::clone(&members));
+        members
+    }
+
+    /// The one member of an endpoint pool, built once (it never changes).
+    fn fixed_member(&self, endpoint: &super::EndpointSpec) -> Arc<Members> {
+        let mut breakers = self.lock_breakers();
+        let current = self.members.load_full();
+        if current.generation.is_some() {
+            return current;
+        }
+        let endpoints = self
+            .breaker_for(&mut breakers, &endpoint.id)
+            .map(|breaker| {
+                let label = match &endpoint.protocol {
+                    Protocol::OpenAi { model, .. } => Some(model.clone()),
+                    Protocol::Lab => None,
+                };
+                Endpoint::new(Member {
+                    id: endpoint.id.clone(),
+                    url: endpoint.url.clone(),
+                    tier: self.settings.tier.clone(),
+                    label,
+                    learned: ArcSwapOption::new(None),
+                    breaker,
+                    protocol: endpoint.protocol.clone(),
+                    checked: false,
+                    cooldown_until_ms: AtomicU64::new(0),
+                })
+            })
+            .into_iter()
+            .collect();
+        let members = Arc::new(Members {
+            generation: Some(u64::MAX),
             endpoints,
         });
         self.members.store(Arc::clone(&members));
@@ -155,6 +219,10 @@ impl Pool {
         // Nothing panics while holding the lock, so a poisoned map is still sound.
         self.breakers.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn millis_since(origin: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Whether a breaker carries state worth keeping after its instance left discovery.

@@ -28,8 +28,11 @@
 //! Every try is told to the [`UpstreamObserver`] (metrics), to the instance's breaker and to
 //! the health tracker as a passive signal. No lock is held across an await.
 
+mod live;
 mod members;
 mod request;
+
+pub use live::{AttemptLog, AttemptRecord, LiveStream, StreamEnd, StreamSlot};
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -41,7 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use llm_api::generate::GenerateRequest;
+use llm_api::openai::{ChatCompletion, Usage};
 use resilience_core::SharedClock;
 use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
 use resilience_core::breaker::{
@@ -54,7 +57,7 @@ use resilience_core::retry::{RetryBudget, RetryPolicy};
 use serde::Serialize;
 
 use self::members::{Member, Members};
-use crate::upstream::{UpstreamClient, UpstreamError};
+use crate::upstream::{Payload, Protocol, UpstreamClient, UpstreamError};
 
 /// Told of every try on an instance (for metrics and logs); called on the request path, so
 /// it must be quick and must not block.
@@ -68,6 +71,10 @@ pub trait UpstreamObserver: Send + Sync {
         outcome: Result<u16, &UpstreamError>,
         took: Duration,
     );
+
+    /// A stream that reached the client and was left by it before its end: says nothing
+    /// about the instance.
+    fn abandoned(&self, _instance_id: &str, _took: Duration) {}
 }
 
 /// An observer that ignores everything.
@@ -83,10 +90,16 @@ impl UpstreamObserver for NoopObserver {
 pub struct PoolSettings {
     /// The pool's name (`primary`, `secondary`…): the provider name in the fallback chain.
     pub name: String,
-    /// The instances' `tier` label this pool serves.
+    /// The instances' `tier` label this pool serves (when it serves discovered instances).
     pub tier: String,
+    /// A fixed OpenAI-compatible endpoint served instead of discovered instances.
+    pub endpoint: Option<EndpointSpec>,
     /// The longest one try may take.
     pub per_try_timeout: Duration,
+    /// The longest a stream may take to its first token (its try's bound).
+    pub first_token_timeout: Duration,
+    /// The longest `Retry-After` waited for within a request; a longer one moves on at once.
+    pub max_retry_after: Duration,
     /// Attempts and backoff between them.
     pub retry: RetryPolicy,
     /// The configuration of every instance breaker (outlier ejection). Should be valid; an
@@ -94,28 +107,79 @@ pub struct PoolSettings {
     pub instance_breaker: BreakerConfig,
 }
 
+/// A fixed upstream target: an OpenAI-compatible endpoint and one of its models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// Its id in metrics, logs and `x-served-by` (the breaker is keyed by it).
+    pub id: String,
+    /// The base URL (`https://api.openai.com/v1`, `http://127.0.0.1:11434/v1`…).
+    pub url: String,
+    /// The upstream model and API key.
+    pub protocol: Protocol,
+}
+
 /// A request as the pool sees it.
 #[derive(Debug, Clone)]
 pub struct GatewayRequest {
-    /// What to send to `/generate`.
-    pub generate: GenerateRequest,
+    /// What to send.
+    pub payload: Payload,
     /// The request id, passed upstream as `x-request-id`.
     pub request_id: String,
     /// When the whole request must be over (`REQUEST_TIMEOUT` after it arrived).
     pub deadline: tokio::time::Instant,
+    /// Every failed try of the request, for the answer's error and logs.
+    pub log: Arc<AttemptLog>,
 }
 
-/// A pool's answer.
+impl GatewayRequest {
+    /// A request for `payload` ending `timeout` from now.
+    pub fn new(payload: Payload, request_id: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            payload,
+            request_id: request_id.into(),
+            deadline: tokio::time::Instant::now() + timeout,
+            log: Arc::default(),
+        }
+    }
+}
+
+/// A pool's answer (or a fallback tier's).
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The generated text.
+    /// The generated text (empty for a stream: it is still coming).
     pub response: String,
-    /// The model that answered, as the instance reported it.
+    /// The model that answered, as the upstream reported it.
     pub model_used: String,
     /// Tokens in the answer.
     pub tokens_used: u32,
-    /// The id of the instance that answered.
+    /// The id of the instance or endpoint that answered.
     pub served_by: String,
+    /// Prompt and completion tokens, when counted by the upstream.
+    pub usage: Option<Usage>,
+    /// The upstream's chat completion, passed on whole to a chat client.
+    pub completion: Option<Arc<ChatCompletion>>,
+    /// The upstream's stream, for a stream request.
+    pub stream: Option<StreamSlot>,
+}
+
+impl Answer {
+    /// A whole text answer without usage or upstream body (fallback tiers, `/generate`).
+    pub fn text(
+        response: impl Into<String>,
+        model_used: impl Into<String>,
+        tokens_used: u32,
+        served_by: impl Into<String>,
+    ) -> Self {
+        Self {
+            response: response.into(),
+            model_used: model_used.into(),
+            tokens_used,
+            served_by: served_by.into(),
+            usage: None,
+            completion: None,
+            stream: None,
+        }
+    }
 }
 
 /// One instance of the pool as `/health` and `/admin/status` show it.
@@ -147,6 +211,8 @@ pub struct Pool {
     on_transition: TransitionHook,
     observer: Arc<dyn UpstreamObserver>,
     balancer: LoadBalancer,
+    /// The origin of members' cooldown times.
+    origin: std::time::Instant,
     /// The endpoints of the current discovery generation; read without a lock.
     members: ArcSwap<Members>,
     /// Instance breakers by id; locked only to rebuild `members` or to list every breaker.
@@ -179,6 +245,7 @@ impl Pool {
                 "invalid instance breaker configuration; using the defaults");
             settings.instance_breaker = BreakerConfig::default();
         }
+        let origin = clock.now();
         Self {
             settings,
             discovery,
@@ -186,10 +253,11 @@ impl Pool {
             budget,
             client,
             pool_breaker,
-            clock,
             on_transition,
             observer,
+            clock,
             balancer: LoadBalancer::new(Strategy::PowerOfTwoChoices),
+            origin,
             members: ArcSwap::from_pointee(Members::default()),
             breakers: Mutex::new(BTreeMap::new()),
         }
@@ -222,7 +290,7 @@ impl Pool {
                     url: member.url.clone(),
                     tier: member.tier.clone(),
                     model: member.model(),
-                    healthy: self.health.is_healthy(&member.url),
+                    healthy: self.healthy(member),
                     circuit_state: member.breaker.state(),
                 }
             })

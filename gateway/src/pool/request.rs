@@ -7,14 +7,19 @@ use std::time::Duration;
 use resilience_core::balancer::InFlight;
 use resilience_core::breaker::BreakerGuard;
 use resilience_core::fallback::ProviderError;
+use resilience_core::health::HealthTracker;
 use tokio::time::Instant;
 
+use super::live::{LiveStream, StreamEnd, StreamSlot};
 use super::members::Member;
-use super::{Answer, GatewayRequest, MemberEndpoint, Pool};
-use crate::upstream::UpstreamError;
+use super::{Answer, GatewayRequest, MemberEndpoint, Pool, UpstreamObserver};
+use crate::upstream::{Completed, OpenStream, UpstreamError};
 
 /// The model label of an attempt whose instance names none and never answered.
 const UNKNOWN_MODEL: &str = "unknown";
+
+/// The longest a `Retry-After` keeps a target out of the rotation.
+const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Which instances a pick may choose from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +39,22 @@ struct Tries {
     tried: Vec<String>,
     /// Instances whose breaker refused a call to this request.
     refused: Vec<String>,
+    /// Instances that did not answer in time: never called again by this request.
+    silent: Vec<String>,
+    /// The instance this request waited for (its `Retry-After`): it may be tried again.
+    waited: Option<String>,
     /// Calls made.
     attempts: u32,
     /// The last call's failure: the instance and the error.
     last: Option<(String, UpstreamError)>,
     /// Whether the request's deadline ended the tries.
     out_of_time: bool,
+}
+
+/// What a successful try gave.
+enum Reply {
+    Complete(Completed),
+    Stream(OpenStream),
 }
 
 impl Pool {
@@ -50,7 +65,8 @@ impl Pool {
     /// [`ProviderError::NoneAvailable`] when no instance could be tried;
     /// [`ProviderError::Timeout`] when the last try or the deadline ran out of time; and
     /// [`ProviderError::Upstream`] with the last failure otherwise. If the future is dropped
-    /// mid-request, the pool breaker counts the request as ignored.
+    /// mid-request, the pool breaker counts the request as ignored. A stream counts as a
+    /// success for the pool breaker once its first token arrived.
     pub async fn generate(&self, req: &GatewayRequest) -> Result<Answer, ProviderError> {
         let guard = match &self.pool_breaker {
             Some(breaker) => match breaker.try_acquire() {
@@ -92,9 +108,8 @@ impl Pool {
                 break;
             };
             let member: &Member = &picked;
-            let breaker = Arc::clone(&member.breaker);
             let instance_guard = if selection.respect_breakers {
-                match breaker.try_acquire() {
+                match member.breaker.try_acquire_owned() {
                     Ok(guard) => Some(guard),
                     Err(_) => {
                         // It closed its last probe slot since the pick: choose again.
@@ -107,20 +122,17 @@ impl Pool {
             };
             tries.attempts += 1;
             tries.tried.push(member.id.clone());
-            let timeout = self.settings.per_try_timeout.min(remaining);
+            tries.waited = None;
             let call_started = Instant::now();
-            let result = self
-                .client
-                .generate(&member.url, &req.generate, timeout, &req.request_id)
-                .await;
+            let result = self.call(member, req, remaining).await;
             let took = call_started.elapsed();
             let error = match result {
-                Ok(answer) => {
+                Ok(Reply::Complete(answer)) => {
                     if let Some(guard) = instance_guard {
                         guard.success();
                     }
-                    self.health.record_passive(&member.url, true);
-                    member.learn_model(&answer.model_used);
+                    self.record_passive(member, true);
+                    member.learn_model(&answer.model);
                     let model = self.model_of(member, req);
                     self.observer.attempt(&member.id, &model, Ok(200), took);
                     // The instance's own SERVICE_ID when it says it (a static URL's id is
@@ -131,11 +143,17 @@ impl Pool {
                         answer.service_id
                     };
                     return Ok(Answer {
-                        response: answer.response,
-                        model_used: answer.model_used,
+                        response: answer.text,
+                        model_used: answer.model,
                         tokens_used: answer.tokens_used,
                         served_by,
+                        usage: answer.usage,
+                        completion: answer.completion.map(Arc::new),
+                        stream: None,
                     });
+                }
+                Ok(Reply::Stream(stream)) => {
+                    return Ok(self.live(member, req, stream, instance_guard, call_started));
                 }
                 Err(error) => error,
             };
@@ -148,33 +166,45 @@ impl Pool {
                 }
             }
             // A refused request says the instance is up and answering.
-            self.health.record_passive(&member.url, client_error);
+            self.record_passive(member, client_error);
             let model = self.model_of(member, req);
             self.observer.attempt(&member.id, &model, Err(&error), took);
+            req.log.record(&member.id, &error);
             if client_error {
-                let message = match &error {
-                    UpstreamError::Status { message, .. } => message.clone(),
-                    other => other.to_string(),
-                };
-                // Instances may differ in what they accept (a smaller MAX_TOKENS): another
-                // untried one gets the request, at once and outside the retry budget; only
-                // when none is left is the refusal the client's.
                 drop(picked);
+                // A prompt too long for the model, or content the provider refuses, fails
+                // the same way on this model everywhere. Other refusals may be particular
+                // to an instance (a smaller MAX_TOKENS): another untried one gets the
+                // request, at once and outside the retry budget; only when none is left is
+                // the refusal the client's.
+                let final_refusal = error.is_context_length() || error.is_content_policy();
                 let untried = endpoints.iter().map(|e| e.value()).any(|m| {
                     !tries.tried.contains(&m.id)
-                        && self.health.is_healthy(&m.url)
+                        && self.healthy(m)
                         && self.breaker_admits(m, &tries)
                 });
-                if untried && tries.attempts < self.settings.retry.max_attempts {
+                if !final_refusal && untried && tries.attempts < self.settings.retry.max_attempts {
                     continue;
                 }
-                return Err(ProviderError::Client(message));
+                return Err(ProviderError::Client(error.message()));
             }
             tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
                 instance = %member.id, %error, attempt = tries.attempts, "upstream try failed");
-            let wait = self.wait_before_retry(&error, tries.attempts);
-            tries.last = Some((member.id.clone(), error));
+            if error.is_timeout() {
+                tries.silent.push(member.id.clone());
+            }
+            if let Some(asked) = error.retry_after() {
+                let now = self.clock.now();
+                member.cool_down(self.origin, now + asked.min(MAX_COOLDOWN));
+            }
+            let id = member.id.clone();
             drop(picked);
+            let Some(wait) = self.wait_before_retry(&error, &id, endpoints, &mut tries, probe)
+            else {
+                tries.last = Some((id, error));
+                break;
+            };
+            tries.last = Some((id, error));
             if !self.may_retry(req, endpoints, &tries, probe, wait) {
                 break;
             }
@@ -185,16 +215,129 @@ impl Pool {
         Err(Self::exhausted(tries, started))
     }
 
-    /// The wait before the retry that follows `attempts` calls, the last of which failed
-    /// with `error`: its `Retry-After` if it gave one, else the policy's jittered backoff;
-    /// never more than the policy's `max_delay`.
-    fn wait_before_retry(&self, error: &UpstreamError, attempts: u32) -> Duration {
-        let policy = &self.settings.retry;
-        let wait = match error.retry_after() {
-            Some(asked) => asked,
-            None => policy.backoff(attempts.saturating_sub(1)),
+    /// One try on `member`: a whole answer within the per-try timeout, or for a stream its
+    /// first token within the first-token limit; never past the request's deadline.
+    async fn call(
+        &self,
+        member: &Member,
+        req: &GatewayRequest,
+        remaining: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        if req.payload.is_stream() {
+            let limit = self.settings.first_token_timeout.min(remaining);
+            self.client
+                .open_stream(
+                    &member.url,
+                    &member.protocol,
+                    &req.payload,
+                    limit,
+                    &req.request_id,
+                )
+                .await
+                .map(Reply::Stream)
+        } else {
+            let limit = self.settings.per_try_timeout.min(remaining);
+            self.client
+                .call(
+                    &member.url,
+                    &member.protocol,
+                    &req.payload,
+                    limit,
+                    &req.request_id,
+                )
+                .await
+                .map(Reply::Complete)
+        }
+    }
+
+    /// The answer of a stream that reached its first token: the stream itself, which
+    /// reports its end to `member`'s breaker, health and metrics.
+    fn live(
+        &self,
+        member: &Member,
+        req: &GatewayRequest,
+        stream: OpenStream,
+        guard: Option<BreakerGuard<'static>>,
+        started: Instant,
+    ) -> Answer {
+        let model = stream
+            .head
+            .iter()
+            .find_map(|c| c.model.clone())
+            .or_else(|| member.model())
+            .unwrap_or_else(|| self.model_of(member, req));
+        member.learn_model(&model);
+        let report = StreamOutcome {
+            guard,
+            health: member.checked.then(|| Arc::clone(&self.health)),
+            url: member.url.clone(),
+            id: member.id.clone(),
+            model: model.clone(),
+            observer: Arc::clone(&self.observer),
+            started,
         };
-        wait.min(policy.max_delay)
+        let live = LiveStream::new(
+            stream,
+            member.id.clone(),
+            model.clone(),
+            Box::new(move |end| report.report(end)),
+        );
+        Answer {
+            response: String::new(),
+            model_used: model,
+            tokens_used: 0,
+            served_by: member.id.clone(),
+            usage: None,
+            completion: None,
+            stream: Some(StreamSlot::new(live)),
+        }
+    }
+
+    /// Tells the health tracker of an answer (or its absence), for instances it probes.
+    fn record_passive(&self, member: &Member, ok: bool) {
+        if member.checked {
+            self.health.record_passive(&member.url, ok);
+        }
+    }
+
+    /// Whether `member` passes its health checks (an endpoint always does: its breaker
+    /// alone judges it).
+    pub(crate) fn healthy(&self, member: &Member) -> bool {
+        !member.checked || self.health.is_healthy(&member.url)
+    }
+
+    /// The wait before the next try after `error` on instance `id`, or `None` when this
+    /// pool should stop trying:
+    /// - a silent instance (timeout): no wait, on to another one at once;
+    /// - `Retry-After`: no wait when another instance may take the try; else the wait asked
+    ///   for when it is at most `max_retry_after` (the instance may then be tried again),
+    ///   and otherwise stop: the next target serves;
+    /// - anything else: the policy's jittered backoff.
+    fn wait_before_retry(
+        &self,
+        error: &UpstreamError,
+        id: &str,
+        endpoints: &[MemberEndpoint],
+        tries: &mut Tries,
+        probe: bool,
+    ) -> Option<Duration> {
+        let policy = &self.settings.retry;
+        if error.is_timeout() {
+            return Some(Duration::ZERO);
+        }
+        let Some(asked) = error.retry_after() else {
+            return Some(policy.backoff(tries.attempts.saturating_sub(1)));
+        };
+        if self.selection(endpoints, tries, probe).is_some() {
+            return Some(Duration::ZERO);
+        }
+        if asked <= self.settings.max_retry_after {
+            tries.waited = Some(id.to_owned());
+            return Some(asked);
+        }
+        tracing::debug!(pool = %self.settings.name, instance = id, retry_after_ms = asked.as_millis(),
+            "Retry-After longer than we wait; moving on");
+        None
     }
 
     /// Whether another try may follow: the policy allows one, some instance may take it,
@@ -252,7 +395,7 @@ impl Pool {
             endpoints
                 .iter()
                 .map(|e| e.value())
-                .filter(|m| self.health.is_healthy(&m.url))
+                .filter(|m| self.healthy(m))
         };
         let healthy_count = healthy().count();
         if healthy_count == 0 {
@@ -286,12 +429,21 @@ impl Pool {
         .then_some(relaxed)
     }
 
-    /// Whether `member` may take the next try under `selection`.
+    /// Whether `member` may take the next try under `selection`: never a member that fell
+    /// silent for this request; not one cooling down after a `Retry-After` (unless this
+    /// request waited for it).
     fn accepts(&self, member: &Member, selection: Selection, tries: &Tries) -> bool {
-        if selection.avoid_tried && tries.tried.contains(&member.id) {
+        if tries.silent.contains(&member.id) {
             return false;
         }
-        if !self.health.is_healthy(&member.url) {
+        let waited = tries.waited.as_deref() == Some(member.id.as_str());
+        if !waited && selection.avoid_tried && tries.tried.contains(&member.id) {
+            return false;
+        }
+        if !waited && member.is_cooling(self.origin, self.clock.now()) {
+            return false;
+        }
+        if !self.healthy(member) {
             return false;
         }
         !selection.respect_breakers || self.breaker_admits(member, tries)
@@ -306,7 +458,7 @@ impl Pool {
     fn model_of(&self, member: &Member, req: &GatewayRequest) -> String {
         member
             .model()
-            .or_else(|| req.generate.model.clone())
+            .or_else(|| req.payload.model().map(str::to_owned))
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned())
     }
 
@@ -321,6 +473,50 @@ impl Pool {
             },
             Some((instance, error)) => ProviderError::Upstream(format!("{instance}: {error}")),
             None => ProviderError::NoneAvailable,
+        }
+    }
+}
+
+/// What a stream's end is told to: its instance's breaker, health tracker and metrics.
+struct StreamOutcome {
+    guard: Option<BreakerGuard<'static>>,
+    health: Option<Arc<HealthTracker>>,
+    url: String,
+    id: String,
+    model: String,
+    observer: Arc<dyn UpstreamObserver>,
+    started: Instant,
+}
+
+impl StreamOutcome {
+    fn report(self, end: StreamEnd) {
+        let took = self.started.elapsed();
+        match end {
+            StreamEnd::Completed => {
+                if let Some(guard) = self.guard {
+                    guard.success();
+                }
+                if let Some(health) = &self.health {
+                    health.record_passive(&self.url, true);
+                }
+                self.observer.attempt(&self.id, &self.model, Ok(200), took);
+            }
+            StreamEnd::Failed(error) => {
+                if let Some(guard) = self.guard {
+                    guard.failure();
+                }
+                if let Some(health) = &self.health {
+                    health.record_passive(&self.url, false);
+                }
+                self.observer
+                    .attempt(&self.id, &self.model, Err(&error), took);
+            }
+            StreamEnd::Abandoned => {
+                if let Some(guard) = self.guard {
+                    guard.ignore();
+                }
+                self.observer.abandoned(&self.id, took);
+            }
         }
     }
 }

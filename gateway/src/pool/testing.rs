@@ -30,6 +30,8 @@ pub(crate) enum Reply {
     Hang,
     /// 200 with a cut-off JSON body.
     Malformed,
+    /// This status with an OpenAI error body carrying this `code`.
+    Refuse(u16, &'static str),
 }
 
 #[derive(Clone)]
@@ -43,6 +45,11 @@ struct Shared {
     health: Arc<AtomicU16>,
     last_request_id: Arc<Mutex<Option<String>>>,
     last_prompt: Arc<Mutex<Option<String>>>,
+    last_authorization: Arc<Mutex<Option<String>>>,
+    /// The JSON body of the last chat call.
+    last_body: Arc<Mutex<Option<serde_json::Value>>>,
+    /// Chat calls for this model fail with 503 (the others follow the replies).
+    failing_model: Arc<Mutex<Option<String>>>,
 }
 
 /// A running fake llm-service; stops accepting when dropped.
@@ -64,9 +71,13 @@ impl FakeLlm {
             health: Arc::new(AtomicU16::new(200)),
             last_request_id: Arc::default(),
             last_prompt: Arc::default(),
+            last_authorization: Arc::default(),
+            last_body: Arc::default(),
+            failing_model: Arc::default(),
         };
         let app = Router::new()
             .route("/generate", post(generate))
+            .route("/v1/chat/completions", post(chat))
             .route("/health", get(health))
             .with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -104,6 +115,9 @@ impl FakeLlm {
             health: Arc::new(AtomicU16::new(200)),
             last_request_id: Arc::default(),
             last_prompt: Arc::default(),
+            last_authorization: Arc::default(),
+            last_body: Arc::default(),
+            failing_model: Arc::default(),
         };
         Self {
             id: id.to_owned(),
@@ -140,6 +154,21 @@ impl FakeLlm {
     pub(crate) fn last_prompt(&self) -> Option<String> {
         self.shared.last_prompt.lock().unwrap().clone()
     }
+
+    /// The `Authorization` header of the last chat call.
+    pub(crate) fn last_authorization(&self) -> Option<String> {
+        self.shared.last_authorization.lock().unwrap().clone()
+    }
+
+    /// The JSON body of the last chat call.
+    pub(crate) fn last_body(&self) -> Option<serde_json::Value> {
+        self.shared.last_body.lock().unwrap().clone()
+    }
+
+    /// Chat calls naming `model` fail with 503 from now on.
+    pub(crate) fn fail_model(&self, model: &str) {
+        *self.shared.failing_model.lock().unwrap() = Some(model.to_owned());
+    }
 }
 
 impl Drop for FakeLlm {
@@ -169,12 +198,12 @@ async fn generate(
     *shared.last_prompt.lock().unwrap() = Some(req.prompt.clone());
     let queued = shared.queued.lock().unwrap().pop_front();
     let reply = queued.unwrap_or_else(|| shared.default.lock().unwrap().clone());
+    if let Some(failed) = failure(&reply).await {
+        return failed;
+    }
     match reply {
         Reply::Ok => answer(&shared.id, &req),
-        Reply::Status(status) => error(status, None),
-        Reply::RetryAfter(status, seconds) => error(status, Some(seconds)),
-        Reply::Hang => std::future::pending().await,
-        Reply::Malformed => (
+        _ => (
             [(header::CONTENT_TYPE, "application/json")],
             "{\"response\": \"trunc",
         )
@@ -210,6 +239,73 @@ fn error(status: u16, retry_after: Option<u64>) -> Response {
             .insert(header::RETRY_AFTER, seconds.into());
     }
     response
+}
+
+/// The answer of a failing reply; `None` for `Ok` and `Malformed`, which each endpoint
+/// answers in its own shape.
+async fn failure(reply: &Reply) -> Option<Response> {
+    match reply {
+        Reply::Status(status) => Some(error(*status, None)),
+        Reply::Refuse(status, code) => Some(refuse(*status, code)),
+        Reply::RetryAfter(status, seconds) => Some(error(*status, Some(*seconds))),
+        Reply::Hang => std::future::pending().await,
+        Reply::Ok | Reply::Malformed => None,
+    }
+}
+
+fn refuse(status: u16, code: &str) -> Response {
+    let body = OpenAiError::new(
+        "invalid_request_error",
+        format!("refused: {code}"),
+        None,
+        Some(code.to_owned()),
+    );
+    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+}
+
+/// `/v1/chat/completions` (an endpoint's base URL is the fake's `/v1`): a whole answer
+/// naming the model asked for, or the reply's failure.
+async fn chat(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    shared.calls.fetch_add(1, Ordering::SeqCst);
+    *shared.last_body.lock().unwrap() = Some(body.clone());
+    let req: llm_api::openai::ChatCompletionRequest = serde_json::from_value(body).unwrap();
+    *shared.last_authorization.lock().unwrap() = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    *shared.last_prompt.lock().unwrap() = Some(req.last_user_text());
+    if shared.failing_model.lock().unwrap().as_deref() == Some(req.model.as_str()) {
+        return error(503, None);
+    }
+    let queued = shared.queued.lock().unwrap().pop_front();
+    let reply = queued.unwrap_or_else(|| shared.default.lock().unwrap().clone());
+    if let Some(failed) = failure(&reply).await {
+        return failed;
+    }
+    match reply {
+        Reply::Ok => {
+            let text = format!("echo: {}", req.last_user_text());
+            axum::Json(serde_json::json!({
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1,
+                "model": req.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+            }))
+            .into_response()
+        }
+        _ => (
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"choices\": [",
+        )
+            .into_response(),
+    }
 }
 
 async fn health(State(shared): State<Shared>) -> Response {

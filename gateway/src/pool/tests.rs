@@ -16,7 +16,7 @@ use resilience_core::{ManualClock, SharedClock};
 
 use super::testing::{FakeLlm, Reply};
 use super::*;
-use crate::upstream::{UpstreamClient, UpstreamError};
+use crate::upstream::{Payload, UpstreamClient, UpstreamError};
 
 /// One recorded attempt: instance, model, `Ok(status)` or the error's label, duration.
 type Attempt = (String, String, Result<u16, &'static str>, Duration);
@@ -77,7 +77,10 @@ fn settings() -> PoolSettings {
     PoolSettings {
         name: "primary".into(),
         tier: "primary".into(),
+        endpoint: None,
         per_try_timeout: Duration::from_secs(2),
+        first_token_timeout: Duration::from_secs(2),
+        max_retry_after: Duration::from_secs(2),
         retry: RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(10),
@@ -190,11 +193,11 @@ impl Setup {
 
 impl Harness {
     fn request(&self, within: Duration) -> GatewayRequest {
-        GatewayRequest {
-            generate: GenerateRequest::new("hi"),
-            request_id: "req-1".into(),
-            deadline: tokio::time::Instant::now() + within,
-        }
+        GatewayRequest::new(
+            Payload::Generate(GenerateRequest::new("hi")),
+            "req-1",
+            within,
+        )
     }
 
     async fn generate(&self) -> Result<Answer, ProviderError> {
@@ -397,14 +400,15 @@ async fn a_spent_retry_budget_stops_retries() {
 }
 
 #[tokio::test]
-async fn retry_after_is_honoured_up_to_max_delay() {
+async fn a_retry_after_within_the_cap_is_waited_in_full_then_answered() {
     let only = FakeLlm::start("only", Reply::Ok).await;
     only.then([Reply::RetryAfter(429, 1)]);
     let h = Setup::new()
         .healthy(&only)
         .settings(|s| {
             s.retry.base_delay = Duration::from_millis(1);
-            s.retry.max_delay = Duration::from_millis(300);
+            s.retry.max_delay = Duration::from_millis(50);
+            s.max_retry_after = Duration::from_secs(2);
         })
         .build()
         .await;
@@ -415,13 +419,199 @@ async fn retry_after_is_honoured_up_to_max_delay() {
     assert_eq!(answer.served_by, "only");
     assert_eq!(only.calls(), 2, "the only instance is tried again");
     assert!(
-        took >= Duration::from_millis(290),
-        "Retry-After ignored: {took:?}"
+        took >= Duration::from_millis(990),
+        "Retry-After ignored (a tight loop): {took:?}"
+    );
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_moves_on_at_once_and_keeps_the_target_out() {
+    let only = FakeLlm::start("only", Reply::RetryAfter(429, 30)).await;
+    let h = Setup::new()
+        .healthy(&only)
+        .settings(|s| s.max_retry_after = Duration::from_secs(1))
+        .build()
+        .await;
+
+    let started = Instant::now();
+    let error = h.generate().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
     );
     assert!(
-        took < Duration::from_millis(900),
-        "not capped by max_delay: {took:?}"
+        matches!(error, ProviderError::Upstream(ref m) if m.contains("429")),
+        "{error:?}"
     );
+    assert_eq!(only.calls(), 1, "no wait, no second call");
+
+    // It asked for 30 s without traffic: the next request does not call it.
+    only.set(Reply::Ok);
+    assert_eq!(
+        h.generate().await.unwrap_err(),
+        ProviderError::NoneAvailable
+    );
+    assert_eq!(only.calls(), 1);
+    h.clock.advance(Duration::from_secs(31));
+    assert_eq!(h.generate().await.unwrap().served_by, "only");
+}
+
+#[tokio::test]
+async fn a_503_with_retry_after_sends_the_request_to_another_instance_without_waiting() {
+    let a = FakeLlm::start("a", Reply::RetryAfter(503, 20)).await;
+    let b = FakeLlm::start("b", Reply::Ok).await;
+    let h = Setup::new().healthy(&a).healthy(&b).build().await;
+
+    for _ in 0..6 {
+        let started = Instant::now();
+        assert_eq!(h.generate().await.unwrap().served_by, "b");
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+    assert_eq!(a.calls(), 1, "a cools down after saying so once");
+}
+
+#[tokio::test]
+async fn a_silent_instance_is_never_called_twice_by_one_request() {
+    let only = FakeLlm::start("only", Reply::Hang).await;
+    let h = Setup::new()
+        .healthy(&only)
+        .settings(|s| s.per_try_timeout = Duration::from_millis(200))
+        .build()
+        .await;
+
+    let started = Instant::now();
+    let error = h.generate().await.unwrap_err();
+    assert!(matches!(error, ProviderError::Timeout { .. }), "{error:?}");
+    assert_eq!(only.calls(), 1, "not retried on the same target");
+    assert!(started.elapsed() < Duration::from_millis(600));
+}
+
+#[tokio::test]
+async fn a_silent_instance_fails_over_at_once_without_backoff() {
+    let a = FakeLlm::start("a", Reply::Hang).await;
+    let b = FakeLlm::start("b", Reply::Ok).await;
+    b.then([Reply::Hang]);
+    a.set(Reply::Hang);
+    let h = Setup::new()
+        .healthy(&a)
+        .healthy(&b)
+        .settings(|s| {
+            s.per_try_timeout = Duration::from_millis(150);
+            s.retry.base_delay = Duration::from_millis(400);
+            s.retry.max_delay = Duration::from_millis(400);
+        })
+        .build()
+        .await;
+    let started = Instant::now();
+    let error = h.generate().await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, ProviderError::Timeout { .. }), "{error:?}");
+    assert_eq!(calls(&[&a, &b]), 2, "each silent target once");
+    assert!(
+        took < Duration::from_millis(600),
+        "no backoff after a timeout: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn context_length_and_content_policy_refusals_are_not_retried_anywhere() {
+    for code in ["context_length_exceeded", "content_filter"] {
+        let a = FakeLlm::start("a", Reply::Refuse(400, code)).await;
+        let b = FakeLlm::start("b", Reply::Refuse(400, code)).await;
+        let h = Setup::new().healthy(&a).healthy(&b).build().await;
+        let req = h.request(Duration::from_secs(5));
+        let error = h.pool.generate(&req).await.unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Client(ref m) if m.contains(code)),
+            "{error:?}"
+        );
+        assert_eq!(calls(&[&a, &b]), 1, "{code}: one call only");
+        let refusal = req.log.last_refusal().unwrap();
+        assert_eq!(refusal.code.as_deref(), Some(code));
+        assert_eq!(refusal.status, Some(400));
+    }
+}
+
+fn endpoint(llm: &FakeLlm, model: &str, key: Option<&str>) -> EndpointSpec {
+    EndpointSpec {
+        id: format!("{model}@fake"),
+        url: format!("{}/v1", llm.url),
+        protocol: Protocol::OpenAi {
+            model: model.to_owned(),
+            api_key: key.map(crate::upstream::ApiKey::new),
+        },
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_gets_chat_with_its_model_and_key_and_answers_generate() {
+    let llm = FakeLlm::start("ext", Reply::Ok).await;
+    let h = Setup::new()
+        .settings(|s| s.endpoint = Some(endpoint(&llm, "llama3", Some("sk-secret"))))
+        .build()
+        .await;
+    let answer = h.generate().await.unwrap();
+    assert_eq!(answer.model_used, "llama3", "the model that served");
+    assert_eq!(answer.served_by, "llama3@fake");
+    assert_eq!(answer.response, "echo: hi");
+    assert_eq!(
+        llm.last_authorization().as_deref(),
+        Some("Bearer sk-secret")
+    );
+    let spec = endpoint(&llm, "m", Some("sk-secret"));
+    assert!(
+        !format!("{spec:?}").contains("sk-secret"),
+        "keys never print"
+    );
+}
+
+#[tokio::test]
+async fn one_failing_model_never_blocks_another_model_on_the_same_host() {
+    let llm = FakeLlm::start("host", Reply::Ok).await;
+    llm.fail_model("bad");
+    let build = |model: &'static str| {
+        let spec = endpoint(&llm, model, None);
+        Setup::new()
+            .settings(move |s| {
+                s.endpoint = Some(spec);
+                s.instance_breaker.failure_threshold = 2;
+                s.retry.max_attempts = 1;
+            })
+            .build()
+    };
+    let bad = build("bad").await;
+    let good = build("good").await;
+    for _ in 0..3 {
+        assert!(bad.generate().await.is_err());
+        assert!(good.generate().await.is_ok());
+    }
+    let state = |h: &Harness| {
+        h.pool
+            .breaker_snapshots()
+            .into_values()
+            .next()
+            .unwrap()
+            .state
+    };
+    assert_eq!(state(&bad), StateKind::Open);
+    assert_eq!(state(&good), StateKind::Closed);
+}
+
+#[tokio::test]
+async fn a_chat_request_goes_to_a_lab_instance_as_chat_with_the_client_model() {
+    let llm = FakeLlm::start("lab", Reply::Ok).await;
+    let h = Setup::new().healthy(&llm).build().await;
+    let chat = llm_api::openai::ChatCompletionRequest::user("client-model", "hello");
+    let req = GatewayRequest::new(Payload::Chat(chat), "r", Duration::from_secs(5));
+    let answer = h.pool.generate(&req).await.unwrap();
+    assert_eq!(answer.model_used, "client-model");
+    let completion = answer
+        .completion
+        .expect("the upstream's completion is kept");
+    assert_eq!(completion.usage.map(|u| u.total_tokens), Some(5));
+    assert_eq!(llm.last_prompt().as_deref(), Some("hello"));
 }
 
 #[tokio::test]
@@ -715,4 +905,36 @@ async fn endpoints_and_breakers_survive_discovery_refreshes() {
         assert!(Arc::ptr_eq(x, y), "endpoint of {} replaced", x.value().id);
     }
     assert_eq!(h.pool.lock_breakers().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_chat_fields_travel_to_an_endpoint_with_its_model_and_usage_asked_for_streams() {
+    let llm = FakeLlm::start("ext", Reply::Ok).await;
+    let h = Setup::new()
+        .settings(|s| s.endpoint = Some(endpoint(&llm, "upstream-model", None)))
+        .build()
+        .await;
+    let mut chat = llm_api::openai::ChatCompletionRequest::user("public-name", "hi");
+    for (key, value) in [
+        ("top_p", serde_json::json!(0.5)),
+        ("stop", serde_json::json!(["\n"])),
+        (
+            "tools",
+            serde_json::json!([{"type": "function", "function": {"name": "f"}}]),
+        ),
+    ] {
+        chat.extra.insert(key.to_owned(), value);
+    }
+    let req = GatewayRequest::new(Payload::Chat(chat.clone()), "r", Duration::from_secs(5));
+    h.pool.generate(&req).await.unwrap();
+    let body = llm.last_body().unwrap();
+    assert_eq!(body["model"], "upstream-model");
+    assert_eq!(body["top_p"], 0.5);
+    assert_eq!(body["stop"][0], "\n");
+    assert_eq!(body["tools"][0]["function"]["name"], "f");
+
+    // A stream always asks for usage (the gateway reports it at the end of every stream).
+    chat.stream = true;
+    let streamed = Payload::Chat(chat).chat_for(&Protocol::Lab);
+    assert!(streamed.stream_options.is_some_and(|o| o.include_usage));
 }

@@ -10,12 +10,14 @@ use axum::{Extension, Json};
 use http_edge::{BadInput, JsonBody};
 use llm_api::ErrorBody;
 use llm_api::generate::GenerateRequest;
-use resilience_core::fallback::FallbackError;
+use resilience_core::fallback::{FallbackError, Served};
 use serde_json::json;
 
+use crate::metrics::Answered;
 use crate::middleware::RequestId;
-use crate::pool::GatewayRequest;
+use crate::pool::{Answer, GatewayRequest};
 use crate::state::Gateway;
+use crate::upstream::Payload;
 
 /// Answers a prompt from the first tier that can: a 200 whenever any tier answered, a 4xx
 /// for bad input (never sent upstream), a 503 with `Retry-After` when nothing could answer.
@@ -25,56 +27,40 @@ pub async fn generate(
     body: Result<JsonBody<GenerateRequest>, BadInput>,
 ) -> Response {
     let started = Instant::now();
-    let request = match body.and_then(|JsonBody(r)| {
-        r.validate(gateway.config.file_max_tokens())
-            .map(|()| r)
-            .map_err(BadInput::invalid)
-    }) {
+    let request = match super::validated(&gateway, body, GenerateRequest::validate) {
         Ok(request) => request,
         Err(bad) => {
-            gateway
-                .metrics
-                .gateway_error("validation", bad.status.as_u16());
             let mut body =
                 ErrorBody::new(bad.kind, bad.error.message.clone(), Some(bad.error.field));
             body.request_id = Some(request_id);
             return (bad.status, Json(body)).into_response();
         }
     };
-    let req = GatewayRequest {
-        generate: request,
-        request_id: request_id.clone(),
-        deadline: tokio::time::Instant::now() + gateway.config.request_timeout(),
-    };
-    match gateway.chain.execute(&req).await {
+    let req = GatewayRequest::new(
+        Payload::Generate(request),
+        request_id.clone(),
+        gateway.config.request_timeout(),
+    );
+    let (_route, result) = gateway.routes.serve(&req).await;
+    match result {
         Ok(served) => {
             let answer = &served.response;
             let fallback_type = served.fallback_type();
             let fallback_reason = served.fallback_reason();
-            if served.fallback_used() {
-                tracing::warn!(
-                    request_id = %request_id,
-                    tier = served.tier.as_str(),
-                    reason = fallback_reason.map(|r| r.as_str()).unwrap_or("none"),
-                    provider = %served.provider,
-                    "fallback answer served"
-                );
-            }
-            if served.tier.is_live()
-                && let (Some(redis_cache), Some(key)) =
-                    (&gateway.redis_cache, crate::redis_cache::cache_key(&req))
-            {
-                redis_cache.store_in_background(key, answer.clone());
+            log_fallback(&served, &request_id);
+            if served.tier.is_live() {
+                gateway.share_answer(&req, answer);
             }
             let took = started.elapsed();
-            gateway.metrics.answered(
-                &answer.served_by,
-                &answer.model_used,
-                200,
-                served.tier.as_str(),
+            gateway.metrics.answered(Answered {
+                service: &answer.served_by,
+                model: &answer.model_used,
+                status: 200,
+                tier: served.tier.as_str(),
+                endpoint: "generate",
                 took,
-            );
-            Json(json!({
+            });
+            let mut response = Json(json!({
                 "status": "success",
                 "data": {
                     "response": answer.response,
@@ -88,7 +74,9 @@ pub async fn generate(
                     "request_id": request_id,
                 }
             }))
-            .into_response()
+            .into_response();
+            super::tag(&mut response, &served);
+            response
         }
         Err(FallbackError::Rejected(failure)) => {
             gateway.metrics.gateway_error("rejected_upstream", 422);
@@ -112,5 +100,19 @@ pub async fn generate(
             );
             response
         }
+    }
+}
+
+/// The WARN line of an answer a fallback tier served (design §6: `fallback`, the tier, the
+/// reason, the request id).
+pub fn log_fallback(served: &Served<Answer>, request_id: &str) {
+    if served.fallback_used() {
+        tracing::warn!(
+            request_id = %request_id,
+            tier = served.tier.as_str(),
+            reason = served.fallback_reason().map(|r| r.as_str()).unwrap_or("none"),
+            provider = %served.provider,
+            "fallback answer served"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP routes; [`app`] puts them together with the cross-cutting layers.
 
+pub mod chat;
 pub mod generate;
 pub mod status;
 
@@ -10,11 +11,22 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use llm_api::ErrorBody;
+use http_edge::{BadInput, JsonBody};
+use llm_api::{ErrorBody, FieldError};
 
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use resilience_core::fallback::Served;
+
 use crate::middleware::{request_id, shed_load};
+use crate::pool::Answer;
+
+/// `x-served-by`.
+static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+/// `x-fallback-tier`.
+static X_FALLBACK_TIER: HeaderName = HeaderName::from_static("x-fallback-tier");
 
 /// The longest a client may take to send its request body.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -25,11 +37,13 @@ use crate::state::Gateway;
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let model_routes = Router::new()
         .route("/generate", post(generate::generate))
+        .route("/v1/chat/completions", post(chat::chat_completions))
         // A client trickling its body must not hold an in-flight slot for ever.
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(from_fn_with_state(Arc::clone(&gateway), shed_load));
     Router::new()
         .merge(model_routes)
+        .route("/v1/models", get(chat::models))
         .route("/health", get(status::health))
         .route("/live", get(status::live))
         .route("/ready", get(status::ready))
@@ -43,6 +57,40 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
         .layer(from_fn(request_id))
         .with_state(gateway)
+}
+
+/// `x-served-by` and, from a fallback tier, `x-fallback-tier`.
+pub(crate) fn tag(response: &mut Response, served: &Served<Answer>) {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&served.response.served_by) {
+        headers.insert(X_SERVED_BY.clone(), value);
+    }
+    if let Some(tier) = served.fallback_type() {
+        headers.insert(
+            X_FALLBACK_TIER.clone(),
+            HeaderValue::from_static(tier.as_str()),
+        );
+    }
+}
+
+/// The request if it parsed and `validate` accepts it under the gateway's token limit; a
+/// refused one is counted in the metrics.
+pub(crate) fn validated<T>(
+    gateway: &Gateway,
+    body: Result<JsonBody<T>, BadInput>,
+    validate: impl FnOnce(&T, u32) -> Result<(), FieldError>,
+) -> Result<T, BadInput> {
+    let result = body.and_then(|JsonBody(request)| {
+        validate(&request, gateway.config.file_max_tokens())
+            .map(|()| request)
+            .map_err(BadInput::invalid)
+    });
+    if let Err(bad) = &result {
+        gateway
+            .metrics
+            .gateway_error("validation", bad.status.as_u16());
+    }
+    result
 }
 
 async fn not_found(

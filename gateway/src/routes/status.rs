@@ -15,8 +15,7 @@ use crate::state::Gateway;
 
 fn discovery_json(gateway: &Gateway) -> Value {
     let snapshot = gateway.discovery.snapshot();
-    let mut services = gateway.primary.instances();
-    services.extend(gateway.secondary.instances());
+    let services: Vec<_> = gateway.pools.values().flat_map(|p| p.instances()).collect();
     json!({
         "available_services": gateway.available_services(),
         "known_services": snapshot.len(),
@@ -94,13 +93,15 @@ pub async fn metrics(
             gateway.pool_breaker.name().to_owned(),
             gateway.pool_breaker.state().as_gauge(),
         )];
-        for (id, snapshot) in gateway
-            .primary
-            .breaker_snapshots()
-            .into_iter()
-            .chain(gateway.secondary.breaker_snapshots())
-        {
-            breakers.push((format!("instance:{id}"), snapshot.state.as_gauge()));
+        for pool in gateway.pools.values() {
+            for (id, snapshot) in pool.breaker_snapshots() {
+                breakers.push((format!("instance:{id}"), snapshot.state.as_gauge()));
+            }
+        }
+        for endpoint in &gateway.endpoints {
+            for (id, snapshot) in endpoint.breaker_snapshots() {
+                breakers.push((format!("endpoint:{id}"), snapshot.state.as_gauge()));
+            }
         }
         return match gateway
             .metrics
@@ -115,9 +116,18 @@ pub async fn metrics(
             }
         };
     }
-    let mut instance_breakers = gateway.primary.breaker_snapshots();
-    instance_breakers.extend(gateway.secondary.breaker_snapshots());
-    let fallback = gateway.chain.stats();
+    let instance_breakers: std::collections::BTreeMap<_, _> = gateway
+        .pools
+        .values()
+        .chain(&gateway.endpoints)
+        .flat_map(|p| p.breaker_snapshots())
+        .collect();
+    let fallback = gateway.routes.for_model(None).chain.stats();
+    let routes: serde_json::Map<String, Value> = gateway
+        .routes
+        .iter()
+        .map(|r| (r.name.clone(), json!(r.chain.stats())))
+        .collect();
     let requests = json!({
         "in_flight": gateway.in_flight.load(Ordering::Relaxed),
         "total": fallback.requests,
@@ -129,6 +139,7 @@ pub async fn metrics(
         "circuit_breaker": gateway.pool_breaker.snapshot(),
         "circuit_breakers": instance_breakers,
         "fallback": fallback,
+        "routes": routes,
         "service_discovery": discovery_json(&gateway),
         "requests": requests,
     }))
@@ -138,8 +149,9 @@ pub async fn metrics(
 /// Closes the pool breaker and every instance breaker.
 pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
     gateway.pool_breaker.reset();
-    gateway.primary.reset_instance_breakers();
-    gateway.secondary.reset_instance_breakers();
+    for pool in gateway.pools.values().chain(&gateway.endpoints) {
+        pool.reset_instance_breakers();
+    }
     tracing::warn!("circuit breakers reset by an operator");
     Json(
         json!({"message": "Circuit breaker reset successfully", "state": gateway.pool_breaker.state()}),
@@ -151,10 +163,15 @@ pub async fn admin_status(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
     let health = gateway.checks.check().await;
     Json(json!({
         "overall_status": health.overall_status,
-        "pools": {
-            "primary": {"instances": gateway.primary.instances(), "breakers": gateway.primary.breaker_snapshots()},
-            "secondary": {"instances": gateway.secondary.instances(), "breakers": gateway.secondary.breaker_snapshots()},
-        },
+        "pools": gateway.pools.iter().map(|(name, pool)| (name.clone(), json!({
+            "instances": pool.instances(),
+            "breakers": pool.breaker_snapshots(),
+        }))).collect::<serde_json::Map<String, Value>>(),
+        "endpoints": gateway.endpoints.iter().map(|pool| json!({
+            "id": pool.name(),
+            "instances": pool.instances(),
+            "breakers": pool.breaker_snapshots(),
+        })).collect::<Vec<_>>(),
         "circuit_breaker": gateway.pool_breaker.snapshot(),
         "transitions": gateway.transitions(),
         "cache": gateway.cache.stats(),

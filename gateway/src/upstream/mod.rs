@@ -1,5 +1,10 @@
-//! HTTP to the llm-service instances: one pooled [`UpstreamClient`], its classified
-//! [`UpstreamError`], and [`HttpProbe`], the active health probe over the same client.
+//! HTTP to the upstreams: one pooled [`UpstreamClient`], its classified [`UpstreamError`],
+//! and [`HttpProbe`], the active health probe over the same client.
+//!
+//! Two protocols ([`Protocol`]): the lab's llm-service (`/generate`, and
+//! `/v1/chat/completions` for chat) and any OpenAI-compatible endpoint (`{base}/chat/completions`
+//! with the target's model and API key). `openai` sends chat and turns a `/generate` request
+//! into chat for an endpoint; `stream` opens server-sent event streams and reads them.
 //!
 //! The client has no global timeout: every call is bounded by the timeout its caller passes
 //! (the pool's per-try timeout, cut to what is left of the request's deadline; the checker's
@@ -11,7 +16,14 @@
 //! 429 and malformed answers are retryable (on another instance); every other 4xx is the
 //! client's fault — never retried, never counted against a breaker or an instance's health.
 
+mod openai;
+mod stream;
+
+pub use openai::{Completed, Payload, count_words};
+pub use stream::{Chunk, OpenStream, StreamEvent};
+
 use std::error::Error as _;
+use std::fmt;
 use std::time::Duration;
 
 use llm_api::generate::{GenerateRequest, GenerateResponse};
@@ -61,11 +73,57 @@ pub enum UpstreamError {
         retry_after: Option<Duration>,
         /// The upstream's error message (OpenAI or lab shape), or the start of its body.
         message: String,
+        /// OpenAI's `error.code` (`context_length_exceeded`, `content_filter`…), if given.
+        code: Option<String>,
     },
     /// A 2xx whose body is not a generate answer, or a status that is neither 2xx, 4xx nor
     /// 5xx.
     #[error("malformed response: {0}")]
     Malformed(String),
+}
+
+/// How a target is spoken to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// The lab's llm-service: `/generate`, and `/v1/chat/completions` for chat; the client's
+    /// model name is forwarded.
+    Lab,
+    /// An OpenAI-compatible endpoint: `{base_url}/chat/completions` for everything, with this
+    /// upstream model name and, when set, `Authorization: Bearer <key>`.
+    OpenAi {
+        /// The model name the endpoint knows.
+        model: String,
+        /// The API key, if the endpoint needs one.
+        api_key: Option<ApiKey>,
+    },
+}
+
+/// An API key: sent upstream, never printed (`Debug` and `Display` show `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key, for the `Authorization` header only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// A [`HealthProbe`] over HTTP: `GET {url}{path}`; any 2xx (a healthy or degraded
@@ -232,6 +290,37 @@ impl UpstreamError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout(_))
     }
+
+    /// OpenAI's `error.code` of a refused call, if it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Status { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The prompt does not fit the model's context: retrying on the same model cannot help.
+    pub fn is_context_length(&self) -> bool {
+        self.is_client_error() && self.code() == Some("context_length_exceeded")
+    }
+
+    /// The provider refused the content itself: retrying anywhere would be refused again, and
+    /// its reason is the client's to read.
+    pub fn is_content_policy(&self) -> bool {
+        self.is_client_error()
+            && matches!(
+                self.code(),
+                Some("content_filter" | "content_policy_violation" | "content_policy")
+            )
+    }
+
+    /// The refusal's message (the upstream's own words for a status error).
+    pub fn message(&self) -> String {
+        match self {
+            Self::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl HttpProbe {
@@ -325,20 +414,26 @@ async fn status_error(mut response: reqwest::Response, timeout: Duration) -> Ups
     if !(400..600).contains(&code) {
         return UpstreamError::Malformed(format!("unexpected status {code}"));
     }
-    let message = error_message(&body)
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let (message, error_code) = error_message(&body).unwrap_or_else(|| {
+        (
+            status.canonical_reason().unwrap_or("error").to_owned(),
+            None,
+        )
+    });
     UpstreamError::Status {
         status: code,
         retry_after,
         message,
+        code: error_code,
     }
 }
 
-/// The message of an error body: OpenAI's `error.message`, the lab's `error.message`, a
-/// top-level `message` or `detail`, else the body's first line of text.
-fn error_message(body: &[u8]) -> Option<String> {
+/// The message and OpenAI code of an error body: OpenAI's `error.message` and `error.code`,
+/// the lab's `error.message`, a top-level `message` or `detail`, else the body's first line
+/// of text.
+fn error_message(body: &[u8]) -> Option<(String, Option<String>)> {
     if let Ok(openai) = serde_json::from_slice::<OpenAiError>(body) {
-        return Some(openai.error.message);
+        return Some((openai.error.message, openai.error.code));
     }
     if let Ok(other) = serde_json::from_slice::<OtherErrorBody>(body)
         && let Some(message) = other
@@ -347,11 +442,11 @@ fn error_message(body: &[u8]) -> Option<String> {
             .or(other.message)
             .or(other.detail)
     {
-        return Some(message);
+        return Some((message, None));
     }
     let text = String::from_utf8_lossy(body);
     let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
-    Some(line.chars().take(200).collect())
+    Some((line.chars().take(200).collect(), None))
 }
 
 /// `Retry-After` as a number of seconds (an HTTP date is not honoured).
@@ -405,6 +500,7 @@ mod tests {
             status,
             retry_after: None,
             message: "m".into(),
+            code: None,
         }
     }
 
@@ -451,15 +547,21 @@ mod tests {
     fn error_messages_are_read_from_every_known_shape() {
         let openai =
             br#"{"error":{"message":"boom","type":"server_error","param":null,"code":null}}"#;
-        assert_eq!(error_message(openai).as_deref(), Some("boom"));
-        let lab = br#"{"status":"error","error":{"type":"validation_error","message":"bad prompt","field":"prompt"}}"#;
-        assert_eq!(error_message(lab).as_deref(), Some("bad prompt"));
+        let message = |body: &[u8]| error_message(body).map(|(message, _)| message);
+        assert_eq!(message(openai).as_deref(), Some("boom"));
+        let coded = br#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
         assert_eq!(
-            error_message(br#"{"detail":"nope"}"#).as_deref(),
-            Some("nope")
+            error_message(coded),
+            Some((
+                "too long".to_owned(),
+                Some("context_length_exceeded".to_owned())
+            ))
         );
+        let lab = br#"{"status":"error","error":{"type":"validation_error","message":"bad prompt","field":"prompt"}}"#;
+        assert_eq!(message(lab).as_deref(), Some("bad prompt"));
+        assert_eq!(message(br#"{"detail":"nope"}"#).as_deref(), Some("nope"));
         assert_eq!(
-            error_message(b"\n  upstream exploded\nmore").as_deref(),
+            message(b"\n  upstream exploded\nmore").as_deref(),
             Some("upstream exploded")
         );
         assert_eq!(error_message(b""), None);

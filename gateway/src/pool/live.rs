@@ -1,0 +1,153 @@
+//! What outlives one try: the request's [`AttemptLog`], and a [`LiveStream`] — an upstream
+//! stream that reached its first token and now belongs to the handler, which tells it how
+//! it ended so the instance's breaker, health and metrics learn it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::upstream::{OpenStream, UpstreamError};
+
+/// One failed try of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The instance or endpoint tried.
+    pub target: String,
+    /// The HTTP status it answered with, if it answered with an error status.
+    pub status: Option<u16>,
+    /// OpenAI's `error.code`, if it gave one.
+    pub code: Option<String>,
+    /// What went wrong (the upstream's own message for a status).
+    pub message: String,
+    /// Whether the request itself was refused (a 4xx that is the client's).
+    pub refused: bool,
+    /// The metrics label of the failure (`timeout`, `http_5xx`…).
+    pub error_type: &'static str,
+}
+
+/// The failed tries of one request, in order; shared by the pools the request goes through.
+#[derive(Debug, Default)]
+pub struct AttemptLog {
+    records: Mutex<Vec<AttemptRecord>>,
+}
+
+impl AttemptLog {
+    /// Records a failed try on `target`.
+    pub fn record(&self, target: &str, error: &UpstreamError) {
+        let record = AttemptRecord {
+            target: target.to_owned(),
+            status: error.status(),
+            code: error.code().map(str::to_owned),
+            message: error.message(),
+            refused: error.is_client_error(),
+            error_type: error.error_type(),
+        };
+        self.lock().push(record);
+    }
+
+    /// Every failed try so far.
+    pub fn records(&self) -> Vec<AttemptRecord> {
+        self.lock().clone()
+    }
+
+    /// The last refusal of the request itself, if any.
+    pub fn last_refusal(&self) -> Option<AttemptRecord> {
+        self.lock().iter().rev().find(|r| r.refused).cloned()
+    }
+
+    /// The last failure, if any.
+    pub fn last(&self) -> Option<AttemptRecord> {
+        self.lock().last().cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AttemptRecord>> {
+        // Nothing panics while holding it.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How a stream that reached the client ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// It finished (`[DONE]`, or a finished choice and then the end of the body).
+    Completed,
+    /// It broke, stalled or ended truncated.
+    Failed(UpstreamError),
+    /// The client left first.
+    Abandoned,
+}
+
+/// The report of a stream's end to its pool (breaker, health, metrics).
+pub(crate) type StreamReport = Box<dyn FnOnce(StreamEnd) + Send>;
+
+/// An upstream stream past its first token. Dropped without [`Self::finish`], it counts
+/// as abandoned by the client.
+pub struct LiveStream {
+    /// The events.
+    pub stream: OpenStream,
+    /// The instance or endpoint streaming.
+    pub served_by: String,
+    /// The model it names.
+    pub model: String,
+    report: Option<StreamReport>,
+}
+
+impl LiveStream {
+    pub(crate) fn new(
+        stream: OpenStream,
+        served_by: String,
+        model: String,
+        report: StreamReport,
+    ) -> Self {
+        Self {
+            stream,
+            served_by,
+            model,
+            report: Some(report),
+        }
+    }
+
+    /// Tells the pool how the stream ended.
+    pub fn finish(mut self, end: StreamEnd) {
+        if let Some(report) = self.report.take() {
+            report(end);
+        }
+    }
+}
+
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            report(StreamEnd::Abandoned);
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStream")
+            .field("served_by", &self.served_by)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`LiveStream`] inside a cloneable answer; the handler takes it once.
+#[derive(Clone, Default)]
+pub struct StreamSlot(Arc<Mutex<Option<LiveStream>>>);
+
+impl StreamSlot {
+    /// A slot holding `stream`.
+    pub fn new(stream: LiveStream) -> Self {
+        Self(Arc::new(Mutex::new(Some(stream))))
+    }
+
+    /// The stream, the first time only.
+    pub fn take(&self) -> Option<LiveStream> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl std::fmt::Debug for StreamSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamSlot")
+    }
+}

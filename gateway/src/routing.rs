@@ -1,0 +1,86 @@
+//! Model routes: each public model name has an ordered list of targets (a pool of discovered
+//! instances, or an OpenAI-compatible endpoint) as the live tiers of its own fallback chain;
+//! `default` serves every name without a route of its own (design §6).
+//!
+//! [`Routes::serve`] runs a request through its route, and once more through the route's
+//! `context_fallback` when a target said the prompt exceeds its context.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use resilience_core::fallback::{FallbackChain, FallbackError, Served};
+
+use crate::config::DEFAULT_ROUTE;
+use crate::pool::{Answer, GatewayRequest};
+
+/// One public model name and its chain.
+pub struct Route {
+    /// The public model name.
+    pub name: String,
+    /// Its targets (primary, then secondary in order), cache, template.
+    pub chain: FallbackChain<GatewayRequest, Answer>,
+    /// The route tried when a target answers `context_length_exceeded`.
+    pub context_fallback: Option<String>,
+}
+
+/// Every route, `default` always among them.
+pub struct Routes {
+    by_name: BTreeMap<String, Arc<Route>>,
+    default: Arc<Route>,
+}
+
+impl Routes {
+    /// The routes; fails when none is named `default` (configuration always adds it).
+    pub fn new(routes: Vec<Route>) -> anyhow::Result<Self> {
+        let by_name: BTreeMap<String, Arc<Route>> = routes
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect();
+        let default = by_name
+            .get(DEFAULT_ROUTE)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no `{DEFAULT_ROUTE}` route"))?;
+        Ok(Self { by_name, default })
+    }
+
+    /// The route of `model`: its own, else `default`.
+    pub fn for_model(&self, model: Option<&str>) -> &Arc<Route> {
+        model
+            .and_then(|m| self.by_name.get(m))
+            .unwrap_or(&self.default)
+    }
+
+    /// Every route by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.by_name.values()
+    }
+
+    /// Runs `req` through the route of its model; when a target refused the prompt as too
+    /// long for its context and the route names a `context_fallback`, through that route
+    /// (once: a fallback's own fallback is not followed). Returns the route that served.
+    pub async fn serve(
+        &self,
+        req: &GatewayRequest,
+    ) -> (Arc<Route>, Result<Served<Answer>, FallbackError>) {
+        let route = Arc::clone(self.for_model(req.payload.model()));
+        let result = route.chain.execute(req).await;
+        let too_long = matches!(&result, Err(FallbackError::Rejected(_)))
+            && req
+                .log
+                .last_refusal()
+                .is_some_and(|r| r.code.as_deref() == Some("context_length_exceeded"));
+        if too_long
+            && let Some(larger) = route
+                .context_fallback
+                .as_deref()
+                .and_then(|name| self.by_name.get(name))
+        {
+            tracing::info!(request_id = %req.request_id, from = %route.name, to = %larger.name,
+                "context length exceeded; trying the larger-context route");
+            let larger = Arc::clone(larger);
+            let result = larger.chain.execute(req).await;
+            return (larger, result);
+        }
+        (route, result)
+    }
+}
