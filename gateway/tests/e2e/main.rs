@@ -6,7 +6,8 @@
 //! Modules follow the "Done when" list of issue #4: `contract` (lab contract, load spread),
 //! `failover` (`kill -9`, hanging instance), `breaker` (pool breaker transitions),
 //! `fallback` (cache and template tiers), `redis` (registry outage), `protection` (bad
-//! input, body limit, load shedding), `shutdown` (SIGTERM drain). `harness` starts the
+//! input, body limit, load shedding), `shutdown` (SIGTERM drain); `openai` covers issue #5 (OpenAI API, routes, stream
+//! safety, upstream misbehaviour). `harness` starts the
 //! processes.
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,7 @@ mod contract;
 mod failover;
 mod fallback;
 mod harness;
+mod openai;
 mod protection;
 mod redis;
 mod shutdown;

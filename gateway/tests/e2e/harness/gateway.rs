@@ -126,6 +126,13 @@ impl GatewayBuilder {
         self.env("REDIS_URL", url)
     }
 
+    /// `GATEWAY_CONFIG`: a TOML file with `toml` as its content.
+    pub fn config(self, toml: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{}.toml", super::unique_id("e2e-gateway")));
+        std::fs::write(&path, toml).expect("the config file is written");
+        self.env("GATEWAY_CONFIG", path.display())
+    }
+
     /// Starts the binary, waits for its `listening` line, then until `/ready` answers 200.
     pub async fn start(self) -> Gateway {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
@@ -351,6 +358,132 @@ impl Gateway {
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+/// A streamed chat answer as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    /// The HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Every event's `data`, in order (`[DONE]` included when sent).
+    pub data: Vec<String>,
+    /// From sending to the end of the body.
+    pub elapsed: Duration,
+    /// Whether the body ended cleanly (not with a transport error).
+    pub clean_end: bool,
+}
+
+impl Streamed {
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// The chunks (every event but `[DONE]`) as JSON; a non-JSON event fails the test.
+    pub fn chunks(&self) -> Vec<Value> {
+        self.data
+            .iter()
+            .filter(|d| d.as_str() != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("event {d}: {e}")))
+            .collect()
+    }
+
+    /// Whether the last event is `[DONE]`.
+    pub fn done(&self) -> bool {
+        self.data.last().map(String::as_str) == Some("[DONE]")
+    }
+
+    /// The content of every chunk, joined.
+    pub fn text(&self) -> String {
+        self.chunks()
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// The error event, if the stream ended with one.
+    pub fn error(&self) -> Option<Value> {
+        self.chunks().into_iter().find(|c| !c["error"].is_null())
+    }
+
+    /// The usage of the last chunk that carries one.
+    pub fn usage(&self) -> Option<Value> {
+        self.chunks()
+            .into_iter()
+            .rev()
+            .find(|c| c["usage"].is_object())
+            .map(|c| c["usage"].clone())
+    }
+}
+
+impl Gateway {
+    /// `POST /v1/chat/completions` with `body`.
+    pub async fn chat(&self, body: Value) -> Answer {
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/chat/completions is answered");
+        read_answer(response, started).await.unwrap()
+    }
+
+    /// `POST /v1/chat/completions` with `body` (which should ask for a stream), read event
+    /// by event to the end.
+    pub async fn chat_stream(&self, body: Value) -> Streamed {
+        let started = Instant::now();
+        let mut response = self
+            .client
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/chat/completions is answered");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut raw = Vec::new();
+        let mut clean_end = true;
+        loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => raw.extend_from_slice(&bytes),
+                Ok(None) => break,
+                Err(_) => {
+                    clean_end = false;
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let data = text
+            .split("\n\n")
+            .filter_map(|event| {
+                let lines: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                (!lines.is_empty()).then(|| lines.join("\n"))
+            })
+            .collect();
+        Streamed {
+            status,
+            headers,
+            data,
+            elapsed: started.elapsed(),
+            clean_end,
+        }
     }
 }
 

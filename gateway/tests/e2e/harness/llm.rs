@@ -169,6 +169,16 @@ impl LlmService {
         prometheus_sum(&text, "http_requests_total", &["endpoint=\"generate\""])
     }
 
+    /// How many `/v1/chat/completions` requests it has answered (streams once they ended).
+    pub async fn chat_count(&self) -> f64 {
+        let text = self.metrics_text().await;
+        prometheus_sum(
+            &text,
+            "http_requests_total",
+            &["endpoint=\"chat_completions\""],
+        )
+    }
+
     /// Its `/metrics` in Prometheus text.
     async fn metrics_text(&self) -> String {
         self.client
