@@ -485,6 +485,7 @@ impl Config {
     ) -> Result<Vec<RouteSpec>, Vec<FieldError>> {
         let mut problems = Vec::new();
         let mut specs = Vec::new();
+        let mut endpoints_seen: Vec<EndpointSpec> = Vec::new();
         let mut sections = self.file.routes.clone();
         sections
             .entry(DEFAULT_ROUTE.to_owned())
@@ -518,6 +519,27 @@ impl Config {
                     Ok(target) => targets.push(target),
                     Err(why) => {
                         problems.push(FieldError::new(field(&format!(".targets[{i}]")), why));
+                    }
+                }
+            }
+            for target in &targets {
+                if let Target::Endpoint(endpoint) = target {
+                    let model = endpoint_model(endpoint);
+                    if let Some(earlier) = endpoints_seen
+                        .iter()
+                        .find(|e| e.url == endpoint.url && endpoint_model(e) == model)
+                        && *earlier != *endpoint
+                    {
+                        problems.push(FieldError::new(
+                            field(".targets"),
+                            format!(
+                                "{model} at {} is configured twice with a different name or key; \
+                                 one endpoint model has one breaker, name and key",
+                                endpoint.url
+                            ),
+                        ));
+                    } else {
+                        endpoints_seen.push(endpoint.clone());
                     }
                 }
             }
@@ -640,6 +662,14 @@ impl Config {
     }
 }
 
+/// The upstream model of an endpoint.
+fn endpoint_model(endpoint: &EndpointSpec) -> &str {
+    match &endpoint.protocol {
+        Protocol::OpenAi { model, .. } => model,
+        Protocol::Lab => "",
+    }
+}
+
 /// A target section as a [`Target`], or why it is not one.
 fn check_target(
     target: &TargetSection,
@@ -663,19 +693,37 @@ fn check_target(
             let Some(model) = target.model.clone().filter(|m| !m.trim().is_empty()) else {
                 return Err("an endpoint needs `model`, the name the endpoint knows".to_owned());
             };
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err("`url` must not hold credentials: use `api_key_env`".to_owned());
+            }
             let api_key = match &target.api_key_env {
                 None => None,
                 Some(var) => match env(var) {
-                    Some(key) if !key.is_empty() => Some(ApiKey::new(key)),
+                    Some(key) if !key.is_empty() => {
+                        if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err()
+                        {
+                            return Err(format!(
+                                "`api_key_env`: ${var} holds characters a header cannot carry"
+                            ));
+                        }
+                        Some(ApiKey::new(key))
+                    }
                     _ => return Err(format!("`api_key_env`: ${var} is not set")),
                 },
             };
             let url = url.trim_end_matches('/').to_owned();
+            // The default id names the host and path only: never a query that may hold a key.
+            let shown = format!(
+                "{}://{}{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or_default(),
+                parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + parsed.path().trim_end_matches('/');
             Ok(Target::Endpoint(EndpointSpec {
                 id: target
                     .name
                     .clone()
-                    .unwrap_or_else(|| format!("{model}@{url}")),
+                    .unwrap_or_else(|| format!("{model}@{shown}")),
                 url,
                 protocol: Protocol::OpenAi { model, api_key },
             }))
@@ -886,6 +934,37 @@ mod tests {
             .find(|p| p.field == "routes.a.targets[3]")
             .unwrap();
         assert!(key.message.contains("NOT_SET_ANYWHERE"), "{}", key.message);
+
+        let c = with_routes(
+            r#"
+            [routes.a]
+            targets = [{ url = "http://x/v1?key=1", model = "m" }, { url = "http://u:p@x/v1", model = "m" }]
+            [routes.b]
+            targets = [{ url = "http://x/v1?key=1", model = "m", name = "other-name" }]
+            "#,
+        );
+        let problems = c.routes_with(|_| None).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert!(
+            fields.contains(&"routes.a.targets[1]"),
+            "credentials in a URL: {fields:?}"
+        );
+        assert!(
+            fields.contains(&"routes.b.targets"),
+            "one endpoint model, two names: {fields:?}"
+        );
+        let ok = with_routes(
+            "[routes.a]\ntargets = [{ url = \"http://x:81/v1?key=1\", model = \"m\" }]\n",
+        );
+        let routes = ok.routes_with(|_| None).unwrap();
+        let route = routes.iter().find(|r| r.name == "a").unwrap();
+        let Target::Endpoint(endpoint) = &route.targets[0] else {
+            panic!()
+        };
+        assert_eq!(
+            endpoint.id, "m@http://x:81/v1",
+            "no query in ids, logs or metrics"
+        );
     }
 
     #[test]

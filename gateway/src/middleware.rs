@@ -8,6 +8,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use llm_api::ErrorBody;
+use llm_api::openai::OpenAiError;
 
 use crate::state::Gateway;
 
@@ -46,13 +47,15 @@ pub async fn shed_load(State(gateway): State<Arc<Gateway>>, req: Request, next: 
     };
     if now > max {
         gateway.metrics.gateway_error("overloaded", 503);
-        let mut body = ErrorBody::new(
-            "overloaded",
-            format!("more than {max} requests in flight; try again shortly"),
-            None,
-        );
-        body.request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
-        let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        let message = format!("more than {max} requests in flight; try again shortly");
+        let mut response = if is_openai(&req) {
+            let body = OpenAiError::new("overloaded", message, None, Some("overloaded".into()));
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        } else {
+            let mut body = ErrorBody::new("overloaded", message, None);
+            body.request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        };
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -61,6 +64,34 @@ pub async fn shed_load(State(gateway): State<Arc<Gateway>>, req: Request, next: 
     slot.admitted = true;
     gateway.metrics.in_flight.inc();
     next.run(req).await
+}
+
+/// Whether `req` is on the OpenAI-compatible API (`/v1/…`), whose errors take OpenAI's shape.
+pub fn is_openai(req: &Request) -> bool {
+    req.uri().path().starts_with("/v1/")
+}
+
+/// An in-flight slot held past the handler (a stream being relayed); given back on drop.
+pub struct Occupancy {
+    gateway: Arc<Gateway>,
+}
+
+impl Occupancy {
+    /// Counts one more request in flight (for load shedding and the gauge) until dropped.
+    pub fn enter(gateway: &Arc<Gateway>) -> Self {
+        gateway.in_flight.fetch_add(1, Ordering::AcqRel);
+        gateway.metrics.in_flight.inc();
+        Self {
+            gateway: Arc::clone(gateway),
+        }
+    }
+}
+
+impl Drop for Occupancy {
+    fn drop(&mut self) {
+        self.gateway.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.gateway.metrics.in_flight.dec();
+    }
 }
 
 /// Gives the in-flight slot back, also when the client goes away mid-request.

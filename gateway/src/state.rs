@@ -133,11 +133,17 @@ impl Gateway {
             config.health_config(),
             Arc::clone(&clock),
         )?);
-        let budget = Arc::new(RetryBudget::new(config.budget(), Arc::clone(&clock))?);
         let client = UpstreamClient::new()?;
         let metrics = Arc::new(Metrics::new()?);
-        let pool = |name: &str, tier: &str, endpoint: Option<EndpointSpec>, breaker| {
-            Arc::new(Pool::new(
+        // Each target keeps its own retry budget: a failing model never spends the retries
+        // of another one.
+        let pool = |name: &str,
+                    tier: &str,
+                    endpoint: Option<EndpointSpec>,
+                    breaker|
+         -> anyhow::Result<Arc<Pool>> {
+            let budget = Arc::new(RetryBudget::new(config.budget(), Arc::clone(&clock))?);
+            Ok(Arc::new(Pool::new(
                 PoolSettings {
                     name: name.to_owned(),
                     tier: tier.to_owned(),
@@ -150,16 +156,16 @@ impl Gateway {
                 },
                 Arc::clone(&discovery),
                 Arc::clone(&health),
-                Arc::clone(&budget),
+                budget,
                 client.clone(),
                 breaker,
                 Arc::clone(&clock),
                 Arc::clone(&hook),
                 Arc::clone(&metrics) as Arc<dyn crate::pool::UpstreamObserver>,
-            ))
+            )))
         };
-        let primary = pool("primary", "primary", None, Some(Arc::clone(&pool_breaker)));
-        let secondary = pool("secondary", "secondary", None, None);
+        let primary = pool("primary", "primary", None, Some(Arc::clone(&pool_breaker)))?;
+        let secondary = pool("secondary", "secondary", None, None)?;
         let mut pools = BTreeMap::from([
             ("primary".to_owned(), Arc::clone(&primary)),
             ("secondary".to_owned(), Arc::clone(&secondary)),
@@ -179,30 +185,36 @@ impl Gateway {
         })?;
         let mut route_targets = Vec::new();
         for spec in &specs {
-            let targets: Vec<Arc<Pool>> = spec
-                .targets
-                .iter()
-                .map(|target| match target {
-                    Target::Pool(tier) => Arc::clone(
-                        pools
-                            .entry(tier.clone())
-                            .or_insert_with(|| pool(tier, tier, None, None)),
-                    ),
+            let mut targets: Vec<Arc<Pool>> = Vec::new();
+            for target in &spec.targets {
+                let target = match target {
+                    Target::Pool(tier) => match pools.get(tier) {
+                        Some(known) => Arc::clone(known),
+                        None => {
+                            let new = pool(tier, tier, None, None)?;
+                            pools.insert(tier.clone(), Arc::clone(&new));
+                            new
+                        }
+                    },
                     Target::Endpoint(endpoint) => {
                         let model = match &endpoint.protocol {
                             Protocol::OpenAi { model, .. } => model.clone(),
                             Protocol::Lab => String::new(),
                         };
-                        Arc::clone(
-                            endpoints
-                                .entry((endpoint.url.clone(), model))
-                                .or_insert_with(|| {
-                                    pool(&endpoint.id, "endpoint", Some(endpoint.clone()), None)
-                                }),
-                        )
+                        let key = (endpoint.url.clone(), model);
+                        match endpoints.get(&key) {
+                            Some(known) => Arc::clone(known),
+                            None => {
+                                let new =
+                                    pool(&endpoint.id, "endpoint", Some(endpoint.clone()), None)?;
+                                endpoints.insert(key, Arc::clone(&new));
+                                new
+                            }
+                        }
                     }
-                })
-                .collect();
+                };
+                targets.push(target);
+            }
             route_targets.push((spec, targets));
         }
 

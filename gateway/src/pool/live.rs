@@ -21,6 +21,8 @@ pub struct AttemptRecord {
     pub refused: bool,
     /// The metrics label of the failure (`timeout`, `http_5xx`…).
     pub error_type: &'static str,
+    /// The `Retry-After` it asked for, if any.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// The failed tries of one request, in order; shared by the pools the request goes through.
@@ -39,6 +41,7 @@ impl AttemptLog {
             message: error.message(),
             refused: error.is_client_error(),
             error_type: error.error_type(),
+            retry_after: error.retry_after(),
         };
         self.lock().push(record);
     }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use resilience_core::balancer::Endpoint;
@@ -74,6 +74,13 @@ impl Member {
     pub(crate) fn cool_down(&self, origin: Instant, until: Instant) {
         let ms = millis_since(origin, until);
         self.cooldown_until_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// How long it still asked for no traffic at `now`, if it did.
+    pub(crate) fn cooldown_left(&self, origin: Instant, now: Instant) -> Option<Duration> {
+        let until = self.cooldown_until_ms.load(Ordering::Acquire);
+        let at = millis_since(origin, now);
+        (until > at).then(|| Duration::from_millis(until - at))
     }
 
     /// Whether it asked for no traffic at `now`.

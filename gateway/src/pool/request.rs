@@ -49,6 +49,34 @@ struct Tries {
     last: Option<(String, UpstreamError)>,
     /// Whether the request's deadline ended the tries.
     out_of_time: bool,
+    /// The last try's refusal of the request itself (cleared by a later upstream failure):
+    /// if no other try follows, the request ends as the client's error.
+    refusal: Option<String>,
+    /// Whether nothing was tried because every instance asked to be left alone for longer
+    /// than this request may wait (`Retry-After`): a capacity signal, not a failure.
+    throttled: bool,
+}
+
+/// What a failed try's error asks of the next try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pause {
+    /// Nothing: the target fell silent, another one goes at once.
+    None,
+    /// The target asked for this long (`Retry-After`).
+    Asked(Duration),
+    /// The policy's jittered backoff.
+    Backoff,
+}
+
+/// The pause a failed try's `error` asks for (see [`Pool::wait_before_retry`]).
+pub(super) fn pause_after(error: &UpstreamError) -> Pause {
+    if error.is_timeout() {
+        Pause::None
+    } else if let Some(asked) = error.retry_after() {
+        Pause::Asked(asked)
+    } else {
+        Pause::Backoff
+    }
 }
 
 /// What a successful try gave.
@@ -80,19 +108,26 @@ impl Pool {
             None => None,
         };
         let probe = guard.as_ref().is_some_and(BreakerGuard::is_probe);
-        let result = self.serve(req, probe).await;
+        let (result, throttled) = self.serve(req, probe).await;
         if let Some(guard) = guard {
             match &result {
                 Ok(_) => guard.success(),
+                // Refused input, or instances that asked for quiet: nothing failed.
                 Err(ProviderError::Client(_)) => guard.ignore(),
+                Err(_) if throttled => guard.ignore(),
                 Err(_) => guard.failure(),
             }
         }
         result
     }
 
-    /// The tries of one request, after the pool breaker let it through.
-    async fn serve(&self, req: &GatewayRequest, probe: bool) -> Result<Answer, ProviderError> {
+    /// The tries of one request, after the pool breaker let it through; with the answer,
+    /// whether the pool was only throttled (nothing tried: every instance cooling down).
+    async fn serve(
+        &self,
+        req: &GatewayRequest,
+        probe: bool,
+    ) -> (Result<Answer, ProviderError>, bool) {
         let started = Instant::now();
         let members = self.members_for(&self.discovery.snapshot());
         let endpoints = members.endpoints.as_slice();
@@ -105,6 +140,20 @@ impl Pool {
                 break;
             }
             let Some((picked, selection)) = self.pick(endpoints, &tries, probe) else {
+                // Instances that asked for quiet (Retry-After) briefly: wait for the first
+                // one rather than call the pool failed.
+                if let Some((id, wait)) = self.soonest_cooled(endpoints, &tries) {
+                    let policy = &self.settings.retry;
+                    if wait <= self.settings.max_retry_after
+                        && wait < remaining
+                        && policy.allows_another(tries.attempts)
+                    {
+                        tries.waited = Some(id);
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    tries.throttled = tries.attempts == 0;
+                }
                 break;
             };
             let member: &Member = &picked;
@@ -142,7 +191,7 @@ impl Pool {
                     } else {
                         answer.service_id
                     };
-                    return Ok(Answer {
+                    let answer = Answer {
                         response: answer.text,
                         model_used: answer.model,
                         tokens_used: answer.tokens_used,
@@ -150,10 +199,12 @@ impl Pool {
                         usage: answer.usage,
                         completion: answer.completion.map(Arc::new),
                         stream: None,
-                    });
+                    };
+                    return (Ok(answer), false);
                 }
                 Ok(Reply::Stream(stream)) => {
-                    return Ok(self.live(member, req, stream, instance_guard, call_started));
+                    let answer = self.live(picked, req, stream, instance_guard, call_started);
+                    return (Ok(answer), false);
                 }
                 Err(error) => error,
             };
@@ -178,16 +229,22 @@ impl Pool {
                 // request, at once and outside the retry budget; only when none is left is
                 // the refusal the client's.
                 let final_refusal = error.is_context_length() || error.is_content_policy();
-                let untried = endpoints.iter().map(|e| e.value()).any(|m| {
-                    !tries.tried.contains(&m.id)
-                        && self.healthy(m)
-                        && self.breaker_admits(m, &tries)
-                });
-                if !final_refusal && untried && tries.attempts < self.settings.retry.max_attempts {
+                tries.refusal = Some(error.message());
+                let untried = Selection {
+                    respect_breakers: true,
+                    avoid_tried: true,
+                };
+                let another = !final_refusal
+                    && tries.attempts < self.settings.retry.max_attempts
+                    && endpoints
+                        .iter()
+                        .any(|e| self.accepts(e.value(), untried, &tries));
+                if another {
                     continue;
                 }
-                return Err(ProviderError::Client(error.message()));
+                return (Err(ProviderError::Client(error.message())), false);
             }
+            tries.refusal = None;
             tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
                 instance = %member.id, %error, attempt = tries.attempts, "upstream try failed");
             if error.is_timeout() {
@@ -212,7 +269,29 @@ impl Pool {
                 tokio::time::sleep(wait).await;
             }
         }
-        Err(Self::exhausted(tries, started))
+        let throttled = tries.throttled;
+        (Err(Self::exhausted(tries, started)), throttled)
+    }
+
+    /// Among instances that would take the next try but for their cooldown, the one free
+    /// soonest and how long until then.
+    fn soonest_cooled(
+        &self,
+        endpoints: &[MemberEndpoint],
+        tries: &Tries,
+    ) -> Option<(String, Duration)> {
+        let now = self.clock.now();
+        endpoints
+            .iter()
+            .map(|e| e.value())
+            .filter(|m| {
+                !tries.silent.contains(&m.id) && self.healthy(m) && self.breaker_admits(m, tries)
+            })
+            .filter_map(|m| {
+                m.cooldown_left(self.origin, now)
+                    .map(|left| (m.id.clone(), left))
+            })
+            .min_by_key(|(_, left)| *left)
     }
 
     /// One try on `member`: a whole answer within the per-try timeout, or for a stream its
@@ -254,12 +333,13 @@ impl Pool {
     /// reports its end to `member`'s breaker, health and metrics.
     fn live(
         &self,
-        member: &Member,
+        picked: InFlight<Member>,
         req: &GatewayRequest,
         stream: OpenStream,
         guard: Option<BreakerGuard<'static>>,
         started: Instant,
     ) -> Answer {
+        let member: &Member = &picked;
         let model = stream
             .head
             .iter()
@@ -267,18 +347,21 @@ impl Pool {
             .or_else(|| member.model())
             .unwrap_or_else(|| self.model_of(member, req));
         member.learn_model(&model);
+        let id = member.id.clone();
         let report = StreamOutcome {
             guard,
             health: member.checked.then(|| Arc::clone(&self.health)),
             url: member.url.clone(),
-            id: member.id.clone(),
+            id: id.clone(),
             model: model.clone(),
             observer: Arc::clone(&self.observer),
             started,
+            // The stream counts as in flight on its instance until it ends, for the balancer.
+            _in_flight: picked,
         };
         let live = LiveStream::new(
             stream,
-            member.id.clone(),
+            id.clone(),
             model.clone(),
             Box::new(move |end| report.report(end)),
         );
@@ -286,7 +369,7 @@ impl Pool {
             response: String::new(),
             model_used: model,
             tokens_used: 0,
-            served_by: member.id.clone(),
+            served_by: id,
             usage: None,
             completion: None,
             stream: Some(StreamSlot::new(live)),
@@ -321,19 +404,22 @@ impl Pool {
         tries: &mut Tries,
         probe: bool,
     ) -> Option<Duration> {
-        let policy = &self.settings.retry;
-        if error.is_timeout() {
-            return Some(Duration::ZERO);
-        }
-        let Some(asked) = error.retry_after() else {
-            return Some(policy.backoff(tries.attempts.saturating_sub(1)));
+        let backoff = self
+            .settings
+            .retry
+            .backoff(tries.attempts.saturating_sub(1));
+        let asked = match pause_after(error) {
+            Pause::None => return Some(Duration::ZERO),
+            Pause::Backoff => return Some(backoff),
+            Pause::Asked(asked) => asked,
         };
         if self.selection(endpoints, tries, probe).is_some() {
             return Some(Duration::ZERO);
         }
         if asked <= self.settings.max_retry_after {
             tries.waited = Some(id.to_owned());
-            return Some(asked);
+            // `Retry-After: 0` is no licence for a tight loop.
+            return Some(asked.max(backoff));
         }
         tracing::debug!(pool = %self.settings.name, instance = id, retry_after_ms = asked.as_millis(),
             "Retry-After longer than we wait; moving on");
@@ -462,8 +548,12 @@ impl Pool {
             .unwrap_or_else(|| UNKNOWN_MODEL.to_owned())
     }
 
-    /// The error of a request whose tries all failed, or that had none.
+    /// The error of a request whose tries all failed, or that had none; a refusal that no
+    /// other try followed stays the client's.
     fn exhausted(tries: Tries, started: Instant) -> ProviderError {
+        if let Some(message) = tries.refusal {
+            return ProviderError::Client(message);
+        }
         match tries.last {
             Some((_, UpstreamError::Timeout(after))) if !tries.out_of_time => {
                 ProviderError::Timeout { after }
@@ -486,6 +576,7 @@ struct StreamOutcome {
     model: String,
     observer: Arc<dyn UpstreamObserver>,
     started: Instant,
+    _in_flight: InFlight<Member>,
 }
 
 impl StreamOutcome {

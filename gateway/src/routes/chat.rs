@@ -18,7 +18,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -39,13 +38,20 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::generate::log_fallback;
 use super::tag;
 use crate::metrics::Answered;
-use crate::middleware::RequestId;
+use crate::middleware::{Occupancy, RequestId};
 use crate::pool::{Answer, AttemptRecord, GatewayRequest, LiveStream, StreamEnd};
 use crate::state::Gateway;
 use crate::upstream::{Payload, StreamEvent, UpstreamError, count_words};
 
 /// The metrics label of this endpoint.
 const ENDPOINT: &str = "chat_completions";
+
+/// The longest streamed answer kept for the cache tier; a longer one is not cached (the
+/// relay must not grow without bound on an endless stream).
+const MAX_CACHED_ANSWER: usize = 64 * 1024;
+
+/// Malformed events tolerated in one stream; past this the upstream is broken.
+const MAX_MALFORMED_EVENTS: u32 = 32;
 
 /// Events buffered between the relay task and the client connection.
 const RELAY_BUFFER: usize = 32;
@@ -139,7 +145,11 @@ pub async fn models(State(gateway): State<Arc<Gateway>>) -> Json<ModelList> {
 /// answer (fallback tiers, endpoints reached through `/generate`'s shape).
 fn whole(answer: &Answer, req: &GatewayRequest) -> ChatCompletion {
     if let Some(completion) = &answer.completion {
-        return completion.as_ref().clone();
+        let mut completion = completion.as_ref().clone();
+        if completion.usage.is_none() {
+            completion.usage = Some(estimate(req, answer.tokens_used));
+        }
+        return completion;
     }
     ChatCompletion {
         id: completion_id(),
@@ -212,7 +222,12 @@ fn relay(gateway: &Arc<Gateway>, req: &GatewayRequest, live: LiveStream) -> Resp
         key: crate::redis_cache::cache_key(req),
         request_id: req.request_id.clone(),
     };
-    tokio::spawn(relay.run(live, tx));
+    // A stream holds an in-flight slot until it ends, not only until its headers.
+    let occupancy = Occupancy::enter(gateway);
+    tokio::spawn(async move {
+        relay.run(live, tx).await;
+        drop(occupancy);
+    });
     Sse::new(ReceiverStream::new(rx)).into_response()
 }
 
@@ -226,10 +241,10 @@ struct Relay {
 }
 
 /// What the relay saw of the answer.
-#[derive(Default)]
 struct Seen {
     id: Option<String>,
-    text: String,
+    /// The answer so far, for the cache; `None` once it outgrew [`MAX_CACHED_ANSWER`].
+    text: Option<String>,
     tokens: u32,
     usage: Option<Usage>,
     finished: bool,
@@ -263,8 +278,6 @@ impl Ending {
 impl Relay {
     async fn run(self, mut live: LiveStream, tx: Sender) {
         let gateway = Arc::clone(&self.gateway);
-        // A stream holds its in-flight slot until it ends, not only until its headers.
-        gateway.in_flight.fetch_add(1, Ordering::AcqRel);
         let service = live.served_by.clone();
         let metrics = &gateway.metrics;
         metrics.first_token(&service, live.stream.first_token_after);
@@ -272,11 +285,14 @@ impl Relay {
             metrics.malformed_event(&service);
         }
         let mut seen = Seen::default();
+        if self.key.is_none() {
+            seen.text = None; // nothing to cache it under
+        }
         let head = std::mem::take(&mut live.stream.head);
         let mut ending = None;
         for chunk in head {
             seen.observe(&chunk);
-            if tx.send(Ok(Event::default().data(chunk.raw))).await.is_err() {
+            if !deliver(&tx, Event::default().data(chunk.raw), self.idle).await {
                 ending = Some(Ending::Abandoned);
                 break;
             }
@@ -294,12 +310,12 @@ impl Relay {
             Ending::Abandoned => live.finish(StreamEnd::Abandoned),
             Ending::Interrupted(error) => live.finish(StreamEnd::Failed(error)),
         }
-        gateway.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Relays events until the stream ends.
     async fn pump(&self, live: &mut LiveStream, tx: &Sender, seen: &mut Seen) -> Ending {
         let service = live.served_by.clone();
+        let mut skipped = 0u32;
         loop {
             let event = tokio::select! {
                 event = live.stream.next(self.idle) => event,
@@ -308,7 +324,7 @@ impl Relay {
             let error = match event {
                 StreamEvent::Data(chunk) => {
                     seen.observe(&chunk);
-                    if tx.send(Ok(Event::default().data(chunk.raw))).await.is_err() {
+                    if !deliver(tx, Event::default().data(chunk.raw), self.idle).await {
                         return Ending::Abandoned;
                     }
                     continue;
@@ -317,7 +333,11 @@ impl Relay {
                     self.gateway.metrics.malformed_event(&service);
                     tracing::warn!(request_id = %self.request_id, upstream = %service, excerpt,
                         "malformed stream event skipped");
-                    continue;
+                    skipped += 1;
+                    if skipped <= MAX_MALFORMED_EVENTS {
+                        continue;
+                    }
+                    UpstreamError::Malformed(format!("{skipped} malformed events"))
                 }
                 StreamEvent::Done => {
                     return self.close(tx, seen, &live.model, Ending::Completed).await;
@@ -348,7 +368,7 @@ impl Relay {
                 Some("stream_interrupted".to_owned()),
             );
             // The client may be gone already; the stream is over either way.
-            let _ = tx.send(Ok(json_event(&body))).await;
+            deliver(tx, json_event(&body), self.idle).await;
             return Ending::Interrupted(error);
         }
     }
@@ -363,11 +383,11 @@ impl Relay {
                 model,
                 Usage::new(self.prompt_tokens, seen.tokens),
             );
-            if tx.send(Ok(json_event(&chunk))).await.is_err() {
+            if !deliver(tx, json_event(&chunk), self.idle).await {
                 return Ending::Abandoned;
             }
         }
-        if tx.send(Ok(Event::default().data(DONE))).await.is_err() {
+        if !deliver(tx, Event::default().data(DONE), self.idle).await {
             return Ending::Abandoned;
         }
         ending
@@ -378,11 +398,11 @@ impl Relay {
         let Some(key) = self.key.clone() else {
             return;
         };
-        if seen.text.is_empty() {
+        let Some(text) = seen.text.clone().filter(|t| !t.is_empty()) else {
             return;
-        }
+        };
         let answer = Answer::text(
-            seen.text.clone(),
+            text,
             live.model.clone(),
             seen.tokens,
             live.served_by.clone(),
@@ -394,6 +414,18 @@ impl Relay {
     }
 }
 
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            id: None,
+            text: Some(String::new()),
+            tokens: 0,
+            usage: None,
+            finished: false,
+        }
+    }
+}
+
 impl Seen {
     fn observe(&mut self, chunk: &crate::upstream::Chunk) {
         if self.id.is_none() {
@@ -402,7 +434,13 @@ impl Seen {
                 .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
         }
         if let Some(text) = &chunk.text {
-            self.text.push_str(text);
+            if let Some(kept) = &mut self.text {
+                if kept.len() + text.len() > MAX_CACHED_ANSWER {
+                    self.text = None;
+                } else {
+                    kept.push_str(text);
+                }
+            }
             self.tokens = self.tokens.saturating_add(1);
         }
         if chunk.usage.is_some() {
@@ -410,6 +448,15 @@ impl Seen {
         }
         self.finished |= chunk.finished;
     }
+}
+
+/// Hands `event` to the client's connection; false when the client left, or stopped reading
+/// for longer than `patience` (a stalled reader must not hold the upstream and a slot).
+async fn deliver(tx: &Sender, event: Event, patience: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(patience, tx.send(Ok(event))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// A refusal of the request itself, passed through: the upstream's status (400 unless it
@@ -432,8 +479,13 @@ fn refused(refusal: Option<AttemptRecord>, fallback_message: &str) -> Response {
 
 /// Nothing could answer: the last upstream failure surfaced as it was — its status for a
 /// 429 or 5xx, 504 for silence, 502 for a broken answer, 503 when nothing could be tried —
-/// with its message and code, and `Retry-After`.
+/// with its message and code, and `Retry-After`: the upstream's own when it gave one, else
+/// `retry_after_s`.
 fn exhausted(last: Option<AttemptRecord>, retry_after_s: u64) -> Response {
+    let retry_after_s = last
+        .as_ref()
+        .and_then(|r| r.retry_after)
+        .map_or(retry_after_s, |asked| asked.as_secs().max(1));
     let (status, message, code) = match last {
         Some(r) => {
             let status = match (r.status, r.error_type) {
@@ -495,4 +547,87 @@ fn unix_seconds() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Chunk;
+
+    fn chunk(text: &str, finished: bool) -> Chunk {
+        Chunk {
+            raw: format!(r#"{{"id":"c-1","choices":[{{"delta":{{"content":"{text}"}}}}]}}"#),
+            text: Some(text.to_owned()),
+            has_content: true,
+            finished,
+            usage: None,
+            model: None,
+        }
+    }
+
+    #[test]
+    fn the_relay_keeps_the_answer_for_the_cache_only_up_to_its_bound() {
+        let mut seen = Seen::default();
+        seen.observe(&chunk("Hello", false));
+        seen.observe(&chunk(" world", true));
+        assert_eq!(seen.text.as_deref(), Some("Hello world"));
+        assert_eq!(seen.id.as_deref(), Some("c-1"));
+        assert_eq!(seen.tokens, 2);
+        assert!(seen.finished);
+
+        let big = "x".repeat(MAX_CACHED_ANSWER / 2 + 1);
+        seen.observe(&chunk(&big, false));
+        seen.observe(&chunk(&big, false));
+        assert_eq!(seen.text, None, "too long to cache: dropped, not grown");
+        seen.observe(&chunk("more", false));
+        assert_eq!(seen.text, None);
+        assert_eq!(seen.tokens, 5, "tokens are still counted for usage");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_let_go_after_the_idle_limit() {
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(deliver(&tx, Event::default().data("1"), Duration::from_millis(50)).await);
+        let started = std::time::Instant::now();
+        let delivered = deliver(&tx, Event::default().data("2"), Duration::from_millis(50)).await;
+        assert!(!delivered, "the buffer is full and nobody reads");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(_rx);
+        assert!(!deliver(&tx, Event::default().data("3"), Duration::from_secs(5)).await);
+    }
+
+    #[test]
+    fn exhaustion_surfaces_the_last_upstream_error_with_a_fitting_status() {
+        let record = |status: Option<u16>, error_type: &'static str| AttemptRecord {
+            target: "llm-1".into(),
+            status,
+            code: None,
+            message: "boom".into(),
+            refused: false,
+            error_type,
+            retry_after: None,
+        };
+        for (last, expected) in [
+            (Some(record(Some(503), "http_5xx")), 503),
+            (Some(record(Some(429), "http_429")), 429),
+            (Some(record(None, "timeout")), 504),
+            (Some(record(None, "connect")), 502),
+            (Some(record(Some(404), "http_4xx")), 502),
+            (None, 503),
+        ] {
+            let response = exhausted(last, 7);
+            assert_eq!(response.status().as_u16(), expected);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        }
+        let asked = AttemptRecord {
+            retry_after: Some(Duration::from_secs(20)),
+            ..record(Some(429), "http_429")
+        };
+        let response = exhausted(Some(asked), 7);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            "20",
+            "the upstream's own wait"
+        );
+    }
 }

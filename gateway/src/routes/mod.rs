@@ -10,8 +10,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http_edge::{BadInput, JsonBody};
+use llm_api::openai::OpenAiError;
 use llm_api::{ErrorBody, FieldError};
 
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -95,8 +97,18 @@ pub(crate) fn validated<T>(
 
 async fn not_found(
     request_id: Option<axum::Extension<crate::middleware::RequestId>>,
-) -> (StatusCode, axum::Json<ErrorBody>) {
+    req: axum::extract::Request,
+) -> Response {
+    if crate::middleware::is_openai(&req) {
+        let body = OpenAiError::new(
+            "invalid_request_error",
+            format!("no such route: {}", req.uri().path()),
+            None,
+            Some("not_found".to_owned()),
+        );
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
     let mut body = ErrorBody::new("not_found", "no such route", None);
     body.request_id = request_id.map(|axum::Extension(id)| id.0);
-    (StatusCode::NOT_FOUND, axum::Json(body))
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
