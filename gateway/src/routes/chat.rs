@@ -97,8 +97,11 @@ pub async fn chat_completions(
             response
         }
         Err(FallbackError::Rejected(failure)) => {
-            gateway.metrics.gateway_error("rejected_upstream", 400);
-            refused(req.log.last_refusal(), &failure.error.to_string())
+            let response = refused(req.log.last_refusal(), &failure.error.to_string());
+            gateway
+                .metrics
+                .gateway_error("rejected_upstream", response.status().as_u16());
+            response
         }
         Err(FallbackError::AllTiersFailed(failed)) => {
             gateway.metrics.gateway_error("exhausted", 503);

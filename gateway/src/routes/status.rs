@@ -123,18 +123,26 @@ pub async fn metrics(
         .flat_map(|p| p.breaker_snapshots())
         .collect();
     let fallback = gateway.routes.for_model(None).chain.stats();
-    let routes: serde_json::Map<String, Value> = gateway
+    let stats: Vec<_> = gateway
         .routes
         .iter()
-        .map(|r| (r.name.clone(), json!(r.chain.stats())))
+        .map(|r| (r.name.clone(), r.chain.stats()))
         .collect();
+    // Every route's requests (a context fallback counts in both routes it went through).
+    let sum = |count: fn(&resilience_core::fallback::FallbackStats) -> u64| -> u64 {
+        stats.iter().map(|(_, s)| count(s)).sum()
+    };
     let requests = json!({
         "in_flight": gateway.in_flight.load(Ordering::Relaxed),
-        "total": fallback.requests,
-        "served": fallback.served,
-        "served_by_fallback": fallback.served_by_fallback,
-        "exhausted": fallback.exhausted,
+        "total": sum(|s| s.requests),
+        "served": sum(|s| s.served),
+        "served_by_fallback": sum(|s| s.served_by_fallback),
+        "exhausted": sum(|s| s.exhausted),
     });
+    let routes: serde_json::Map<String, Value> = stats
+        .into_iter()
+        .map(|(name, s)| (name, json!(s)))
+        .collect();
     Json(json!({
         "circuit_breaker": gateway.pool_breaker.snapshot(),
         "circuit_breakers": instance_breakers,
