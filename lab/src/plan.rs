@@ -1,0 +1,233 @@
+//! What `lab up` starts: ports, programs and environments, as in the compose file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use stack_control::local::{Health, ServiceSpec, StackFile, which};
+use stack_control::{API_GATEWAY, CHAOS_MONKEY, LLM_SERVICE_1, LLM_SERVICE_2, PROMETHEUS, REDIS};
+
+/// The gateway's port by default (the lab's).
+pub const DEFAULT_BASE_PORT: u16 = 8000;
+/// Redis listens this far above the base port (8379: never the machine's own 6379).
+pub const REDIS_OFFSET: u16 = 379;
+/// Prometheus listens this far above the base port (9090 by default).
+pub const PROMETHEUS_OFFSET: u16 = 1090;
+
+/// Simulation and chaos settings taken from lab's own environment when set (so a run can be
+/// made faster or calmer), else the lab's defaults (the seed's).
+const PASSED_THROUGH: &[(&str, &str)] = &[
+    ("SIM_MIN_LATENCY_MS", "100"),
+    ("SIM_MAX_LATENCY_MS", "2000"),
+    ("SIM_FAILURE_RATE", "0.1"),
+    ("SIM_TOKEN_INTERVAL_MS", "20"),
+    ("CHAOS_INTERVAL", "300"),
+    ("FAILURE_PROBABILITY", "0.3"),
+    ("CHAOS_DURATION", "60"),
+];
+
+/// The stack to start.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What the run directory will describe.
+    pub file: StackFile,
+}
+
+impl Plan {
+    /// The stack at `base_port`, with the chaos monkey when `chaos`, its binaries beside
+    /// this executable, its Redis (and Prometheus) data in `dir`.
+    pub fn new(base_port: u16, chaos: bool, dir: &Path) -> anyhow::Result<Self> {
+        if base_port.checked_add(PROMETHEUS_OFFSET).is_none() {
+            anyhow::bail!("--base-port {base_port} leaves no room for the stack's ports");
+        }
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| anyhow::anyhow!("cannot tell where lab is installed"))?;
+        let binary = |name: &str| -> anyhow::Result<PathBuf> {
+            let path = bin_dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                anyhow::bail!(
+                    "{} not found beside lab: build the workspace first (cargo build --workspace)",
+                    path.display()
+                )
+            }
+        };
+        let Some(redis_server) = which(Path::new("redis-server")) else {
+            anyhow::bail!("redis-server not found on PATH: install it (apt install redis-server)");
+        };
+        let dir = std::path::absolute(dir)?;
+        let redis_port = base_port + REDIS_OFFSET;
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let setting = |key: &str, default: &str| {
+            (
+                key.to_owned(),
+                std::env::var(key).unwrap_or_else(|_| default.to_owned()),
+            )
+        };
+        let mut services = Vec::new();
+
+        let redis_dir = dir.join("redis");
+        std::fs::create_dir_all(&redis_dir)?;
+        services.push(ServiceSpec {
+            name: REDIS.to_owned(),
+            program: redis_server,
+            args: [
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &redis_dir.display().to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            env: BTreeMap::new(),
+            port: Some(redis_port),
+            url: Some(redis_url.clone()),
+            health: Health::Redis {
+                url: redis_url.clone(),
+            },
+        });
+
+        if let Some(prometheus) = which(Path::new("prometheus")) {
+            let port = base_port + PROMETHEUS_OFFSET;
+            let config = dir.join("prometheus.yml");
+            std::fs::write(&config, prometheus_config(base_port))?;
+            services.push(ServiceSpec {
+                name: PROMETHEUS.to_owned(),
+                program: prometheus,
+                args: vec![
+                    format!("--config.file={}", config.display()),
+                    format!("--storage.tsdb.path={}", dir.join("prometheus").display()),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                ],
+                env: BTreeMap::new(),
+                port: Some(port),
+                url: Some(format!("http://127.0.0.1:{port}")),
+                health: Health::Http {
+                    url: format!("http://127.0.0.1:{port}/-/ready"),
+                },
+            });
+        }
+
+        let llm = binary("llm-service")?;
+        for (offset, name, model, max_tokens, sla) in [
+            (1, LLM_SERVICE_1, "gpt-3.5-turbo-simulation", "2048", "5000"),
+            (2, LLM_SERVICE_2, "gpt-4-simulation", "4096", "8000"),
+        ] {
+            let port = base_port + offset;
+            let url = format!("http://127.0.0.1:{port}");
+            let mut env: BTreeMap<String, String> = [
+                ("PORT", port.to_string()),
+                ("HOST", "127.0.0.1".to_owned()),
+                ("SERVICE_ID", name.to_owned()),
+                ("SERVICE_VERSION", "1.0.0".to_owned()),
+                ("MODEL_NAME", model.to_owned()),
+                ("REDIS_URL", redis_url.clone()),
+                ("MAX_TOKENS", max_tokens.to_owned()),
+                ("RESPONSE_TIME_SLA", sla.to_owned()),
+                ("ADVERTISE_URL", url.clone()),
+                ("SERVICE_TIER", "primary".to_owned()),
+                ("LOG_FORMAT", "pretty".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into_iter()
+            .collect();
+            env.extend(
+                PASSED_THROUGH
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("SIM_"))
+                    .map(|(k, d)| setting(k, d)),
+            );
+            services.push(ServiceSpec {
+                name: name.to_owned(),
+                program: llm.clone(),
+                args: Vec::new(),
+                env,
+                port: Some(port),
+                url: Some(url.clone()),
+                health: Health::Http {
+                    url: format!("{url}/health"),
+                },
+            });
+        }
+
+        let gateway_url = format!("http://127.0.0.1:{base_port}");
+        let mut gateway_env: BTreeMap<String, String> = [
+            ("PORT", base_port.to_string()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("REDIS_URL", redis_url.clone()),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "5".to_owned()),
+            ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "30".to_owned()),
+            ("MAX_CONCURRENT_REQUESTS", "100".to_owned()),
+            ("REQUEST_TIMEOUT", "30".to_owned()),
+            ("LOG_FORMAT", "pretty".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into_iter()
+        .collect();
+        if let Ok(postgres) = std::env::var("POSTGRES_URL") {
+            gateway_env.insert("POSTGRES_URL".to_owned(), postgres);
+        }
+        services.push(ServiceSpec {
+            name: API_GATEWAY.to_owned(),
+            program: binary("gateway")?,
+            args: Vec::new(),
+            env: gateway_env,
+            port: Some(base_port),
+            url: Some(gateway_url.clone()),
+            health: Health::Http {
+                url: format!("{gateway_url}/ready"),
+            },
+        });
+
+        if chaos {
+            let mut env: BTreeMap<String, String> = BTreeMap::from([(
+                "TARGET_SERVICES".to_owned(),
+                format!(
+                    "http://127.0.0.1:{},http://127.0.0.1:{}",
+                    base_port + 1,
+                    base_port + 2
+                ),
+            )]);
+            env.extend(
+                PASSED_THROUGH
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("SIM_"))
+                    .map(|(k, d)| setting(k, d)),
+            );
+            services.push(ServiceSpec {
+                name: CHAOS_MONKEY.to_owned(),
+                program: binary("chaos-monkey")?,
+                args: Vec::new(),
+                env,
+                port: None,
+                url: None,
+                health: Health::Alive,
+            });
+        }
+        Ok(Self {
+            file: StackFile {
+                base_port,
+                services,
+            },
+        })
+    }
+}
+
+/// A Prometheus configuration scraping the stack's gateway and llm-services.
+fn prometheus_config(base_port: u16) -> String {
+    format!(
+        "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: api_gateway\n    \
+         static_configs:\n      - targets: ['127.0.0.1:{base_port}']\n  - job_name: llm_services\n    \
+         static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n",
+        base_port + 1,
+        base_port + 2
+    )
+}

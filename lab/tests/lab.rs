@@ -1,0 +1,228 @@
+//! The `lab` binary end to end, on base ports away from 8000 and a private run directory:
+//! the real redis-server, gateway, llm-services and chaos-monkey.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+/// A base port whose stack ports (P, P+1, P+2, P+379, P+1090) are all free now.
+fn free_base_port(seed: u16) -> u16 {
+    let start = 20_000 + (std::process::id() as u16 % 500) * 40 + seed * 7;
+    (0..200)
+        .map(|i| start + i * 3)
+        .find(|p| {
+            [0, 1, 2, 379, 1090]
+                .iter()
+                .all(|o| TcpListener::bind(("127.0.0.1", p + o)).is_ok())
+        })
+        .expect("a free base port")
+}
+
+fn run_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lab-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `lab ARGS` with a fast, calm stack (no simulated latency or failures, a chaos monkey
+/// that waits an hour).
+async fn lab(dir: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(args)
+        .env("LAB_DIR", dir)
+        .env("SIM_MIN_LATENCY_MS", "0")
+        .env("SIM_MAX_LATENCY_MS", "0")
+        .env("SIM_FAILURE_RATE", "0")
+        .env("CHAOS_INTERVAL", "3600")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// The state letter of a process, `None` when it is gone.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+fn alive(pid: &str) -> bool {
+    !matches!(process_state(pid), None | Some('Z' | 'X'))
+}
+
+/// Service name → pid, from `lab status`.
+fn pids(status: &str) -> Vec<(String, String)> {
+    status
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols.len() >= 3 && cols[2].chars().all(|c| c.is_ascii_digit()))
+                .then(|| (cols[0].to_owned(), cols[2].to_owned()))
+        })
+        .collect()
+}
+
+fn state_of(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("absent")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn up_control_and_down_leave_nothing_behind() {
+    let dir = run_dir("cycle");
+    let base = free_base_port(1);
+    let up = lab(&dir, &["up", "--base-port", &base.to_string()]).await;
+    assert!(up.status.success(), "lab up failed:\n{}", text(&up));
+    let printed = text(&up);
+    for name in [
+        "redis",
+        "llm_service_1",
+        "llm_service_2",
+        "api_gateway",
+        "chaos_monkey",
+    ] {
+        assert_eq!(state_of(&printed, name), "healthy", "{name}:\n{printed}");
+    }
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{base}")),
+        "{printed}"
+    );
+    let started = pids(&printed);
+    assert_eq!(started.len(), 5, "{printed}");
+
+    // The stack works: the gateway answers from an llm-service it found in lab's Redis.
+    let client = reqwest::Client::new();
+    let answer: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{base}/generate"))
+        .json(&serde_json::json!({"prompt": "hello lab", "max_tokens": 8}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
+
+    // A second `up` changes nothing.
+    let again = lab(&dir, &["up", "--base-port", &base.to_string()]).await;
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(pids(&text(&again)), started, "the same processes");
+
+    let stop = lab(&dir, &["stop", "llm_service_1"]).await;
+    assert!(stop.status.success(), "{}", text(&stop));
+    let status = text(&lab(&dir, &["status"]).await);
+    assert_eq!(state_of(&status, "llm_service_1"), "stopped", "{status}");
+    let start = lab(&dir, &["start", "llm_service_1"]).await;
+    assert!(start.status.success(), "{}", text(&start));
+
+    let kill = lab(&dir, &["kill", "llm_service_2"]).await;
+    assert!(kill.status.success(), "{}", text(&kill));
+    let status = text(&lab(&dir, &["status"]).await);
+    assert_eq!(state_of(&status, "llm_service_2"), "stopped", "{status}");
+    let restart = lab(&dir, &["restart", "llm_service_2"]).await;
+    assert!(restart.status.success(), "{}", text(&restart));
+
+    let pause = lab(&dir, &["pause", "chaos_monkey"]).await;
+    assert!(pause.status.success(), "{}", text(&pause));
+    let status = text(&lab(&dir, &["status"]).await);
+    assert_eq!(state_of(&status, "chaos_monkey"), "paused", "{status}");
+
+    let logs = text(&lab(&dir, &["logs", "api_gateway", "-n", "500"]).await);
+    assert!(logs.contains("listening"), "{logs}");
+    let unknown = lab(&dir, &["stop", "no_such_service"]).await;
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown).contains("unknown service"),
+        "{}",
+        text(&unknown)
+    );
+
+    // A pid file left by a crash, pointing at a process that is not ours: never signalled.
+    let final_pids = pids(&text(&lab(&dir, &["status"]).await));
+    std::fs::write(dir.join("pids/llm_service_1.pid"), "1\n").unwrap();
+    let status = text(&lab(&dir, &["status"]).await);
+    assert_eq!(
+        state_of(&status, "llm_service_1"),
+        "stopped",
+        "stale: {status}"
+    );
+
+    let down = lab(&dir, &["down"]).await;
+    assert!(down.status.success(), "{}", text(&down));
+    for (name, pid) in final_pids.iter().chain(&started) {
+        if name == "llm_service_1" {
+            // Its pid file was overwritten: lab no longer knows it; stop it here.
+            if alive(pid) {
+                let _ = std::process::Command::new("kill").arg(pid).status();
+            }
+            continue;
+        }
+        let mut gone = false;
+        for _ in 0..100 {
+            if !alive(pid) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "{name} (pid {pid}) still runs after lab down");
+    }
+    let status = text(&lab(&dir, &["status"]).await);
+    assert!(
+        status.lines().skip(1).all(|l| l.contains("stopped")),
+        "{status}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn up_refuses_a_port_in_use_before_starting_anything() {
+    let dir = run_dir("busy");
+    let base = free_base_port(2);
+    let _taken = TcpListener::bind(("127.0.0.1", base + 2)).unwrap();
+    let up = lab(
+        &dir,
+        &["up", "--no-chaos", "--base-port", &base.to_string()],
+    )
+    .await;
+    assert!(!up.status.success());
+    let said = text(&up);
+    assert!(
+        said.contains(&format!("port {}", base + 2)) && said.contains("llm_service_2"),
+        "{said}"
+    );
+    let status = text(&lab(&dir, &["status"]).await);
+    assert!(
+        status.lines().skip(1).all(|l| l.contains("stopped")),
+        "nothing started: {status}"
+    );
+    let down = lab(&dir, &["down"]).await;
+    assert!(down.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn commands_without_a_stack_say_so() {
+    let dir = run_dir("none");
+    let status = lab(&dir, &["status"]).await;
+    assert!(!status.status.success());
+    assert!(text(&status).contains("lab up"), "{}", text(&status));
+    let down = lab(&dir, &["down"]).await;
+    assert!(down.status.success(), "down with nothing to stop is fine");
+}
