@@ -121,6 +121,8 @@ pub async fn run(args: DaemonArgs, shutdown: impl Future<Output = ()>) -> anyhow
     let mut injected: Vec<Injected> = Vec::new();
     tokio::pin!(shutdown);
     let mut ticker = tokio::time::interval(interval);
+    // After a pause (SIGSTOP), go on at the pace set, not with every missed round at once.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = &mut shutdown => break,

@@ -135,6 +135,7 @@ impl Plan {
                 ("ADVERTISE_URL", url.clone()),
                 ("SERVICE_TIER", "primary".to_owned()),
                 ("LOG_FORMAT", "pretty".to_owned()),
+                ("RUST_LOG", "info".to_owned()),
             ]
             .map(|(k, v)| (k.to_owned(), v))
             .into_iter()
@@ -168,6 +169,8 @@ impl Plan {
             ("MAX_CONCURRENT_REQUESTS", "100".to_owned()),
             ("REQUEST_TIMEOUT", "30".to_owned()),
             ("LOG_FORMAT", "pretty".to_owned()),
+            // The logs are part of the lab (the fallback WARN lines are graded).
+            ("RUST_LOG", "info".to_owned()),
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into_iter()
@@ -188,14 +191,17 @@ impl Plan {
         });
 
         if chaos {
-            let mut env: BTreeMap<String, String> = BTreeMap::from([(
-                "TARGET_SERVICES".to_owned(),
-                format!(
-                    "http://127.0.0.1:{},http://127.0.0.1:{}",
-                    base_port + 1,
-                    base_port + 2
+            let mut env: BTreeMap<String, String> = BTreeMap::from([
+                (
+                    "TARGET_SERVICES".to_owned(),
+                    format!(
+                        "http://127.0.0.1:{},http://127.0.0.1:{}",
+                        base_port + 1,
+                        base_port + 2
+                    ),
                 ),
-            )]);
+                ("RUST_LOG".to_owned(), "info".to_owned()),
+            ]);
             env.extend(
                 PASSED_THROUGH
                     .iter()

@@ -31,8 +31,20 @@ fn run_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Runs `lab down` in `dir` when dropped, so a failed assertion leaves no stack behind.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+            .arg("down")
+            .env("LAB_DIR", &self.0)
+            .output();
+    }
+}
+
 /// `lab ARGS` with a fast, calm stack (no simulated latency or failures, a chaos monkey
-/// that waits an hour).
+/// that never injects anything).
 async fn lab(dir: &Path, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"))
         .args(args)
@@ -41,6 +53,7 @@ async fn lab(dir: &Path, args: &[&str]) -> Output {
         .env("SIM_MAX_LATENCY_MS", "0")
         .env("SIM_FAILURE_RATE", "0")
         .env("CHAOS_INTERVAL", "3600")
+        .env("FAILURE_PROBABILITY", "0")
         .output()
         .await
         .unwrap()
@@ -56,8 +69,15 @@ fn process_state(pid: &str) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// Whether `pid` still runs one of this workspace's binaries or a redis-server (a number
+/// reused by an unrelated process since does not count).
 fn alive(pid: &str) -> bool {
-    !matches!(process_state(pid), None | Some('Z' | 'X'))
+    if matches!(process_state(pid), None | Some('Z' | 'X')) {
+        return false;
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let ours = Path::new(env!("CARGO_BIN_EXE_lab")).parent().unwrap();
+    exe.starts_with(ours) || exe.to_string_lossy().contains("redis")
 }
 
 /// Service name → pid, from `lab status`.
@@ -85,6 +105,7 @@ fn state_of(status: &str, name: &str) -> String {
 #[tokio::test]
 async fn up_control_and_down_leave_nothing_behind() {
     let dir = run_dir("cycle");
+    let _down = Down(dir.clone());
     let base = free_base_port(1);
     let up = lab(&dir, &["up", "--base-port", &base.to_string()]).await;
     assert!(up.status.success(), "lab up failed:\n{}", text(&up));
@@ -103,7 +124,7 @@ async fn up_control_and_down_leave_nothing_behind() {
         "{printed}"
     );
     let started = pids(&printed);
-    assert_eq!(started.len(), 5, "{printed}");
+    assert!(started.len() >= 5, "{printed}");
 
     // The stack works: the gateway answers from an llm-service it found in lab's Redis.
     let client = reqwest::Client::new();
@@ -194,6 +215,7 @@ async fn up_control_and_down_leave_nothing_behind() {
 #[tokio::test]
 async fn up_refuses_a_port_in_use_before_starting_anything() {
     let dir = run_dir("busy");
+    let _down = Down(dir.clone());
     let base = free_base_port(2);
     let _taken = TcpListener::bind(("127.0.0.1", base + 2)).unwrap();
     let up = lab(

@@ -168,18 +168,18 @@ impl LocalStack {
     }
 
     /// The process of `service`, if the stack started it and it still runs; a stale pid
-    /// file is removed.
+    /// file is removed. A pid file names the process by its pid, its start time and the
+    /// boot it ran in, so a number the system gave to another process since never matches.
     pub fn pid(&self, service: &str) -> Result<Option<u32>, ControlError> {
         let spec = self.spec(service)?;
         let path = self.pid_path(service);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(None);
         };
-        let pid = text.trim().parse::<u32>().ok();
-        match pid {
-            Some(pid) if process_runs(pid, &spec.program) => Ok(Some(pid)),
+        match ProcessId::parse(&text) {
+            Some(id) if id.is_current() && process_runs(id.pid, &spec.program) => Ok(Some(id.pid)),
             _ => {
-                tracing::info!(service, pid = text.trim(), "stale pid file removed");
+                tracing::info!(service, pid_file = text.trim(), "stale pid file removed");
                 let _ = std::fs::remove_file(&path);
                 Ok(None)
             }
@@ -220,7 +220,11 @@ impl LocalStack {
 
     async fn start_service(&self, name: &str) -> Result<(), ControlError> {
         let spec = self.spec(name)?.clone();
-        if self.pid(name)?.is_some() {
+        let _lock = self.start_lock(name).await?;
+        if let Some(pid) = self.pid(name)? {
+            if process_state(pid) == Some('T') {
+                self.signal_if_running(name, pid, "-CONT").await?;
+            }
             return self.wait_healthy(&spec, None).await;
         }
         if let Some(port) = spec.port
@@ -257,7 +261,13 @@ impl LocalStack {
         let pid = child
             .id()
             .ok_or_else(|| ControlError::Command(format!("{name}: exited at once")))?;
-        std::fs::write(self.pid_path(name), format!("{pid}\n"))?;
+        let id = ProcessId::of(pid).ok_or_else(|| {
+            ControlError::Command(format!(
+                "{name} exited at once; see {}",
+                self.log_path(name).display()
+            ))
+        })?;
+        std::fs::write(self.pid_path(name), id.to_line())?;
         // Reap it when it exits (while this process lives; afterwards init does).
         let (exited_tx, exited_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -265,6 +275,41 @@ impl LocalStack {
             let _ = exited_tx.send(status.map(|s| s.to_string()).unwrap_or_default());
         });
         self.wait_healthy(&spec, Some(exited_rx)).await
+    }
+
+    /// Takes the start lock of `name` (`pids/<name>.lock`): two controllers starting one
+    /// service must not both spawn it. A lock older than a start can take is stale.
+    async fn start_lock(&self, name: &str) -> Result<StartLock, ControlError> {
+        let path = self.dir.join("pids").join(format!("{name}.lock"));
+        let deadline = Instant::now() + START_TIMEOUT + Duration::from_secs(5);
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Ok(StartLock { path }),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .unwrap_or_default();
+                    if age > START_TIMEOUT + Duration::from_secs(5) {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ControlError::Timeout {
+                            service: name.to_owned(),
+                            what: "another process is still starting it".to_owned(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Waits until `spec` answers its health check; fails with its log's tail when it exits
@@ -312,12 +357,11 @@ impl LocalStack {
             return Ok(());
         };
         // A paused process cannot act on SIGTERM.
-        signal(pid, "-CONT").await?;
-        signal(pid, "-TERM").await?;
+        self.signal_if_running(name, pid, "-CONT").await?;
+        self.signal_if_running(name, pid, "-TERM").await?;
         if !self.wait_exit(name, pid, STOP_GRACE).await {
             tracing::warn!(service = name, pid, "no exit after SIGTERM; killing");
-            signal(pid, "-KILL").await?;
-            self.wait_exit(name, pid, STOP_GRACE).await;
+            return self.kill_service(name).await;
         }
         let _ = std::fs::remove_file(self.pid_path(name));
         Ok(())
@@ -327,10 +371,25 @@ impl LocalStack {
         let Some(pid) = self.pid(name)? else {
             return Ok(());
         };
-        signal(pid, "-KILL").await?;
-        self.wait_exit(name, pid, STOP_GRACE).await;
+        self.signal_if_running(name, pid, "-KILL").await?;
+        if !self.wait_exit(name, pid, STOP_GRACE).await {
+            // Still tracked, so a later `down` tries again.
+            return Err(ControlError::Timeout {
+                service: name.to_owned(),
+                what: format!("pid {pid} still runs after SIGKILL"),
+            });
+        }
         let _ = std::fs::remove_file(self.pid_path(name));
         Ok(())
+    }
+
+    /// Sends `sig` to the process of `name`; one that exited meanwhile is no error.
+    async fn signal_if_running(&self, name: &str, pid: u32, sig: &str) -> Result<(), ControlError> {
+        match signal(pid, sig).await {
+            Ok(()) => Ok(()),
+            Err(_) if self.wait_exit(name, pid, Duration::ZERO).await => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     async fn signal_service(&self, name: &str, sig: &str) -> Result<(), ControlError> {
@@ -418,6 +477,74 @@ impl Controller for LocalStack {
     }
 }
 
+/// A start lock, released when dropped.
+struct StartLock {
+    path: PathBuf,
+}
+
+impl Drop for StartLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A process named beyond its number: its start time (in clock ticks since boot) and the
+/// boot it runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcessId {
+    pid: u32,
+    start_time: u64,
+    boot_id: String,
+}
+
+impl ProcessId {
+    /// The identity of running process `pid`.
+    fn of(pid: u32) -> Option<Self> {
+        Some(Self {
+            pid,
+            start_time: start_time(pid)?,
+            boot_id: boot_id(),
+        })
+    }
+
+    /// `pid start_time boot_id`, as written to a pid file.
+    fn to_line(&self) -> String {
+        format!("{} {} {}\n", self.pid, self.start_time, self.boot_id)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split_whitespace();
+        Some(Self {
+            pid: parts.next()?.parse().ok()?,
+            start_time: parts.next()?.parse().ok()?,
+            boot_id: parts.next()?.to_owned(),
+        })
+    }
+
+    /// Whether the process this names is the one running under its pid now.
+    fn is_current(&self) -> bool {
+        Self::of(self.pid).is_some_and(|now| now == *self)
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks after boot.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start with the state, field 3.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), empty where there is none.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Whether `pid` is a live (not zombie) process running `program`.
 fn process_runs(pid: u32, program: &Path) -> bool {
     if matches!(process_state(pid), None | Some('Z' | 'X')) {
@@ -430,8 +557,7 @@ fn process_runs(pid: u32, program: &Path) -> bool {
     let expected = std::fs::canonicalize(&resolved).unwrap_or(resolved);
     // A binary rebuilt while it runs shows as "path (deleted)".
     let exe = exe.to_string_lossy();
-    let exe = exe.trim_end_matches(" (deleted)");
-    Path::new(exe) == expected || Path::new(exe).file_name() == expected.file_name()
+    Path::new(exe.trim_end_matches(" (deleted)")) == expected
 }
 
 /// The state letter of `/proc/<pid>/stat` (R, S, T, Z…), `None` when there is no such process.
@@ -577,6 +703,26 @@ mod tests {
         stack.stop("napper").await.unwrap(); // nothing to stop, and we are still alive
         std::fs::write(dir.join("pids/napper.pid"), "not a pid").unwrap();
         assert_eq!(stack.pid("napper").unwrap(), None);
+
+        // The right program under the right pid, but started at another time: a reused pid.
+        stack.start("napper").await.unwrap();
+        let pid = stack.pid("napper").unwrap().unwrap();
+        let line = std::fs::read_to_string(dir.join("pids/napper.pid")).unwrap();
+        let id = ProcessId::parse(&line).unwrap();
+        assert_eq!(id.pid, pid);
+        let older = ProcessId {
+            start_time: id.start_time.saturating_sub(1),
+            ..id.clone()
+        };
+        std::fs::write(dir.join("pids/napper.pid"), older.to_line()).unwrap();
+        assert_eq!(
+            stack.pid("napper").unwrap(),
+            None,
+            "not the process we started"
+        );
+        std::fs::write(dir.join("pids/napper.pid"), id.to_line()).unwrap();
+        stack.kill("napper").await.unwrap();
+        assert_eq!(stack.pid("napper").unwrap(), None);
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -613,6 +759,35 @@ mod tests {
         let error = stack.start("crasher").await.unwrap_err().to_string();
         assert!(error.contains("broken config"), "{error}");
         assert!(stack.start("nobody").await.is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn starting_a_paused_service_resumes_it_and_two_starts_spawn_one_process() {
+        let dir = temp_dir("twice");
+        let stack = LocalStack::create(&dir, sleeper(&dir, "napper")).unwrap();
+        let other = LocalStack::open(&dir).unwrap();
+        let (a, b) = tokio::join!(stack.start("napper"), other.start("napper"));
+        a.unwrap();
+        b.unwrap();
+        let pid = stack.pid("napper").unwrap().unwrap();
+        stack.pause("napper").await.unwrap();
+        stack.start("napper").await.unwrap();
+        assert_eq!(stack.pid("napper").unwrap(), Some(pid), "the same process");
+        assert_eq!(stack.status().await.unwrap()[0].state, RunState::Healthy);
+        stack.down().await.unwrap();
+        // Only one `sleep 30` was ever started from this directory's spec.
+        let strays = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/environ"))
+                    .is_ok_and(|env| env.contains(&format!("SOME={}", dir.display())))
+                    && process_runs(*p, Path::new("sleep"))
+            })
+            .count();
+        assert_eq!(strays, 0, "nothing left running");
+        assert!(!dir.join("pids/napper.lock").exists());
         std::fs::remove_dir_all(&dir).ok();
     }
 
