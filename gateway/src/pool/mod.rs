@@ -16,8 +16,8 @@
 //!    uses a healthy instance regardless of its breaker (design §6).
 //! 3. Power-of-two-choices picks among the eligible; each try is bounded by
 //!    `min(per_try_timeout, time left before the deadline)`.
-//! 4. A retryable failure is retried on another instance — the same one only when it is the
-//!    only healthy instance — while the policy allows another attempt, the deadline leaves
+//! 4. A retryable failure is retried on another instance — the same one only when no other
+//!    may take the try (down, ejected, cooling down) — while the policy allows another attempt, the deadline leaves
 //!    time for the wait and the retry budget has a token. `Retry-After` replaces the backoff,
 //!    capped by the policy's `max_delay`.
 //! 5. A client error (4xx other than 408/429) ends the request at once as

@@ -27,8 +27,8 @@ struct Selection {
     /// Whether instance breakers are consulted (outlier ejection) or bypassed (a pool
     /// probe, or every healthy instance ejected).
     respect_breakers: bool,
-    /// Whether instances this request already tried are left out (false when a single
-    /// instance is healthy: then it may be tried again).
+    /// Whether instances this request already tried are left out (false when no untried
+    /// instance may take the try: then the same one is tried again).
     avoid_tried: bool,
 }
 
@@ -483,21 +483,24 @@ impl Pool {
                 .map(|e| e.value())
                 .filter(|m| self.healthy(m))
         };
-        let healthy_count = healthy().count();
-        if healthy_count == 0 {
-            return None;
-        }
-        let avoid_tried = healthy_count > 1;
-        let strict = Selection {
-            respect_breakers: true,
-            avoid_tried,
+        healthy().next()?;
+        // Another instance when one may take the try; else the same one again (the only
+        // one left: the other instances ejected, cooling down or down).
+        let accepted = |selection| {
+            endpoints
+                .iter()
+                .any(|e| self.accepts(e.value(), selection, tries))
         };
-        if endpoints
-            .iter()
-            .any(|e| self.accepts(e.value(), strict, tries))
-        {
-            return Some(strict);
+        for avoid_tried in [true, false] {
+            let strict = Selection {
+                respect_breakers: true,
+                avoid_tried,
+            };
+            if accepted(strict) {
+                return Some(strict);
+            }
         }
+        let avoid_tried = healthy().count() > 1;
         let relaxed = Selection {
             respect_breakers: false,
             avoid_tried,

@@ -737,7 +737,11 @@ async fn a_failing_pool_opens_its_breaker_then_answers_circuit_open_at_once() {
     for n in 1..=3 {
         let error = h.generate().await.unwrap_err();
         assert!(matches!(error, ProviderError::Upstream(_)), "{error:?}");
-        assert_eq!(calls(&[&a, &b]), 2 * n, "each request tries both instances");
+        assert_eq!(
+            calls(&[&a, &b]),
+            3 * n,
+            "each request makes its 3 attempts: both instances, then one again"
+        );
         if n < 3 {
             let pool = h.pool_breaker().snapshot();
             assert_eq!(
@@ -753,7 +757,7 @@ async fn a_failing_pool_opens_its_breaker_then_answers_circuit_open_at_once() {
     let error = h.generate().await.unwrap_err();
     assert_eq!(error, ProviderError::CircuitOpen);
     assert!(started.elapsed() < Duration::from_millis(100));
-    assert_eq!(calls(&[&a, &b]), 6, "no upstream call while OPEN");
+    assert_eq!(calls(&[&a, &b]), 9, "no upstream call while OPEN");
 
     // Recovery: HALF_OPEN after the timeout, and a probe reaches the (now healthy) pool.
     a.set(Reply::Ok);
@@ -1031,4 +1035,30 @@ async fn unknown_chat_fields_travel_to_an_endpoint_with_its_model_and_usage_aske
     chat.stream = true;
     let streamed = Payload::Chat(chat).chat_for(&Protocol::Lab);
     assert!(streamed.stream_options.is_some_and(|o| o.include_usage));
+}
+
+#[tokio::test]
+async fn with_the_other_instance_ejected_a_failed_try_is_retried_on_the_same_one() {
+    let a = FakeLlm::start("a", Reply::Ok).await;
+    let b = FakeLlm::start("b", Reply::Status(503)).await;
+    let h = Setup::new()
+        .healthy(&a)
+        .healthy(&b)
+        .settings(|s| s.instance_breaker.failure_threshold = 2)
+        .build()
+        .await;
+    let b_state = |h: &Harness| h.pool.breaker_snapshots()["b"].state;
+    while b_state(&h) != StateKind::Open {
+        assert_eq!(h.generate().await.unwrap().served_by, "a");
+    }
+    // b is ejected now; a fails once (the lab's llm-services fail 10 % of calls at random).
+    a.then([Reply::Status(500)]);
+    let before = a.calls();
+    assert_eq!(
+        h.generate().await.unwrap().served_by,
+        "a",
+        "retried, not lost"
+    );
+    assert_eq!(a.calls(), before + 2);
+    assert_eq!(b.calls(), 2, "the ejected instance is left alone");
 }
