@@ -1,13 +1,60 @@
-//! `resilience-tests`: placeholder binary. The real service lands with issue #6; until then it
-//! says so and exits with a failure status, so nothing mistakes it for a working service.
+//! `resilience-tests`: the lab's grading suite (`suite`), its load test (`load`) and its final
+//! checklist (`validate`), run against a live stack (design §6).
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line tool: its report is its standard output"
+)]
+
+mod load;
+mod suite;
+mod validate;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+/// Grades a running stack the way the lab does.
+#[derive(Debug, Parser)]
+#[command(name = "resilience-tests", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The lab's grading: every check, the score, `N passed, N failed[, N skipped]`.
+    Suite(suite::SuiteArgs),
+    /// A load test with a report (JSON and an HTML page).
+    Load(load::LoadArgs),
+    /// The lab's final checklist.
+    Validate(validate::ValidateArgs),
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "resilience-tests {}: not implemented yet (issue #6); resilience-core {} is linked",
-        env!("CARGO_PKG_VERSION"),
-        resilience_core::VERSION
-    );
-    ExitCode::FAILURE
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("resilience-tests: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Suite(args) => suite::run(args).await,
+            Command::Load(args) => load::run(args).await,
+            Command::Validate(args) => validate::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("resilience-tests: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

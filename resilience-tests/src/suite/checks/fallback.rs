@@ -1,0 +1,268 @@
+//! Rubric 4, fallback (20 points): with both llm-services stopped (the lab's `docker-compose
+//! stop llm_service_1 llm_service_2`), a common prompt is answered from the response cache
+//! and a novel one from the template, each in under a second; the gateway logs one WARN
+//! line per fallback answer with the request id (read from its log file with the local
+//! controller); once the services are back, they serve again.
+
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use stack_control::{API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2};
+
+use super::nonce;
+use crate::suite::client::{Answer, health, truncate};
+use crate::suite::context::Ctx;
+use crate::suite::report::{Category, Verdict, format_duration};
+
+/// Check names.
+pub const CACHED: &str = "cached answer for a common prompt (What is AI?) in < 1 s";
+/// See [`CACHED`].
+pub const TEMPLATE: &str = "template answer for a novel prompt in < 1 s";
+/// See [`CACHED`].
+pub const LOGGED: &str = "fallback logged: a WARN line with the request id";
+/// See [`CACHED`].
+pub const RECOVERED: &str = "the instances serve again once restarted";
+/// Every check of the group.
+pub const NAMES: &[&str] = &[CACHED, TEMPLATE, LOGGED, RECOVERED];
+
+const CATEGORY: Category = Category::Fallback;
+/// The lab's SLA for a fallback answer.
+pub const FALLBACK_SLA: Duration = Duration::from_secs(1);
+/// The prompt the lab's fallback test sends; the gateway's cache is seeded with it.
+pub const COMMON_PROMPT: &str = "What is AI?";
+
+/// Runs the group: stops both llm-services, checks, restores, checks the recovery.
+pub async fn run(ctx: &Ctx) {
+    if !ctx.begin(CATEGORY, NAMES) {
+        return;
+    }
+    let started = Instant::now();
+    if let Err(skip) = ctx.stack() {
+        for name in NAMES {
+            ctx.record(CATEGORY, name, started, skip.clone());
+        }
+        return;
+    }
+    scenario(ctx).await;
+    ctx.restore(CATEGORY, "fallback").await;
+    ctx.step(CATEGORY, RECOVERED, recovered(ctx)).await;
+}
+
+async fn scenario(ctx: &Ctx) {
+    let started = Instant::now();
+    let log = ctx
+        .stack
+        .as_ref()
+        .and_then(|s| s.logs.as_ref())
+        .map(|logs| logs(API_GATEWAY));
+    let log_offset = log.as_deref().map_or(0, file_len);
+    let mut stop_problems = Vec::new();
+    for service in [LLM_SERVICE_1, LLM_SERVICE_2] {
+        if let Err(error) = ctx.stop(service).await {
+            stop_problems.push(format!("{error:#}"));
+        }
+    }
+    if !stop_problems.is_empty() {
+        let why = stop_problems.join("; ");
+        for name in [CACHED, TEMPLATE, LOGGED] {
+            ctx.record(CATEGORY, name, started, Verdict::fail(why.clone()));
+        }
+        return;
+    }
+    // Both gone from the pool: the fallback tiers answer at once.
+    let emptied = ctx
+        .poll(
+            ctx.settings.change_timeout,
+            || async {
+                let body = ctx.gateway.health().await.ok()?.1;
+                health::available(&body)
+            },
+            |n| *n == Some(0),
+        )
+        .await;
+    let pool = if emptied.ok {
+        format!("pool empty after {}", format_duration(emptied.took))
+    } else {
+        format!(
+            "available_services still {:?} after {}",
+            emptied.value,
+            format_duration(emptied.took)
+        )
+    };
+
+    let run = nonce();
+    let cache_id = format!("suite-fallback-cache-{run}");
+    let started = Instant::now();
+    let cached = ctx
+        .gateway
+        .post_generate(
+            &serde_json::json!({"prompt": COMMON_PROMPT, "max_tokens": 100}),
+            Some(&cache_id),
+        )
+        .await;
+    ctx.record(
+        CATEGORY,
+        CACHED,
+        started,
+        fallback_verdict(ctx, &cached, "cache", &pool),
+    );
+
+    let template_id = format!("suite-fallback-template-{run}");
+    let started = Instant::now();
+    let novel = ctx
+        .gateway
+        .post_generate(
+            &serde_json::json!({
+                "prompt": format!("Compose a limerick about quaternion drift, run {run}"),
+                "max_tokens": 100
+            }),
+            Some(&template_id),
+        )
+        .await;
+    ctx.record(
+        CATEGORY,
+        TEMPLATE,
+        started,
+        fallback_verdict(ctx, &novel, "template", &pool),
+    );
+
+    let started = Instant::now();
+    let verdict = match log {
+        None => Verdict::skip("the gateway's log is read with the local controller only"),
+        Some(path) => {
+            let expected = [(&cached, cache_id.as_str()), (&novel, template_id.as_str())];
+            logged(ctx, &path, log_offset, &expected).await
+        }
+    };
+    ctx.record(CATEGORY, LOGGED, started, verdict);
+}
+
+/// A 200 from the expected tier within the SLA.
+fn fallback_verdict(ctx: &Ctx, answer: &Answer, tier: &str, pool: &str) -> Verdict {
+    if !answer.is_success() {
+        return Verdict::fail(format!("{} ({pool})", answer.describe()));
+    }
+    if answer.fallback_used() {
+        ctx.note_fallback_time(answer.elapsed);
+    }
+    let got = answer.fallback_type().unwrap_or("none");
+    let detail = format!(
+        "fallback_used {}, fallback_type {got}, reason {}, in {} ({pool})",
+        answer.fallback_used(),
+        answer.fallback_reason().unwrap_or("none"),
+        format_duration(answer.elapsed)
+    );
+    Verdict::check(
+        answer.fallback_used() && got == tier && answer.elapsed < FALLBACK_SLA,
+        detail,
+    )
+}
+
+/// Looks in the gateway's log, past `offset`, for a WARN line naming `fallback`, the tier
+/// and the request id of each answer.
+async fn logged(ctx: &Ctx, path: &Path, offset: u64, expected: &[(&Answer, &str)]) -> Verdict {
+    let polled = ctx
+        .poll(
+            Duration::from_secs(3),
+            || async { missing_lines(path, offset, expected) },
+            |missing| missing.as_ref().is_ok_and(Vec::is_empty),
+        )
+        .await;
+    match polled.value {
+        Ok(missing) if missing.is_empty() => Verdict::pass(format!(
+            "{} WARN fallback line(s) with their request ids in {}",
+            expected.len(),
+            path.display()
+        )),
+        Ok(missing) => Verdict::fail(format!(
+            "no WARN line with `fallback`, the tier and the request id for {} in {}",
+            missing.join(", "),
+            path.display()
+        )),
+        Err(error) => Verdict::fail(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// The request ids (with their tier) that have no WARN fallback line yet.
+fn missing_lines(
+    path: &Path,
+    offset: u64,
+    expected: &[(&Answer, &str)],
+) -> std::io::Result<Vec<String>> {
+    let text = read_from(path, offset)?;
+    Ok(expected
+        .iter()
+        .filter(|(answer, id)| {
+            let tier = answer.fallback_type().unwrap_or("fallback");
+            !text.lines().any(|line| is_fallback_line(line, id, tier))
+        })
+        .map(|(answer, id)| format!("{id} ({})", answer.fallback_type().unwrap_or("?")))
+        .collect())
+}
+
+/// A WARN line naming `fallback`, the tier and the request id (pretty or JSON logs).
+pub fn is_fallback_line(line: &str, request_id: &str, tier: &str) -> bool {
+    let lower = line.to_lowercase();
+    line.contains(request_id)
+        && lower.contains("warn")
+        && lower.contains("fallback")
+        && line.contains(tier)
+}
+
+fn read_from(path: &Path, offset: u64) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    // A log rotated or truncated since: read it whole.
+    file.seek(SeekFrom::Start(if offset > len { 0 } else { offset }))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// After the restore: a request is served by an instance again (a few tries: the
+/// simulated failures may send one to a fallback).
+async fn recovered(ctx: &Ctx) -> anyhow::Result<Verdict> {
+    let mut last = None;
+    for n in 0..3 {
+        let answer = ctx
+            .gateway
+            .generate(&format!("after the fallback check {n} {}", nonce()), 30)
+            .await;
+        if answer.is_success() && !answer.fallback_used() {
+            return Ok(Verdict::pass(format!(
+                "served by {} in {}",
+                answer.served_by().unwrap_or("?"),
+                format_duration(answer.elapsed)
+            )));
+        }
+        last = Some(answer);
+    }
+    Ok(Verdict::fail(last.map_or("no answer".into(), |a| {
+        truncate(&a.describe(), 200)
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_line_names_warn_fallback_the_tier_and_the_request_id() {
+        let pretty = "2025-01-01T00:00:00Z  WARN gateway::routes::generate: fallback answer served request_id=suite-1 tier=cache reason=no_services_available";
+        assert!(is_fallback_line(pretty, "suite-1", "cache"));
+        let json = r#"{"level":"WARN","fields":{"message":"fallback answer served","request_id":"suite-2","tier":"template"}}"#;
+        assert!(is_fallback_line(json, "suite-2", "template"));
+        assert!(!is_fallback_line(pretty, "suite-2", "cache"), "another id");
+        assert!(
+            !is_fallback_line(pretty, "suite-1", "template"),
+            "another tier"
+        );
+        let info = pretty.replace("WARN", "INFO");
+        assert!(!is_fallback_line(&info, "suite-1", "cache"), "not a WARN");
+    }
+}

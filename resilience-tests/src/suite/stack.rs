@@ -1,0 +1,185 @@
+//! Which stack is under test and how to control it: `--controller local|compose`,
+//! `--lab-dir`, `--compose-file` (shared by `suite` and `validate`), opened into a
+//! [`Stack`]: a [`Controller`] and, for local processes, where each service logs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stack_control::compose::Compose;
+use stack_control::local::LocalStack;
+use stack_control::{Controller, PROMETHEUS, RunState, ServiceStatus};
+
+use super::client::probe;
+use super::report::Verdict;
+
+/// How the stack's services are controlled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControllerKind {
+    /// The local processes `lab up` started (its run directory).
+    Local,
+    /// `docker compose` on the compose file.
+    Compose,
+}
+
+/// The stack options of `suite` and `validate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    /// How to stop and start the stack's services: the local processes of `lab up`, or
+    /// Docker Compose.
+    #[arg(long, value_enum, default_value_t = ControllerKind::Local)]
+    pub controller: ControllerKind,
+    /// The run directory of `lab up` (local controller); default `./.lab`.
+    #[arg(long, env = "LAB_DIR")]
+    pub lab_dir: Option<PathBuf>,
+    /// The compose file (compose controller).
+    #[arg(long, default_value = "docker-compose.yml")]
+    pub compose_file: PathBuf,
+}
+
+/// Where a service writes its log.
+pub type LogPaths = Arc<dyn Fn(&str) -> PathBuf + Send + Sync>;
+
+/// A stack the checks can act on.
+pub struct Stack {
+    /// Stops, starts and lists its services.
+    pub controller: Box<dyn Controller>,
+    /// Each service's log file; only for local processes (a compose service logs to Docker).
+    pub logs: Option<LogPaths>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("controller", &self.controller.kind())
+            .field("logs", &self.logs.is_some())
+            .finish()
+    }
+}
+
+impl StackArgs {
+    /// Opens the stack and reads its status once; the error says why there is none (no
+    /// `lab up` in the run directory, no Docker…).
+    pub async fn open(&self) -> Result<(Stack, Vec<ServiceStatus>), String> {
+        let stack = match self.controller {
+            ControllerKind::Local => {
+                let dir = self.lab_dir.clone().unwrap_or_else(LocalStack::default_dir);
+                let local = LocalStack::open(&dir).map_err(|e| e.to_string())?;
+                let for_logs = local.clone();
+                let logs: LogPaths = Arc::new(move |service: &str| for_logs.log_path(service));
+                Stack {
+                    controller: Box::new(local),
+                    logs: Some(logs),
+                }
+            }
+            ControllerKind::Compose => Stack {
+                controller: Box::new(Compose::new(&self.compose_file)),
+                logs: None,
+            },
+        };
+        let status = stack.controller.status().await.map_err(|e| {
+            // `docker compose` errors come with its usage text: the first line says it.
+            let error = e.to_string();
+            let first = error.lines().next().unwrap_or_default().trim().to_owned();
+            format!("{} controller: {first}", stack.controller.kind())
+        })?;
+        Ok((stack, status))
+    }
+}
+
+/// Running (healthy or still starting).
+pub fn is_up(state: RunState) -> bool {
+    matches!(state, RunState::Healthy | RunState::Running)
+}
+
+/// The status of `name`, if the stack has such a service.
+pub fn find<'a>(status: &'a [ServiceStatus], name: &str) -> Option<&'a ServiceStatus> {
+    status.iter().find(|s| s.name == name)
+}
+
+/// `llm_service_1 healthy, redis stopped…` for details.
+pub fn describe(status: &[ServiceStatus]) -> String {
+    status
+        .iter()
+        .map(|s| format!("{} {}", s.name, state_name(s.state)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `healthy`, `running`, `paused`, `stopped`.
+pub fn state_name(state: RunState) -> &'static str {
+    match state {
+        RunState::Healthy => "healthy",
+        RunState::Running => "running",
+        RunState::Paused => "paused",
+        RunState::Stopped => "stopped",
+    }
+}
+
+/// An optional part of a stack (Prometheus, Grafana), probed by `GET {base}{path}`.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionalService {
+    /// What it is called in the checks' details.
+    pub label: &'static str,
+    /// The service names a stack may list it under.
+    pub names: &'static [&'static str],
+    /// The path that answers 2xx when it serves.
+    pub path: &'static str,
+}
+
+/// Prometheus: `/-/healthy`.
+pub const PROMETHEUS_SERVICE: OptionalService = OptionalService {
+    label: "Prometheus",
+    names: &[PROMETHEUS],
+    path: "/-/healthy",
+};
+
+/// Grafana: `/api/health`.
+pub const GRAFANA_SERVICE: OptionalService = OptionalService {
+    label: "Grafana",
+    names: &["grafana"],
+    path: "/api/health",
+};
+
+/// Probes an optional part at the URL the stack's `status` lists for it (`lab up
+/// --base-port 18000` puts Prometheus at 19090), else at `fallback_url` (a flag, or the
+/// usual port). A part the stack lists must answer 2xx: anything else is a failure. A part
+/// it does not list passes when something answers 2xx at `fallback_url`, and is skipped
+/// otherwise. Shared by `suite` and `validate`.
+pub async fn optional_service(
+    http: &reqwest::Client,
+    status: Option<&[ServiceStatus]>,
+    service: &OptionalService,
+    fallback_url: &str,
+) -> Verdict {
+    let listed = status.and_then(|s| service.names.iter().find_map(|name| find(s, name)));
+    let base = listed
+        .and_then(|s| s.url.as_deref())
+        .filter(|u| u.starts_with("http"))
+        .unwrap_or(fallback_url)
+        .trim_end_matches('/');
+    let url = format!("{base}{}", service.path);
+    let label = service.label;
+    match (probe(http, &url).await, listed) {
+        (Ok(code), _) if (200..300).contains(&code) => {
+            Verdict::pass(format!("{url} answered HTTP {code}"))
+        }
+        (Ok(code), Some(s)) => Verdict::fail(format!(
+            "the stack lists {label} ({}) but {url} answered HTTP {code}",
+            state_name(s.state)
+        )),
+        (Err(error), Some(s)) => Verdict::fail(format!(
+            "the stack lists {label} ({}) but {url} does not answer: {error}",
+            state_name(s.state)
+        )),
+        (answered, None) => {
+            let seen = match answered {
+                Ok(code) => format!("{url} answered HTTP {code}: not serving"),
+                Err(_) => format!("nothing at {base}"),
+            };
+            match status {
+                Some(_) => Verdict::skip(format!("no {label} in this stack ({seen})")),
+                None => Verdict::skip(format!("no stack status to list {label}, and {seen}")),
+            }
+        }
+    }
+}

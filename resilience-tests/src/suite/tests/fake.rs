@@ -1,0 +1,432 @@
+//! An in-process stack for the tests: a fake gateway (axum) whose `/health`, `/metrics` and
+//! `/generate` follow the state of a fake controller (stopped services), a simple pool
+//! breaker (opens after 5 failed requests, HALF_OPEN after 300 ms) and the fault API of two
+//! fake llm-services served under `/llm/{id}`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use stack_control::{
+    API_GATEWAY, ControlError, Controller, LLM_SERVICE_1, LLM_SERVICE_2, REDIS, RunState,
+    ServiceStatus,
+};
+use tokio::task::JoinHandle;
+
+const LLMS: [&str; 2] = [LLM_SERVICE_1, LLM_SERVICE_2];
+const THRESHOLD: u32 = 5;
+/// The fake breaker's recovery timeout.
+pub const RECOVERY: Duration = Duration::from_millis(300);
+
+/// What the fake gateway and the fake controller share.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    stopped: Mutex<BTreeSet<String>>,
+    calls: Mutex<Vec<String>>,
+    faulted: Mutex<BTreeSet<String>>,
+    breaker: Mutex<Breaker>,
+    forced_breaker: Mutex<Option<String>>,
+    /// When false, the gateway never falls back: answers claim an instance served them.
+    pub fallback_broken: AtomicBool,
+    /// When true, the controller cannot start anything.
+    pub start_fails: AtomicBool,
+    /// When true, every `/generate` is answered by the template fallback, the instances
+    /// up or not.
+    pub template_only: AtomicBool,
+    turn: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive: u32,
+    failures: u64,
+    opened_at: Option<Instant>,
+}
+
+impl Breaker {
+    fn state(&self) -> &'static str {
+        match self.opened_at {
+            Some(at) if at.elapsed() >= RECOVERY => "HALF_OPEN",
+            Some(_) => "OPEN",
+            None => "CLOSED",
+        }
+    }
+}
+
+impl FakeState {
+    /// Forces the breaker state every read reports.
+    pub fn set_breaker(&self, state: &str) {
+        *self.forced_breaker.lock().unwrap() = Some(state.to_owned());
+    }
+
+    /// Stops both llm-services (outside the controller).
+    pub fn stop_all_llm(&self) {
+        let mut stopped = self.stopped.lock().unwrap();
+        for llm in LLMS {
+            stopped.insert(llm.to_owned());
+        }
+    }
+
+    /// Every controller call so far: `stop llm_service_1`, `start redis`…
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The services stopped now.
+    pub fn stopped(&self) -> BTreeSet<String> {
+        self.stopped.lock().unwrap().clone()
+    }
+
+    /// The instances with a fault now.
+    pub fn faulted(&self) -> BTreeSet<String> {
+        self.faulted.lock().unwrap().clone()
+    }
+
+    fn is_stopped(&self, service: &str) -> bool {
+        self.stopped.lock().unwrap().contains(service)
+    }
+
+    fn breaker_state(&self) -> String {
+        if let Some(forced) = self.forced_breaker.lock().unwrap().clone() {
+            return forced;
+        }
+        self.breaker.lock().unwrap().state().to_owned()
+    }
+
+    fn running_llms(&self) -> Vec<&'static str> {
+        LLMS.into_iter().filter(|l| !self.is_stopped(l)).collect()
+    }
+
+    fn log(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+/// The fake gateway, served on a free loopback port until dropped.
+pub struct FakeGateway {
+    /// Its base URL.
+    pub url: String,
+    /// Its state, shared with [`FakeGateway::controller`].
+    pub state: Arc<FakeState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeGateway {
+    /// Starts it.
+    pub async fn start() -> Self {
+        let state = Arc::new(FakeState::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = app(Arc::clone(&state), url.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url, state, task }
+    }
+
+    /// A controller of the same fake stack.
+    pub fn controller(&self) -> FakeController {
+        FakeController {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// A server that answers `GET path` with a status, until dropped: a fake Prometheus or
+/// Grafana.
+pub struct FakeProbe {
+    /// Its base URL.
+    pub url: String,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeProbe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProbe {
+    /// Starts it on a free loopback port.
+    pub async fn start(path: &str, status: StatusCode) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().route(path, get(move || async move { status }));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url, task }
+    }
+}
+
+/// A URL where nothing listens.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[derive(Clone)]
+struct AppState {
+    state: Arc<FakeState>,
+    base: String,
+}
+
+fn app(state: Arc<FakeState>, base: String) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/generate", post(generate))
+        .route("/admin/reset-circuit-breaker", post(reset))
+        .route("/llm/{id}/chaos/faults", post(add_fault))
+        .route("/llm/{id}/chaos/faults", delete(clear_faults))
+        .route("/llm/{id}/health", get(llm_health))
+        .with_state(AppState { state, base })
+}
+
+async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let s = &app.state;
+    let services: Vec<Value> = LLMS
+        .iter()
+        .map(|id| {
+            json!({"id": id, "url": format!("{}/llm/{id}", app.base), "tier": "primary",
+                   "model": "sim", "healthy": !s.is_stopped(id), "circuit_state": "CLOSED"})
+        })
+        .collect();
+    let available = s.running_llms().len();
+    let redis_up = !s.is_stopped(REDIS);
+    let overall = if redis_up && available > 0 {
+        "healthy"
+    } else {
+        "degraded"
+    };
+    let check =
+        |ok: bool| json!({"status": if ok { "healthy" } else { "unhealthy" }, "critical": false});
+    let body = json!({
+        "overall_status": overall,
+        "circuit_breaker": {"state": s.breaker_state()},
+        "service_discovery": {"available_services": available, "services": services},
+        "health_checks": {
+            "redis": check(redis_up),
+            "system_resources": check(true),
+            "service_discovery": check(available > 0),
+        },
+    });
+    (StatusCode::OK, Json(body))
+}
+
+async fn metrics(State(app): State<AppState>) -> Json<Value> {
+    let s = &app.state;
+    let failures = s.breaker.lock().unwrap().failures;
+    Json(json!({
+        "circuit_breaker": {
+            "state": s.breaker_state(),
+            "retry_after_ms": RECOVERY.as_millis(),
+            "counters": {"failures": failures, "transitions": 0},
+        },
+        "circuit_breakers": {},
+        "fallback": {},
+        "requests": {},
+    }))
+}
+
+async fn generate(
+    State(app): State<AppState>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let s = &app.state;
+    let prompt = body["prompt"].as_str().unwrap_or("");
+    if prompt.trim().is_empty() || body["max_tokens"].as_i64().is_some_and(|n| n < 1) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                json!({"status": "error", "error": {"type": "validation_error", "message": "bad", "field": "prompt"}}),
+            ),
+        );
+    }
+    let running = s.running_llms();
+    let healthy: Vec<&str> = running
+        .iter()
+        .copied()
+        .filter(|l| !s.faulted.lock().unwrap().contains(*l))
+        .collect();
+    let turn = s.turn.fetch_add(1, Ordering::Relaxed);
+    let served = {
+        let mut breaker = s.breaker.lock().unwrap();
+        match breaker.state() {
+            "OPEN" => Err("circuit_open"),
+            state => {
+                if let Some(id) = healthy.get(turn % healthy.len().max(1)) {
+                    if state == "HALF_OPEN" {
+                        breaker.opened_at = None;
+                    }
+                    breaker.consecutive = 0;
+                    Ok(*id)
+                } else if running.is_empty() {
+                    Err("no_services_available")
+                } else {
+                    breaker.consecutive += 1;
+                    breaker.failures += 1;
+                    if breaker.consecutive >= THRESHOLD || state == "HALF_OPEN" {
+                        breaker.opened_at = Some(Instant::now());
+                    }
+                    Err("upstream_error")
+                }
+            }
+        }
+    };
+    let broken = s.fallback_broken.load(Ordering::Relaxed);
+    let served = if s.template_only.load(Ordering::Relaxed) {
+        Err("upstream_error")
+    } else {
+        served
+    };
+    let data = match served {
+        Ok(id) => {
+            json!({"served_by": id, "fallback_used": false, "fallback_type": null, "fallback_reason": null})
+        }
+        Err(_) if broken => {
+            json!({"served_by": LLM_SERVICE_1, "fallback_used": false, "fallback_type": null, "fallback_reason": null})
+        }
+        Err(reason) => {
+            let tier = if prompt == "What is AI?" {
+                "cache"
+            } else {
+                "template"
+            };
+            json!({"served_by": "fallback_manager", "fallback_used": true, "fallback_type": tier, "fallback_reason": reason})
+        }
+    };
+    let mut data = data;
+    data["response"] = json!("an answer");
+    data["model_used"] = json!("sim");
+    data["tokens_used"] = json!(2);
+    data["response_time_ms"] = json!(1);
+    data["request_id"] = json!("req-1");
+    (
+        StatusCode::OK,
+        Json(json!({"status": "success", "data": data})),
+    )
+}
+
+async fn reset(State(app): State<AppState>) -> Json<Value> {
+    *app.state.breaker.lock().unwrap() = Breaker::default();
+    app.state.log("reset breaker".into());
+    Json(json!({"state": "CLOSED"}))
+}
+
+async fn add_fault(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    app.state.faulted.lock().unwrap().insert(id.clone());
+    app.state.log(format!("fault {id}"));
+    (StatusCode::CREATED, Json(json!({"id": "f1"})))
+}
+
+async fn clear_faults(State(app): State<AppState>, Path(id): Path<String>) -> Json<Value> {
+    app.state.faulted.lock().unwrap().remove(&id);
+    app.state.log(format!("clear {id}"));
+    Json(json!({"cleared": 1}))
+}
+
+async fn llm_health(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    if app.state.is_stopped(&id) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"overall_status": "unhealthy"})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"overall_status": "healthy", "service_id": id})),
+    )
+}
+
+/// The fake stack's controller: stops and starts by editing the shared state.
+pub struct FakeController {
+    state: Arc<FakeState>,
+}
+
+impl FakeController {
+    fn act(&self, verb: &str, service: &str) -> Result<(), ControlError> {
+        self.state.log(format!("{verb} {service}"));
+        match verb {
+            "start" | "resume" => {
+                if self.state.start_fails.load(Ordering::Relaxed) {
+                    return Err(ControlError::Command(format!("{service} will not start")));
+                }
+                self.state.stopped.lock().unwrap().remove(service);
+            }
+            _ => {
+                self.state
+                    .stopped
+                    .lock()
+                    .unwrap()
+                    .insert(service.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Controller for FakeController {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, ControlError>> {
+        Box::pin(async {
+            Ok([API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS]
+                .into_iter()
+                .map(|name| ServiceStatus {
+                    name: name.to_owned(),
+                    state: if self.state.is_stopped(name) {
+                        RunState::Stopped
+                    } else {
+                        RunState::Healthy
+                    },
+                    pid: None,
+                    url: None,
+                })
+                .collect())
+        })
+    }
+
+    fn stop<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.act("stop", service) })
+    }
+
+    fn start<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.act("start", service) })
+    }
+
+    fn kill<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.act("kill", service) })
+    }
+
+    fn pause<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.act("pause", service) })
+    }
+
+    fn resume<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move { self.act("resume", service) })
+    }
+}
