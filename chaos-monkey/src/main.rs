@@ -7,6 +7,8 @@
 //! has in place before it exits.
 
 mod daemon;
+mod experiment;
+mod proxy;
 
 use std::process::ExitCode;
 
@@ -16,6 +18,8 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "chaos-monkey", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     daemon: daemon::DaemonArgs,
     /// `pretty` or `json` logs.
@@ -23,8 +27,21 @@ struct Cli {
     log_format: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The experiments `run` knows.
+    List,
+    /// One experiment with a steady-state hypothesis, a guard, rollback and a journal.
+    Run(Box<experiment::RunArgs>),
+    /// A loopback TCP fault proxy with a Toxiproxy-compatible HTTP API.
+    Proxy(proxy::ProxyArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::List)) {
+        return experiment::list();
+    }
     http_edge::process::init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -38,9 +55,21 @@ fn main() -> ExitCode {
         }
     };
     // The signal handlers need the runtime: create them inside it.
-    let daemon = async { daemon::run(cli.daemon, http_edge::process::shutdown_signal()).await };
-    match runtime.block_on(daemon) {
-        Ok(()) => ExitCode::SUCCESS,
+    let work = async {
+        let shutdown = http_edge::process::shutdown_signal();
+        match cli.command {
+            Some(Command::Run(args)) => experiment::run(*args, shutdown).await,
+            Some(Command::Proxy(args)) => proxy::serve(args, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Some(Command::List) => Ok(experiment::list()),
+            None => daemon::run(cli.daemon, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
