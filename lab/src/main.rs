@@ -40,9 +40,14 @@ enum Command {
         #[arg(long)]
         no_chaos: bool,
         /// The gateway's port; the llm-services take the next two, Redis base+379,
-        /// Prometheus base+1090.
+        /// Prometheus base+1090, the fault proxy's API base+474.
         #[arg(long, default_value_t = plan::DEFAULT_BASE_PORT)]
         base_port: u16,
+        /// Routes this llm-service (llm_service_1 or llm_service_2) through the fault proxy
+        /// (`chaos-monkey proxy`, service chaos_proxy): the gateway reaches it at its port +
+        /// 100, where network faults apply. Repeatable.
+        #[arg(long = "proxy", value_name = "SERVICE")]
+        proxied: Vec<String>,
     },
     /// Every service, its state, pid and URL.
     Status,
@@ -116,7 +121,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up {
             no_chaos,
             base_port,
-        } => up(dir, base_port, !no_chaos).await,
+            proxied,
+        } => up(dir, base_port, !no_chaos, &proxied).await,
         Command::Status => {
             let stack = LocalStack::open(&dir)?;
             print_status(&stack).await
@@ -148,8 +154,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn up(dir: PathBuf, base_port: u16, chaos: bool) -> anyhow::Result<()> {
-    let plan = plan::Plan::new(base_port, chaos, &dir)?;
+async fn up(dir: PathBuf, base_port: u16, chaos: bool, proxied: &[String]) -> anyhow::Result<()> {
+    let plan = plan::Plan::new(base_port, chaos, proxied, &dir)?;
     if let Ok(existing) = LocalStack::open(&dir) {
         let running = existing.status().await?;
         let any_running = running.iter().any(|s| s.state != RunState::Stopped);

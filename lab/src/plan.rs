@@ -12,6 +12,12 @@ pub const DEFAULT_BASE_PORT: u16 = 8000;
 pub const REDIS_OFFSET: u16 = 379;
 /// Prometheus listens this far above the base port (9090 by default).
 pub const PROMETHEUS_OFFSET: u16 = 1090;
+/// The fault proxy's API listens this far above the base port (8474, Toxiproxy's port).
+pub const PROXY_API_OFFSET: u16 = 474;
+/// An llm-service routed through the fault proxy is reached this far above its own port.
+pub const PROXIED_OFFSET: u16 = 100;
+/// The fault proxy's service name.
+pub const CHAOS_PROXY: &str = "chaos_proxy";
 
 /// Simulation and chaos settings taken from lab's own environment when set (so a run can be
 /// made faster or calmer), else the lab's defaults (the seed's).
@@ -33,9 +39,21 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The stack at `base_port`, with the chaos monkey when `chaos`, its binaries beside
-    /// this executable, its Redis (and Prometheus) data in `dir`.
-    pub fn new(base_port: u16, chaos: bool, dir: &Path) -> anyhow::Result<Self> {
+    /// The stack at `base_port`, with the chaos monkey when `chaos`, the llm-services named
+    /// in `proxied` reached through the fault proxy, its binaries beside this executable,
+    /// its Redis (and Prometheus) data in `dir`.
+    pub fn new(
+        base_port: u16,
+        chaos: bool,
+        proxied: &[String],
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        for name in proxied {
+            anyhow::ensure!(
+                name == LLM_SERVICE_1 || name == LLM_SERVICE_2,
+                "--proxy takes {LLM_SERVICE_1} or {LLM_SERVICE_2}, not `{name}`"
+            );
+        }
         if base_port.checked_add(PROMETHEUS_OFFSET).is_none() {
             anyhow::bail!("--base-port {base_port} leaves no room for the stack's ports");
         }
@@ -116,6 +134,36 @@ impl Plan {
             });
         }
 
+        if !proxied.is_empty() {
+            let api_port = base_port + PROXY_API_OFFSET;
+            let mut args = vec![
+                "proxy".to_owned(),
+                "--listen".to_owned(),
+                format!("127.0.0.1:{api_port}"),
+            ];
+            for (offset, name) in [(1, LLM_SERVICE_1), (2, LLM_SERVICE_2)] {
+                if proxied.iter().any(|p| p == name) {
+                    let port = base_port + offset;
+                    args.push("--proxy".to_owned());
+                    args.push(format!(
+                        "{name}=127.0.0.1:{}=127.0.0.1:{port}",
+                        port + PROXIED_OFFSET
+                    ));
+                }
+            }
+            services.push(ServiceSpec {
+                name: CHAOS_PROXY.to_owned(),
+                program: binary("chaos-monkey")?,
+                args,
+                env: BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]),
+                port: Some(api_port),
+                url: Some(format!("http://127.0.0.1:{api_port}")),
+                health: Health::Http {
+                    url: format!("http://127.0.0.1:{api_port}/version"),
+                },
+            });
+        }
+
         let llm = binary("llm-service")?;
         for (offset, name, model, max_tokens, sla) in [
             (1, LLM_SERVICE_1, "gpt-3.5-turbo-simulation", "2048", "5000"),
@@ -123,6 +171,13 @@ impl Plan {
         ] {
             let port = base_port + offset;
             let url = format!("http://127.0.0.1:{port}");
+            // Routed through the fault proxy: the registry (so the gateway) has the proxy's
+            // address; the fault API and the health check use the service's own.
+            let advertised = if proxied.iter().any(|p| p == name) {
+                format!("http://127.0.0.1:{}", port + PROXIED_OFFSET)
+            } else {
+                url.clone()
+            };
             let mut env: BTreeMap<String, String> = [
                 ("PORT", port.to_string()),
                 ("HOST", "127.0.0.1".to_owned()),
@@ -132,7 +187,7 @@ impl Plan {
                 ("REDIS_URL", redis_url.clone()),
                 ("MAX_TOKENS", max_tokens.to_owned()),
                 ("RESPONSE_TIME_SLA", sla.to_owned()),
-                ("ADVERTISE_URL", url.clone()),
+                ("ADVERTISE_URL", advertised),
                 ("SERVICE_TIER", "primary".to_owned()),
                 ("LOG_FORMAT", "pretty".to_owned()),
                 ("RUST_LOG", "info".to_owned()),

@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-/// A base port whose stack ports (P, P+1, P+2, P+379, P+1090) are all free now.
+/// A base port whose stack ports (P, P+1, P+2, P+101, P+102, P+379, P+474, P+1090) are
+/// all free now.
 fn free_base_port(seed: u16) -> u16 {
     let start = 20_000 + (std::process::id() as u16 % 500) * 40 + seed * 7;
     (0..200)
         .map(|i| start + i * 3)
         .find(|p| {
-            [0, 1, 2, 379, 1090]
+            [0, 1, 2, 101, 102, 379, 474, 1090]
                 .iter()
                 .all(|o| TcpListener::bind(("127.0.0.1", p + o)).is_ok())
         })
@@ -107,11 +108,14 @@ async fn up_control_and_down_leave_nothing_behind() {
     let dir = run_dir("cycle");
     let _down = Down(dir.clone());
     let base = free_base_port(1);
-    let up = lab(&dir, &["up", "--base-port", &base.to_string()]).await;
+    let base_arg = base.to_string();
+    let up_args = ["up", "--base-port", &base_arg, "--proxy", "llm_service_1"];
+    let up = lab(&dir, &up_args).await;
     assert!(up.status.success(), "lab up failed:\n{}", text(&up));
     let printed = text(&up);
     for name in [
         "redis",
+        "chaos_proxy",
         "llm_service_1",
         "llm_service_2",
         "api_gateway",
@@ -124,7 +128,7 @@ async fn up_control_and_down_leave_nothing_behind() {
         "{printed}"
     );
     let started = pids(&printed);
-    assert!(started.len() >= 5, "{printed}");
+    assert!(started.len() >= 6, "{printed}");
 
     // The stack works: the gateway answers from an llm-service it found in lab's Redis.
     let client = reqwest::Client::new();
@@ -140,8 +144,42 @@ async fn up_control_and_down_leave_nothing_behind() {
     assert_eq!(answer["status"], "success", "{answer}");
     assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
 
+    // llm_service_1 is reached through the fault proxy: the gateway knows it by the
+    // proxy's address, and the proxy's Toxiproxy API lists it.
+    let health: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let services = health["service_discovery"]["services"].as_array().unwrap();
+    let proxied = services
+        .iter()
+        .find(|s| s["id"] == "llm_service_1")
+        .unwrap();
+    assert_eq!(
+        proxied["url"],
+        format!("http://127.0.0.1:{}", base + 101),
+        "{health}"
+    );
+    let proxies: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{}/proxies", base + 474))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        proxies["llm_service_1"]["upstream"],
+        format!("127.0.0.1:{}", base + 1),
+        "{proxies}"
+    );
+
     // A second `up` changes nothing.
-    let again = lab(&dir, &["up", "--base-port", &base.to_string()]).await;
+    let again = lab(&dir, &up_args).await;
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(pids(&text(&again)), started, "the same processes");
 
