@@ -42,16 +42,20 @@ impl DaemonArgs {
     /// The targets as base URLs; fails on an empty list or a bad setting.
     pub fn targets(&self) -> anyhow::Result<Vec<String>> {
         anyhow::ensure!(
-            self.chaos_interval.is_finite() && self.chaos_interval > 0.0,
-            "CHAOS_INTERVAL must be a positive number of seconds"
+            self.chaos_interval.is_finite()
+                && self.chaos_interval > 0.0
+                && self.chaos_interval <= 86_400.0,
+            "CHAOS_INTERVAL must be a positive number of seconds, at most a day"
         );
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.failure_probability),
             "FAILURE_PROBABILITY must be between 0 and 1"
         );
         anyhow::ensure!(
-            self.chaos_duration.is_finite() && self.chaos_duration > 0.0,
-            "CHAOS_DURATION must be a positive number of seconds"
+            self.chaos_duration.is_finite()
+                && self.chaos_duration > 0.0
+                && self.chaos_duration <= 86_400.0,
+            "CHAOS_DURATION must be a positive number of seconds, at most a day"
         );
         let targets: Vec<String> = self
             .target_services

@@ -358,6 +358,29 @@ async fn experiments_take_effect_roll_back_and_are_journaled() {
         );
     }
 
+    // SIGTERM (or Ctrl-C) mid-run: rolled back at once, exit 130.
+    let (child, report) = stack.start("errors", "llm_service_1", &["--duration", "60"]);
+    assert!(eventually(|| async { !stack.faults().await.is_empty() }).await);
+    let pid = child.id().unwrap().to_string();
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap()
+            .success()
+    );
+    let (code, text, journal) = finish(child, &report).await;
+    assert_eq!(code, 130, "{text}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "stopped at once: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(journal["outcome"], "interrupted");
+    assert!(stack.faults().await.is_empty(), "rolled back on SIGTERM");
+
     // Network experiments, through the fault proxy in front of llm_service_1.
     let api = stack.proxy_api.clone();
     let (child, report) = stack.start("partition", "llm1", &["--proxy-api", &api]);

@@ -196,6 +196,8 @@ pub struct Action<'a> {
     proxy_api: String,
     /// The id of the fault injected, for its removal.
     fault_id: Mutex<Option<String>>,
+    /// Whether a fault was posted (its id may have been lost on the way back).
+    posted: std::sync::atomic::AtomicBool,
 }
 
 /// The latency toxic's name on the fault proxy.
@@ -242,6 +244,7 @@ impl<'a> Action<'a> {
             duration: args.duration,
             proxy_api: args.proxy_api.trim_end_matches('/').to_owned(),
             fault_id: Mutex::new(None),
+            posted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -289,6 +292,8 @@ impl<'a> Action<'a> {
                 // The fault outlives the experiment by a margin only: if the monkey dies
                 // before its rollback, the llm-service drops the fault by itself.
                 let spec = FaultSpec::new(make()).for_seconds(self.duration + 30.0);
+                self.posted
+                    .store(true, std::sync::atomic::Ordering::Release);
                 let response = self
                     .http
                     .post(format!("{}/chaos/faults", self.url()))
@@ -301,14 +306,24 @@ impl<'a> Action<'a> {
                 let body: Value = response.json().await.context("no fault id")?;
                 let id = match &body["id"] {
                     Value::String(id) => id.clone(),
-                    other => other.to_string(),
+                    Value::Number(id) => id.to_string(),
+                    _ => anyhow::bail!("the fault API answered without a fault id: {body}"),
                 };
                 *self.fault_id.lock().unwrap_or_else(PoisonError::into_inner) = Some(id);
                 Ok(())
             }
-            Kind::Kill => Ok(self.controller()?.kill(self.name()).await?),
-            Kind::Pause => Ok(self.controller()?.pause(self.name()).await?),
-            Kind::RedisOutage => Ok(self.controller()?.stop(REDIS).await?),
+            Kind::Kill => {
+                self.require_running().await?;
+                Ok(self.controller()?.kill(self.name()).await?)
+            }
+            Kind::Pause => {
+                self.require_running().await?;
+                Ok(self.controller()?.pause(self.name()).await?)
+            }
+            Kind::RedisOutage => {
+                self.require_running().await?;
+                Ok(self.controller()?.stop(REDIS).await?)
+            }
             Kind::NetworkLatency => {
                 let toxic = json!({
                     "name": TOXIC,
@@ -337,17 +352,22 @@ impl<'a> Action<'a> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
-                let Some(id) = id else {
-                    return Ok(());
+                let url = match id {
+                    Some(id) => format!("{}/chaos/faults/{id}", self.url()),
+                    // Posted, but its id never came back: remove every fault of the target.
+                    None if self.posted.load(std::sync::atomic::Ordering::Acquire) => {
+                        format!("{}/chaos/faults", self.url())
+                    }
+                    None => return Ok(()),
                 };
                 let response = self
                     .http
-                    .delete(format!("{}/chaos/faults/{id}", self.url()))
+                    .delete(&url)
                     .send()
                     .await
                     .context("the target's fault API did not answer")?;
                 let status = response.status();
-                // 404: it expired by itself meanwhile.
+                // 404 on its id: it expired by itself meanwhile.
                 anyhow::ensure!(
                     status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
                     "the fault API answered {status}"
@@ -373,6 +393,22 @@ impl<'a> Action<'a> {
                     .await
             }
         }
+    }
+
+    /// Fails unless the controller reports the target running: killing or stopping a
+    /// service that is already down would "inject" nothing, and the rollback would start a
+    /// service someone stopped on purpose.
+    async fn require_running(&self) -> anyhow::Result<()> {
+        let status = self.controller()?.status().await?;
+        let running = status.iter().any(|s| {
+            s.name == self.name()
+                && matches!(
+                    s.state,
+                    stack_control::RunState::Healthy | stack_control::RunState::Running
+                )
+        });
+        anyhow::ensure!(running, "{} is not running: nothing to break", self.name());
+        Ok(())
     }
 
     async fn expect_success(&self, request: reqwest::RequestBuilder) -> anyhow::Result<()> {

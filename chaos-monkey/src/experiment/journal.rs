@@ -26,14 +26,17 @@ pub enum Outcome {
     Interrupted,
     /// The injection itself failed (and what was in place was rolled back).
     Failed,
+    /// The rollback failed: the fault may still be in place.
+    RollbackFailed,
 }
 
 impl Outcome {
-    /// The exit status: 0 completed, 1 failed, 3 aborted, 4 deviated, 5 not injected, 130
-    /// interrupted (2 is left to usage errors).
+    /// The exit status: 0 completed, 1 failed, 3 aborted, 4 deviated, 5 not injected, 6
+    /// rollback failed, 130 interrupted (2 is left to usage errors).
     pub fn exit_code(self) -> u8 {
         match self {
             Self::Completed => 0,
+            Self::RollbackFailed => 6,
             Self::Failed => 1,
             Self::NotInjected => 5,
             Self::Aborted => 3,

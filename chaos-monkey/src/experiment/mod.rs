@@ -27,6 +27,8 @@ use anyhow::Context;
 use stack_control::Controller;
 use stack_control::compose::Compose;
 use stack_control::local::LocalStack;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 pub use actions::EXPERIMENTS;
 use actions::{Action, Target};
@@ -58,9 +60,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1.0)]
     pub max_fallback_rate: f64,
     /// Milliseconds between two guard probes.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 150)]
     pub probe_interval_ms: u64,
-    /// Probes the guard judges at a time (the most recent ones).
+    /// Probes the guard judges at a time (the most recent ones; it judges once it has them).
     #[arg(long, default_value_t = 10)]
     pub window: usize,
     /// Seconds the steady state may take to come back after the rollback.
@@ -92,11 +94,22 @@ pub fn list() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The longest `--duration` (a day).
+const MAX_DURATION_S: f64 = 86_400.0;
+/// The longest `--settle` (an hour).
+const MAX_SETTLE_S: f64 = 3_600.0;
+
 /// Runs one experiment (see the module's steps) until done or `shutdown`.
 pub async fn run(
     args: RunArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<ExitCode> {
+    // The signal handlers are live from here on: a signal during the injection is seen.
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
     let experiment = EXPERIMENTS
         .iter()
         .find(|e| e.name == args.experiment)
@@ -107,10 +120,18 @@ pub async fn run(
             )
         })?;
     anyhow::ensure!(
-        args.duration.is_finite() && args.duration > 0.0,
-        "--duration must be a positive number of seconds"
+        args.duration.is_finite() && args.duration > 0.0 && args.duration <= MAX_DURATION_S,
+        "--duration must be 0 to {MAX_DURATION_S} seconds"
+    );
+    anyhow::ensure!(
+        args.settle.is_finite() && (0.0..=MAX_SETTLE_S).contains(&args.settle),
+        "--settle must be 0 to {MAX_SETTLE_S} seconds"
     );
     anyhow::ensure!(args.window > 0, "--window must be at least 1");
+    anyhow::ensure!(
+        args.probe_interval_ms >= 10,
+        "--probe-interval-ms must be at least 10"
+    );
     let controller = controller(&args)?;
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -123,78 +144,142 @@ pub async fn run(
     let mut journal = Journal::new(experiment.name, &args, &target);
     let prober = Prober::new(http.clone(), &args);
 
-    let outcome = execute(&args, &action, &prober, &mut journal, shutdown).await;
+    let outcome = execute(&args, &action, &prober, &mut journal, stop).await;
     journal.finish(outcome);
-    if let Some(path) = &args.report {
-        journal
-            .write(path)
-            .with_context(|| format!("cannot write the journal to {}", path.display()))?;
-    }
     journal.print_summary();
+    if let Some(path) = &args.report
+        && let Err(error) = journal.write(path)
+    {
+        tracing::error!(path = %path.display(), "cannot write the journal: {error:#}");
+    }
     Ok(ExitCode::from(outcome.exit_code()))
 }
 
-/// The steps of the module's doc; the rollback runs whatever happens after the injection.
+/// Resolves once a stop was asked for.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // The signal task is gone: no stop will come.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The steps of the module's doc; once anything was injected the rollback runs, whatever
+/// ends the run.
 async fn execute(
     args: &RunArgs,
     action: &Action<'_>,
     prober: &Prober,
     journal: &mut Journal,
-    shutdown: impl Future<Output = ()>,
+    mut stop: watch::Receiver<bool>,
 ) -> Outcome {
-    tokio::pin!(shutdown);
-    let before = prober.hypothesis(journal, "before").await;
-    if !before {
-        journal.note("the steady state does not hold before the experiment: nothing injected");
-        return Outcome::NotInjected;
-    }
-    if let Err(error) = action.inject().await {
-        journal.action("inject", false, format!("{error:#}"));
-        // Part of it may be in place: roll back all the same.
-        rollback(action, journal).await;
-        return Outcome::Failed;
-    }
-    journal.action("inject", true, action.describe());
-    let mut guard = Guard::new(args.window, args.max_error_rate, args.max_fallback_rate);
-    let end = tokio::time::Instant::now() + Duration::from_secs_f64(args.duration);
-    let mut ticker = tokio::time::interval(Duration::from_millis(args.probe_interval_ms.max(10)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut aborted = None;
-    loop {
-        tokio::select! {
-            () = &mut shutdown => {
-                journal.abort("interrupted (Ctrl-C or SIGTERM)");
-                aborted = Some(Outcome::Interrupted);
-                break;
-            }
-            () = tokio::time::sleep_until(end) => break,
-            _ = ticker.tick() => {
-                let probe = prober.probe().await;
-                journal.probe("guard", &probe);
-                if let Some(breach) = guard.observe(&probe) {
-                    journal.abort(&breach);
-                    aborted = Some(Outcome::Aborted);
-                    break;
-                }
-            }
+    let before = tokio::select! {
+        biased;
+        () = stopped(&mut stop) => None,
+        holds = prober.hypothesis(journal, "before") => Some(holds),
+    };
+    match before {
+        None => {
+            journal.abort("interrupted (Ctrl-C or SIGTERM) before the injection: nothing injected");
+            return Outcome::Interrupted;
         }
+        Some(false) => {
+            journal.note("the steady state does not hold before the experiment: nothing injected");
+            return Outcome::NotInjected;
+        }
+        Some(true) => {}
     }
-    rollback(action, journal).await;
-    let after = prober
-        .settle(journal, Duration::from_secs_f64(args.settle.max(0.0)))
-        .await;
-    match aborted {
-        Some(outcome) => outcome,
-        None if after => Outcome::Completed,
-        None => Outcome::Deviated,
+    // The injection runs to its end (a half-made fault is harder to take back); a stop asked
+    // for meanwhile is acted on right after.
+    let injected = action.inject().await;
+    let mut ending = match &injected {
+        Ok(()) => {
+            journal.action("inject", true, action.describe());
+            None
+        }
+        Err(error) => {
+            journal.action("inject", false, format!("{error:#}"));
+            Some(Outcome::Failed)
+        }
+    };
+    if ending.is_none() {
+        ending = watch_guard(args, prober, journal, &mut stop).await;
+    }
+    // Rollback, always (also after a failed injection: part of it may be in place).
+    let rolled_back = match action.rollback().await {
+        Ok(()) => {
+            journal.rollback(true, action.describe_rollback());
+            true
+        }
+        Err(error) => {
+            journal.rollback(false, format!("{error:#}"));
+            false
+        }
+    };
+    if !rolled_back {
+        return Outcome::RollbackFailed;
+    }
+    if let Some(outcome @ (Outcome::Failed | Outcome::Interrupted)) = ending {
+        if outcome == Outcome::Interrupted {
+            journal.note("interrupted: rolled back, not waiting for the steady state");
+        }
+        return outcome;
+    }
+    let limit = Duration::from_secs_f64(args.settle);
+    let settled = tokio::select! {
+        biased;
+        () = stopped(&mut stop) => false,
+        settled = tokio::time::timeout(limit + Duration::from_secs(15), prober.settle(journal, limit)) => {
+            settled.unwrap_or(false)
+        }
+    };
+    match (ending, settled) {
+        (_, false) => Outcome::Deviated,
+        (Some(Outcome::Aborted), true) => Outcome::Aborted,
+        _ => Outcome::Completed,
     }
 }
 
-async fn rollback(action: &Action<'_>, journal: &mut Journal) {
-    match action.rollback().await {
-        Ok(()) => journal.rollback(true, action.describe_rollback()),
-        Err(error) => journal.rollback(false, format!("{error:#}")),
-    }
+/// Probes on a fixed schedule (each probe its own task, so a slow answer never delays the
+/// guard, the end of the run or a stop) until the duration ends; `Some` outcome when the
+/// guard or a signal ended it first.
+async fn watch_guard(
+    args: &RunArgs,
+    prober: &Prober,
+    journal: &mut Journal,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Outcome> {
+    let mut guard = Guard::new(args.window, args.max_error_rate, args.max_fallback_rate);
+    let end = tokio::time::Instant::now() + Duration::from_secs_f64(args.duration);
+    let mut ticker = tokio::time::interval(Duration::from_millis(args.probe_interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (results_tx, mut results) = mpsc::channel(256);
+    let mut probes = JoinSet::new();
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            () = stopped(stop) => {
+                journal.abort("interrupted (Ctrl-C or SIGTERM)");
+                break Some(Outcome::Interrupted);
+            }
+            () = tokio::time::sleep_until(end) => break None,
+            Some(probe) = results.recv() => {
+                journal.probe("guard", &probe);
+                if let Some(breach) = guard.observe(&probe) {
+                    journal.abort(&breach);
+                    break Some(Outcome::Aborted);
+                }
+            }
+            _ = ticker.tick() => {
+                let prober = prober.clone();
+                let results_tx = results_tx.clone();
+                probes.spawn(async move {
+                    let _ = results_tx.send(prober.probe().await).await;
+                });
+            }
+        }
+    };
+    probes.abort_all();
+    outcome
 }
 
 /// The controller `--controller` names; `None` for `none`.

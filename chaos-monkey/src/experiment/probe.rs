@@ -34,7 +34,8 @@ impl Probe {
     }
 }
 
-/// Sends the probes.
+/// Sends the probes; cheap to clone (the HTTP client is shared).
+#[derive(Clone)]
 pub struct Prober {
     http: reqwest::Client,
     gateway: String,
@@ -157,7 +158,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Judges the last `window` probes (from half a window on) against the thresholds.
+    /// Judges the last `window` probes against the thresholds, once it has that many (a
+    /// rate over fewer probes would trip on a single error).
     pub fn new(window: usize, max_error_rate: f64, max_fallback_rate: f64) -> Self {
         Self {
             recent: VecDeque::with_capacity(window),
@@ -173,8 +175,7 @@ impl Guard {
             self.recent.pop_front();
         }
         self.recent.push_back(probe.clone());
-        let judged = self.window.div_ceil(2).max(1);
-        if self.recent.len() < judged {
+        if self.recent.len() < self.window {
             return None;
         }
         let probes: Vec<Probe> = self.recent.iter().cloned().collect();
@@ -213,17 +214,26 @@ mod tests {
     }
 
     #[test]
-    fn the_guard_trips_on_errors_once_half_a_window_is_seen() {
+    fn the_guard_trips_on_errors_once_a_full_window_is_seen() {
         let mut guard = Guard::new(10, 0.1, 1.0);
-        for _ in 0..4 {
+        for _ in 0..9 {
             assert_eq!(
                 guard.observe(&probe(Some(503), false)),
                 None,
                 "too few to judge"
             );
         }
-        let breach = guard.observe(&probe(None, false)).expect("5 of 5 failed");
+        let breach = guard.observe(&probe(None, false)).expect("10 of 10 failed");
         assert!(breach.contains("100 %"), "{breach}");
+        let mut calm = Guard::new(10, 0.1, 1.0);
+        calm.observe(&probe(Some(503), false));
+        for _ in 0..9 {
+            assert_eq!(
+                calm.observe(&probe(Some(200), false)),
+                None,
+                "1 in 10 is the limit"
+            );
+        }
     }
 
     #[test]
@@ -240,8 +250,12 @@ mod tests {
         assert_eq!(guard.observe(&probe(Some(503), false)), None, "2 of 10");
         assert!(guard.observe(&probe(Some(503), false)).is_some(), "3 of 10");
         let mut strict = Guard::new(4, 1.0, 0.5);
-        for _ in 0..2 {
-            strict.observe(&probe(Some(200), true));
+        for _ in 0..3 {
+            assert_eq!(
+                strict.observe(&probe(Some(200), true)),
+                None,
+                "not a full window"
+            );
         }
         assert!(
             strict.observe(&probe(Some(200), true)).is_some(),

@@ -21,27 +21,34 @@ pub fn init_tracing(format: &str) {
     }
 }
 
-/// A future that completes on SIGTERM or SIGINT (Ctrl-C). The SIGTERM handler is installed
-/// when this is called, not when the future is first polled, so a signal that comes early
-/// still shuts the service down cleanly. Call it inside a Tokio runtime.
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C). Both handlers are installed when
+/// this is called, not when the future is first polled, so a signal that comes early still
+/// ends the program cleanly. Call it inside a Tokio runtime.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
     async move {
-        let interrupt = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        match terminate {
-            Ok(mut terminate) => {
+        match handlers {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = interrupt => {}
+                    _ = interrupt.recv() => {}
                     _ = terminate.recv() => {}
                 }
                 return;
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the service");
+            (terminate, interrupt) => {
+                if let Err(error) = terminate.and(interrupt) {
+                    tracing::warn!(%error, "cannot listen for SIGTERM or SIGINT; falling back to Ctrl-C");
+                }
             }
         }
-        let _ = interrupt.await;
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
