@@ -60,6 +60,19 @@ async fn lab(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `lab ARGS`, which must succeed; its output.
+async fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = lab(dir, args).await;
+    let said = text(&output);
+    assert!(output.status.success(), "lab {args:?} failed:\n{said}");
+    said
+}
+
+/// `GET url` as JSON.
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
 }
@@ -146,14 +159,7 @@ async fn up_control_and_down_leave_nothing_behind() {
 
     // llm_service_1 is reached through the fault proxy: the gateway knows it by the
     // proxy's address, and the proxy's Toxiproxy API lists it.
-    let health: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&client, format!("http://127.0.0.1:{base}/health")).await;
     let services = health["service_discovery"]["services"].as_array().unwrap();
     let proxied = services
         .iter()
@@ -164,14 +170,7 @@ async fn up_control_and_down_leave_nothing_behind() {
         format!("http://127.0.0.1:{}", base + 101),
         "{health}"
     );
-    let proxies: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{}/proxies", base + 474))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let proxies = get_json(&client, format!("http://127.0.0.1:{}/proxies", base + 474)).await;
     assert_eq!(
         proxies["llm_service_1"]["upstream"],
         format!("127.0.0.1:{}", base + 1),
@@ -179,26 +178,20 @@ async fn up_control_and_down_leave_nothing_behind() {
     );
 
     // A second `up` changes nothing.
-    let again = lab(&dir, &up_args).await;
-    assert!(again.status.success(), "{}", text(&again));
-    assert_eq!(pids(&text(&again)), started, "the same processes");
+    let again = ok(&dir, &up_args).await;
+    assert_eq!(pids(&again), started, "the same processes");
 
-    let stop = lab(&dir, &["stop", "llm_service_1"]).await;
-    assert!(stop.status.success(), "{}", text(&stop));
+    ok(&dir, &["stop", "llm_service_1"]).await;
     let status = text(&lab(&dir, &["status"]).await);
     assert_eq!(state_of(&status, "llm_service_1"), "stopped", "{status}");
-    let start = lab(&dir, &["start", "llm_service_1"]).await;
-    assert!(start.status.success(), "{}", text(&start));
+    ok(&dir, &["start", "llm_service_1"]).await;
 
-    let kill = lab(&dir, &["kill", "llm_service_2"]).await;
-    assert!(kill.status.success(), "{}", text(&kill));
+    ok(&dir, &["kill", "llm_service_2"]).await;
     let status = text(&lab(&dir, &["status"]).await);
     assert_eq!(state_of(&status, "llm_service_2"), "stopped", "{status}");
-    let restart = lab(&dir, &["restart", "llm_service_2"]).await;
-    assert!(restart.status.success(), "{}", text(&restart));
+    ok(&dir, &["restart", "llm_service_2"]).await;
 
-    let pause = lab(&dir, &["pause", "chaos_monkey"]).await;
-    assert!(pause.status.success(), "{}", text(&pause));
+    ok(&dir, &["pause", "chaos_monkey"]).await;
     let status = text(&lab(&dir, &["status"]).await);
     assert_eq!(state_of(&status, "chaos_monkey"), "paused", "{status}");
 
@@ -222,8 +215,7 @@ async fn up_control_and_down_leave_nothing_behind() {
         "stale: {status}"
     );
 
-    let down = lab(&dir, &["down"]).await;
-    assert!(down.status.success(), "{}", text(&down));
+    ok(&dir, &["down"]).await;
     for (name, pid) in final_pids.iter().chain(&started) {
         if name == "llm_service_1" {
             // Its pid file was overwritten: lab no longer knows it; stop it here.

@@ -81,9 +81,23 @@ struct Disturbed {
     faulted: BTreeSet<String>,
 }
 
-/// The state shared by every check.
+/// The state shared by every check: its [`CtxParts`] (reached through `Deref`), and what
+/// the run learns and records.
 #[derive(Debug)]
 pub struct Ctx {
+    parts: CtxParts,
+    /// The instances found at steady state.
+    pub instances: Vec<Instance>,
+    /// `available_services` at steady state (at least 2): what a restore waits for.
+    pub baseline: u64,
+    report: Mutex<Report>,
+    disturbed: Mutex<Disturbed>,
+    fallback_times: Mutex<Vec<Duration>>,
+}
+
+/// What a [`Ctx`] is made of.
+#[derive(Debug)]
+pub struct CtxParts {
     /// The HTTP client (for probes).
     pub http: reqwest::Client,
     /// The gateway under test.
@@ -96,51 +110,36 @@ pub struct Ctx {
     pub no_stack: String,
     /// Wait times.
     pub settings: Settings,
-    /// The instances found at steady state.
-    pub instances: Vec<Instance>,
-    /// `available_services` at steady state (at least 2): what a restore waits for.
-    pub baseline: u64,
-    only: Option<String>,
-    report: Mutex<Report>,
-    disturbed: Mutex<Disturbed>,
-    fallback_times: Mutex<Vec<Duration>>,
-}
-
-/// The parts a [`Ctx`] is made of.
-#[derive(Debug)]
-pub struct CtxParts {
-    /// See [`Ctx::http`].
-    pub http: reqwest::Client,
-    /// See [`Ctx::gateway`].
-    pub gateway: GatewayClient,
-    /// See [`Ctx::llm`].
-    pub llm: LlmClient,
-    /// See [`Ctx::stack`].
-    pub stack: Option<Stack>,
-    /// See [`Ctx::no_stack`].
-    pub no_stack: String,
-    /// See [`Ctx::settings`].
-    pub settings: Settings,
     /// Only checks whose name (or category) contains this, case-insensitively.
     pub only: Option<String>,
     /// Print each check as it finishes.
     pub echo: bool,
 }
 
+impl std::ops::Deref for Ctx {
+    type Target = CtxParts;
+
+    fn deref(&self) -> &CtxParts {
+        &self.parts
+    }
+}
+
+impl std::ops::DerefMut for Ctx {
+    fn deref_mut(&mut self) -> &mut CtxParts {
+        &mut self.parts
+    }
+}
+
 impl Ctx {
     /// A context with no instances known yet (see [`Ctx::set_instances`]).
-    pub fn new(parts: CtxParts) -> Self {
+    pub fn new(mut parts: CtxParts) -> Self {
+        parts.only = parts.only.map(|s| s.to_lowercase());
+        let echo = parts.echo;
         Self {
-            http: parts.http,
-            gateway: parts.gateway,
-            llm: parts.llm,
-            stack: parts.stack,
-            no_stack: parts.no_stack,
-            settings: parts.settings,
+            parts,
             instances: Vec::new(),
             baseline: 2,
-            only: parts.only.map(|s| s.to_lowercase()),
-            report: Mutex::new(Report::new(parts.echo)),
+            report: Mutex::new(Report::new(echo)),
             disturbed: Mutex::new(Disturbed::default()),
             fallback_times: Mutex::new(Vec::new()),
         }
