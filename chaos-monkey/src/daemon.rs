@@ -1,12 +1,15 @@
 //! The periodic daemon the lab's compose file runs.
 
 use std::future::Future;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use llm_api::fault::{FaultKind, FaultSpec};
 use rand::RngExt;
 use serde::Deserialize;
+
+use crate::heartbeat;
 
 /// The seed's variables.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,6 +26,10 @@ pub struct DaemonArgs {
     /// Seconds each fault lasts.
     #[arg(long, env = "CHAOS_DURATION", default_value_t = 60.0)]
     pub chaos_duration: f64,
+    /// The file the daemon rewrites every 10 s for `chaos-monkey healthcheck`
+    /// (default: `chaos-monkey.heartbeat` in the temporary directory).
+    #[arg(long, env = "CHAOS_HEARTBEAT_FILE")]
+    pub heartbeat_file: Option<PathBuf>,
 }
 
 /// A fault in place: where and its id.
@@ -127,9 +134,23 @@ pub async fn run(args: DaemonArgs, shutdown: impl Future<Output = ()>) -> anyhow
     let mut ticker = tokio::time::interval(interval);
     // After a pause (SIGSTOP), go on at the pace set, not with every missed round at once.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat_file = heartbeat::path(args.heartbeat_file.as_deref());
+    let mut heartbeat = tokio::time::interval(heartbeat::EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            _ = heartbeat.tick() => {
+                let file = heartbeat_file.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || heartbeat::beat(&file, SystemTime::now()))
+                        .await;
+                if let Ok(Err(error)) = written {
+                    tracing::warn!(file = %heartbeat_file.display(), %error,
+                        "cannot write the heartbeat: the health check will fail");
+                }
+                continue;
+            }
             _ = ticker.tick() => {}
         }
         let now = tokio::time::Instant::now();
@@ -158,6 +179,8 @@ pub async fn run(args: DaemonArgs, shutdown: impl Future<Output = ()>) -> anyhow
         in_place = injected.len(),
         "chaos monkey stopping; rolling back"
     );
+    // Stopped: the health check must not find a fresh heartbeat of this run.
+    let _ = std::fs::remove_file(&heartbeat_file);
     for fault in injected {
         let url = format!("{}/chaos/faults/{}", fault.target, fault.id);
         match client.delete(&url).send().await {
@@ -205,6 +228,7 @@ mod tests {
             chaos_interval: 300.0,
             failure_probability: 0.3,
             chaos_duration: 60.0,
+            heartbeat_file: None,
         }
     }
 

@@ -2,12 +2,16 @@
 //! `CHAOS_INTERVAL` seconds, with probability `FAILURE_PROBABILITY`, one fault on one of
 //! `TARGET_SERVICES` for `CHAOS_DURATION` seconds, through the llm-service fault API.
 //!
+//! `chaos-monkey healthcheck` is the container health check: the daemon rewrites a heartbeat
+//! file every 10 s (it serves no HTTP), the check fails when it is older than 30 s.
+//!
 //! Safety of the daemon: every fault carries its own duration, so the llm-service removes
 //! it even if the monkey dies; on SIGTERM or Ctrl-C the monkey removes the faults it still
 //! has in place before it exits.
 
 mod daemon;
 mod experiment;
+mod heartbeat;
 mod proxy;
 
 use std::process::ExitCode;
@@ -35,13 +39,28 @@ enum Command {
     Run(Box<experiment::RunArgs>),
     /// A loopback TCP fault proxy with a Toxiproxy-compatible HTTP API.
     Proxy(proxy::ProxyArgs),
+    /// Exits 0 when the daemon's heartbeat is fresh (for containers).
+    Healthcheck(heartbeat::HealthcheckArgs),
+}
+
+/// What runs inside the runtime (`list` and `healthcheck` answer without one).
+enum Work {
+    Run(Box<experiment::RunArgs>),
+    Proxy(proxy::ProxyArgs),
+    Daemon(daemon::DaemonArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::List)) {
-        return experiment::list();
-    }
+    let work = match cli.command {
+        Some(Command::List) => return experiment::list(),
+        Some(Command::Healthcheck(check)) => {
+            return check.run(&heartbeat::path(cli.daemon.heartbeat_file.as_deref()));
+        }
+        Some(Command::Run(args)) => Work::Run(args),
+        Some(Command::Proxy(args)) => Work::Proxy(args),
+        None => Work::Daemon(cli.daemon),
+    };
     http_edge::process::init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -57,13 +76,12 @@ fn main() -> ExitCode {
     // The signal handlers need the runtime: create them inside it.
     let work = async {
         let shutdown = http_edge::process::shutdown_signal();
-        match cli.command {
-            Some(Command::Run(args)) => experiment::run(*args, shutdown).await,
-            Some(Command::Proxy(args)) => proxy::serve(args, shutdown)
+        match work {
+            Work::Run(args) => experiment::run(*args, shutdown).await,
+            Work::Proxy(args) => proxy::serve(args, shutdown)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Some(Command::List) => Ok(experiment::list()),
-            None => daemon::run(cli.daemon, shutdown)
+            Work::Daemon(args) => daemon::run(args, shutdown)
                 .await
                 .map(|()| ExitCode::SUCCESS),
         }

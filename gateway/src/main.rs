@@ -1,5 +1,6 @@
 //! `gateway` binary: configuration → tracing → bind → [`gateway::run`] until SIGTERM or
-//! SIGINT.
+//! SIGINT. `gateway healthcheck` is the container health check: one GET to this host's
+//! `/ready`, exit 0 when it answers 2xx.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,8 +9,28 @@ use clap::Parser;
 use gateway::config::{Args, Config};
 use tokio::net::TcpListener;
 
+/// The gateway's settings, and the optional subcommand.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Exits 0 when the gateway on this host answers `/ready` with 2xx (for containers).
+    Healthcheck(http_edge::healthcheck::HealthcheckArgs),
+}
+
 fn main() -> ExitCode {
-    let config = match Config::load(Args::parse()) {
+    let Cli { args, command } = Cli::parse();
+    if let Some(Command::Healthcheck(check)) = command {
+        return check.run(args.host, args.port, "/ready");
+    }
+    let config = match Config::load(args) {
         Ok(config) => config,
         Err(problems) => {
             for problem in problems {

@@ -256,6 +256,12 @@ impl Plan {
                     ),
                 ),
                 ("RUST_LOG".to_owned(), "info".to_owned()),
+                // Its own heartbeat, not a shared one in the temporary directory that
+                // another stack's monkey would keep fresh.
+                (
+                    "CHAOS_HEARTBEAT_FILE".to_owned(),
+                    dir.join("chaos_monkey.heartbeat").display().to_string(),
+                ),
             ]);
             env.extend(
                 PASSED_THROUGH

@@ -1,5 +1,6 @@
 //! `llm-service` binary: configuration → tracing → bind → [`llm_service::run`] until
-//! SIGTERM or SIGINT.
+//! SIGTERM or SIGINT. `llm-service healthcheck` is the container health check: one GET to
+//! this host's `/health`, exit 0 when it answers 2xx (healthy or degraded).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,8 +9,27 @@ use clap::Parser;
 use llm_service::config::Config;
 use tokio::net::TcpListener;
 
+/// The service's settings, and the optional subcommand.
+#[derive(Debug, Parser)]
+#[command(name = "llm-service", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Exits 0 when the service on this host answers `/health` with 2xx (for containers).
+    Healthcheck(http_edge::healthcheck::HealthcheckArgs),
+}
+
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Healthcheck(check)) = command {
+        return check.run(config.host, config.port, "/health");
+    }
     let problems = config.problems();
     if !problems.is_empty() {
         for problem in problems {

@@ -57,6 +57,12 @@ impl Metrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(active_faults.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
+        // CPU, memory and file descriptors, as the gateway exports them (the dashboards'
+        // resources panels).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             registry,
             requests,

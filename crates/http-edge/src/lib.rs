@@ -1,7 +1,9 @@
 //! The HTTP edge the services share (axum): [`input`] reads JSON bodies so that every bad
 //! input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape;
-//! [`process`] sets up logging and the shutdown signal.
+//! [`process`] sets up logging and the shutdown signal; [`healthcheck`] is the
+//! `healthcheck` subcommand the container images run.
 
+pub mod healthcheck;
 pub mod input;
 pub mod process;
 

@@ -1,4 +1,4 @@
-//! `GET /health`, `GET /model/health` and `GET /metrics`.
+//! `GET /health`, `GET /live`, `GET /model/health` and `GET /metrics`.
 
 use std::sync::atomic::Ordering;
 
@@ -12,6 +12,12 @@ use resilience_core::health::HealthStatus;
 
 use crate::health::model_outcome;
 use crate::state::AppState;
+
+/// `GET /live`: 200 while the process serves requests, for an orchestrator's liveness
+/// probe (`/health` also judges the dependencies, which must not get a pod restarted).
+pub async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "alive"}))
+}
 
 /// The composite health: 200 healthy or degraded, 503 unhealthy.
 pub async fn health(State(state): State<AppState>) -> Response {

@@ -22,6 +22,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(chat::models))
         .route("/health", get(health::health))
+        .route("/live", get(health::live))
         .route("/model/health", get(health::model_health))
         .route("/metrics", get(health::metrics))
         .merge(chaos::router())
