@@ -31,6 +31,38 @@ struct PsLine {
     state: String,
     #[serde(rename = "Health", default)]
     health: String,
+    /// `null` for a service that publishes nothing.
+    #[serde(rename = "Publishers", default)]
+    publishers: Option<Vec<Publisher>>,
+}
+
+/// A port a compose service publishes on the host.
+#[derive(Debug, Deserialize)]
+struct Publisher {
+    #[serde(rename = "URL", default)]
+    address: String,
+    #[serde(rename = "TargetPort", default)]
+    target: u16,
+    #[serde(rename = "PublishedPort", default)]
+    published: u16,
+}
+
+impl Publisher {
+    /// Where the host reaches it: Redis by `redis://`, the rest (HTTP services) by
+    /// `http://`; an address bound to every interface is reached on loopback.
+    fn url(&self) -> Option<String> {
+        if self.published == 0 {
+            return None;
+        }
+        let host = match self.address.as_str() {
+            "" | "0.0.0.0" => "127.0.0.1".to_owned(),
+            "::" => "[::1]".to_owned(),
+            ip if ip.contains(':') => format!("[{ip}]"),
+            ip => ip.to_owned(),
+        };
+        let scheme = if self.target == 6379 { "redis" } else { "http" };
+        Some(format!("{scheme}://{host}:{}", self.published))
+    }
 }
 
 impl Compose {
@@ -111,7 +143,9 @@ impl Compose {
 }
 
 /// `docker compose ps --format json` output (one object per line, or one array) as
-/// statuses; a running service without a health check counts as healthy.
+/// statuses; a running service without a health check counts as healthy. A service's URL
+/// is its first published port, as the host reaches it (the URLs the gateway lists are the
+/// compose network's, which the host cannot resolve).
 fn parse_ps(text: &str) -> Vec<ServiceStatus> {
     let lines: Vec<PsLine> = match serde_json::from_str::<Vec<PsLine>>(text.trim()) {
         Ok(all) => all,
@@ -130,10 +164,10 @@ fn parse_ps(text: &str) -> Vec<ServiceStatus> {
                 _ => RunState::Stopped,
             };
             ServiceStatus {
+                url: line.publishers.iter().flatten().find_map(Publisher::url),
                 name: line.service,
                 state,
                 pid: None,
-                url: None,
             }
         })
         .collect()
@@ -231,6 +265,33 @@ mod tests {
         );
         let array = r#"[{"Service":"redis","State":"running","Health":"healthy"}]"#;
         assert_eq!(parse_ps(array)[0].state, RunState::Healthy);
+    }
+
+    #[test]
+    fn published_ports_are_where_the_host_reaches_a_service() {
+        let lines = concat!(
+            r#"{"Service":"llm_service_1","State":"running","Health":"healthy","Publishers":"#,
+            r#"[{"URL":"0.0.0.0","TargetPort":8000,"PublishedPort":8001,"Protocol":"tcp"},"#,
+            r#"{"URL":"::","TargetPort":8000,"PublishedPort":8001,"Protocol":"tcp"}]}"#,
+            "\n",
+            r#"{"Service":"redis","State":"running","Health":"healthy","Publishers":"#,
+            r#"[{"URL":"127.0.0.1","TargetPort":6379,"PublishedPort":6379,"Protocol":"tcp"}]}"#,
+            "\n",
+            r#"{"Service":"chaos_monkey","State":"running","Health":"healthy","Publishers":null}"#,
+            "\n",
+            r#"{"Service":"api_gateway","State":"exited","Health":"","Publishers":"#,
+            r#"[{"URL":"","TargetPort":8000,"PublishedPort":0,"Protocol":"tcp"}]}"#,
+        );
+        let urls: Vec<Option<String>> = parse_ps(lines).into_iter().map(|s| s.url).collect();
+        assert_eq!(
+            urls,
+            [
+                Some("http://127.0.0.1:8001".to_owned()),
+                Some("redis://127.0.0.1:6379".to_owned()),
+                None,
+                None,
+            ]
+        );
     }
 
     #[tokio::test]
