@@ -1,0 +1,273 @@
+//! docker-compose.yml and the Dockerfiles, checked against the binaries they run: the
+//! settings they pass are ones the binaries read, the health checks they declare pass on a
+//! live service and fail on a dead one, and the files they mount exist.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{free_port, known_env, read, root, run_argv, yaml};
+
+/// The lab's services (design §2), with the compose names the lab and the suite use.
+const SEED_SERVICES: [&str; 8] = [
+    "redis",
+    "postgres",
+    "prometheus",
+    "grafana",
+    "api_gateway",
+    "llm_service_1",
+    "llm_service_2",
+    "chaos_monkey",
+];
+
+/// What a Dockerfile builds and runs.
+#[derive(Debug)]
+struct Image {
+    /// The binary's name (the last part of the ENTRYPOINT).
+    binary: String,
+    /// `HEALTHCHECK CMD [...]`.
+    healthcheck: Vec<String>,
+    /// The `cargo build` line.
+    build: String,
+}
+
+/// Reads a Dockerfile, continuation lines joined.
+fn image(dockerfile: &str) -> Image {
+    let text = read(dockerfile).replace("\\\n", " ");
+    let json_after = |instruction: &str, marker: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(instruction))
+            .unwrap_or_else(|| panic!("{dockerfile} has no {instruction}"));
+        let (_, array) = line
+            .split_once(marker)
+            .unwrap_or_else(|| panic!("{dockerfile}: {instruction} without {marker}"));
+        serde_json::from_str(array.trim())
+            .unwrap_or_else(|e| panic!("{dockerfile}: {instruction} is not exec form: {e}"))
+    };
+    let entrypoint = json_after("ENTRYPOINT", "ENTRYPOINT");
+    let binary = entrypoint[0].rsplit('/').next().unwrap().to_owned();
+    let build = text
+        .lines()
+        .find(|l| l.contains("cargo build"))
+        .unwrap_or_else(|| panic!("{dockerfile} does not build with cargo"))
+        .to_owned();
+    Image {
+        binary,
+        healthcheck: json_after("HEALTHCHECK", "CMD"),
+        build,
+    }
+}
+
+/// A compose service's `environment`, as a map (it may be written as a list).
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    match &service["environment"] {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), value)
+            })
+            .collect(),
+        Value::Array(list) => list
+            .iter()
+            .map(|item| {
+                let (k, v) = item.as_str().unwrap().split_once('=').unwrap();
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        Value::Null => BTreeMap::new(),
+        other => panic!("environment must be a map or a list, not {other}"),
+    }
+}
+
+/// The compose services built from our Dockerfiles: name → (service, image).
+fn built_services(compose: &Value) -> BTreeMap<String, (Value, Image)> {
+    compose["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| !s["build"].is_null())
+        .map(|(name, s)| {
+            let dockerfile = s["build"]["dockerfile"].as_str().unwrap();
+            (name.clone(), (s.clone(), image(dockerfile)))
+        })
+        .collect()
+}
+
+/// `healthcheck.test` without its leading `CMD`.
+fn healthcheck_argv(name: &str, service: &Value) -> Vec<String> {
+    let test: Vec<String> = serde_json::from_value(service["healthcheck"]["test"].clone())
+        .unwrap_or_else(|e| panic!("{name}: healthcheck.test is not a list: {e}"));
+    assert_eq!(test[0], "CMD", "{name}: exec form, no shell in our images");
+    test[1..].to_vec()
+}
+
+#[tokio::test]
+async fn compose_mirrors_the_lab_and_passes_only_what_the_binaries_read() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_object().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(SEED_SERVICES));
+
+    let built = built_services(&compose);
+    let binaries: BTreeSet<&str> = built.values().map(|(_, i)| i.binary.as_str()).collect();
+    assert_eq!(
+        binaries,
+        BTreeSet::from(["gateway", "llm-service", "chaos-monkey"])
+    );
+    for (name, (service, image)) in &built {
+        let package = format!("-p {}", image.binary);
+        assert!(
+            image.build.contains(&package)
+                && image.build.contains(&format!("--bin {}", image.binary)),
+            "{name}: the Dockerfile builds what it runs: {}",
+            image.build
+        );
+        let known = known_env(&image.binary).await;
+        let env = environment(service);
+        let unknown: Vec<_> = env.keys().filter(|k| !known.contains(*k)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{name}: {} does not read {unknown:?}",
+            image.binary
+        );
+        let argv = healthcheck_argv(name, service);
+        assert_eq!(
+            argv, image.healthcheck,
+            "{name}: compose and the Dockerfile run the same health check"
+        );
+        assert_eq!(argv[0], format!("/usr/local/bin/{}", image.binary));
+        assert_eq!(argv[1], "healthcheck");
+        // Published ports reach the port the service listens on in the container.
+        let listens = env
+            .get("PORT")
+            .cloned()
+            .unwrap_or_else(|| "8000".to_owned());
+        for port in service["ports"].as_array().into_iter().flatten() {
+            let mapping = port.as_str().unwrap();
+            assert!(
+                mapping.ends_with(&format!(":{listens}")),
+                "{name}: {mapping} does not reach port {listens}"
+            );
+        }
+    }
+
+    // Every llm-service advertises its address on the compose network; the gateway finds
+    // them in the registry only (a static entry would name an instance by host:port).
+    let gateway_env = environment(&services["api_gateway"]);
+    assert!(!gateway_env.contains_key("LLM_SERVICE_URLS"));
+    assert!(gateway_env["REDIS_URL"].starts_with("redis://redis:"));
+    for llm in ["llm_service_1", "llm_service_2"] {
+        let env = environment(&services[llm]);
+        assert_eq!(env["SERVICE_ID"], llm);
+        assert_eq!(env["ADVERTISE_URL"], format!("http://{llm}:8000"));
+        assert_eq!(
+            env["REDIS_URL"], gateway_env["REDIS_URL"],
+            "{llm}: one registry"
+        );
+    }
+    let chaos_env = environment(&services["chaos_monkey"]);
+    for target in chaos_env["TARGET_SERVICES"].split(',') {
+        assert!(
+            names.contains(target),
+            "chaos target {target} is not a service"
+        );
+    }
+
+    // Health conditions wait only on services that have a health check.
+    for (name, service) in services {
+        if let Value::Object(depends) = &service["depends_on"] {
+            for (dependency, how) in depends {
+                assert!(
+                    names.contains(dependency.as_str()),
+                    "{name} depends on {dependency}"
+                );
+                if how["condition"] == "service_healthy" {
+                    assert!(
+                        !services[dependency]["healthcheck"].is_null(),
+                        "{name} waits for {dependency} to be healthy, which has no health check"
+                    );
+                }
+            }
+        }
+        // Bind mounts name files of this repository.
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if let Some(relative) = source.strip_prefix("./") {
+                assert!(
+                    root().join(relative).exists(),
+                    "{name} mounts missing {source}"
+                );
+            }
+        }
+    }
+}
+
+/// Sends SIGTERM (as `docker stop` does) and waits for a clean exit.
+async fn stop(name: &str, mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(sent.unwrap().success());
+    let exited = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    assert!(
+        exited.unwrap().unwrap().success(),
+        "{name}: clean exit on SIGTERM"
+    );
+}
+
+#[tokio::test]
+async fn each_service_starts_with_its_compose_environment_and_its_health_check_follows_it() {
+    let compose = yaml("docker-compose.yml");
+    for (name, (service, image)) in built_services(&compose) {
+        let argv = healthcheck_argv(&name, &service);
+        // The compose environment as it is (hostnames the compose network resolves stay:
+        // Redis unreachable only degrades), on a free loopback port.
+        let mut env = environment(&service);
+        env.insert("PORT".to_owned(), free_port().to_string());
+        env.insert("HOST".to_owned(), "127.0.0.1".to_owned());
+        if image.binary == "chaos-monkey" {
+            let heartbeat =
+                std::env::temp_dir().join(format!("deploy-check-heartbeat-{}", std::process::id()));
+            let _ = std::fs::remove_file(&heartbeat);
+            env.insert(
+                "CHAOS_HEARTBEAT_FILE".to_owned(),
+                heartbeat.display().to_string(),
+            );
+        }
+        assert!(
+            !run_argv(&argv, &env).await.success(),
+            "{name}: healthy before it runs"
+        );
+        let child = tokio::process::Command::new(support::binary(&image.binary))
+            .env_clear()
+            .envs(&env)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        support::wait_until(&format!("{name}'s health check passes"), || async {
+            run_argv(&argv, &env).await.success()
+        })
+        .await;
+        stop(&name, child).await;
+        assert!(
+            !run_argv(&argv, &env).await.success(),
+            "{name}: stopped but healthy"
+        );
+    }
+}
