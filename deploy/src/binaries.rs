@@ -1,20 +1,11 @@
-//! What the binaries say about themselves: the metric names in a Prometheus text
+//! What the binaries say about themselves: the metrics and labels in a Prometheus text
 //! exposition, and the environment variables their `--help` lists.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The metric names with at least one sample in a text exposition (histograms appear as
-/// their `_bucket`, `_sum` and `_count` series, as PromQL reads them).
-pub fn exported_names(exposition: &str) -> BTreeSet<String> {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| line.split(['{', ' ']).next())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Each exported metric with the label names its series carry.
+/// Each metric with at least one sample in a text exposition, with the label names its
+/// series carry (histograms appear as their `_bucket`, `_sum` and `_count` series, as
+/// PromQL reads them).
 pub fn exported_labels(exposition: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in exposition.lines().filter(|l| !l.starts_with('#')) {
@@ -67,7 +58,7 @@ mod tests {
     fn names_in_an_exposition() {
         let text = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n\
                     b_bucket{le=\"+Inf\"} 1\nb_sum 0.5\nc 7\n\n";
-        let names: Vec<_> = exported_names(text).into_iter().collect();
+        let names: Vec<_> = exported_labels(text).into_keys().collect();
         assert_eq!(names, ["a_total", "b_bucket", "b_sum", "c"]);
     }
 

@@ -16,15 +16,10 @@ const GRAFANA_INTERVALS: [&str; 4] = [
     "${__rate_interval}",
 ];
 
-/// Every metric name `expr` selects (`rate(x_bucket[5m])` reads `x_bucket`). Grafana's
-/// interval variables are allowed. An expression that does not parse, or a selector without
-/// a metric name, is an error naming it.
-pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
-    Ok(selectors(expr)?.into_keys().collect())
-}
-
-/// Every metric `expr` selects, with the label names its matchers test
-/// (`x{status=~"5.."}` → `x: {status}`).
+/// Every metric `expr` selects (`rate(x_bucket[5m])` reads `x_bucket`), with the label
+/// names its matchers test (`x{status=~"5.."}` → `x: {status}`). Grafana's interval
+/// variables are allowed. An expression that does not parse, or a selector without a metric
+/// name, is an error naming it.
 pub fn selectors(expr: &str) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
     let mut text = expr.to_owned();
     for variable in GRAFANA_INTERVALS {
@@ -86,7 +81,7 @@ mod tests {
     use super::*;
 
     fn names(expr: &str) -> Vec<String> {
-        metric_names(expr).unwrap().into_iter().collect()
+        selectors(expr).unwrap().into_keys().collect()
     }
 
     #[test]
@@ -130,12 +125,12 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_check() {
         assert!(
-            metric_names("sum(rate(x[5m])")
+            selectors("sum(rate(x[5m])")
                 .unwrap_err()
                 .contains("not PromQL")
         );
         assert!(
-            metric_names("{job=\"gateway\"}")
+            selectors("{job=\"gateway\"}")
                 .unwrap_err()
                 .contains("without a metric name")
         );
