@@ -126,7 +126,7 @@ impl RedisCache {
 
     async fn lookup(&self, key: &CacheKey) -> Result<Answer, ProviderError> {
         let Some(mut con) = self.connection().await else {
-            return Err(ProviderError::Upstream(
+            return Err(ProviderError::Unavailable(
                 "redis cache unavailable".to_owned(),
             ));
         };
@@ -136,7 +136,9 @@ impl RedisCache {
             Ok(Ok(None)) => return Err(ProviderError::Miss),
             outcome => {
                 self.back_off();
-                return Err(ProviderError::Upstream(format!("redis cache: {outcome:?}")));
+                return Err(ProviderError::Unavailable(format!(
+                    "redis cache: {outcome:?}"
+                )));
             }
         };
         let value: Value = serde_json::from_str(&text).map_err(|_| ProviderError::Miss)?;

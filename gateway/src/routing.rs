@@ -1,6 +1,6 @@
 //! Model routes: each public model name has an ordered list of targets (a pool of discovered
 //! instances, or an OpenAI-compatible endpoint) as the live tiers of its own fallback chain;
-//! `default` serves every name without a route of its own (design §6).
+//! `default` serves every name without a route of its own.
 //!
 //! [`Routes::serve`] runs a request through its route, and once more through the route's
 //! `context_fallback` when a target said the prompt exceeds its context.
@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use resilience_core::fallback::{FallbackChain, FallbackError, Served};
+use resilience_core::policy::follow_context_fallback;
 
 use crate::config::DEFAULT_ROUTE;
 use crate::pool::{Answer, GatewayRequest};
@@ -64,12 +65,12 @@ impl Routes {
     ) -> (Arc<Route>, Result<Served<Answer>, FallbackError>) {
         let route = Arc::clone(self.for_model(req.payload.model()));
         let result = route.chain.execute(req).await;
-        let too_long = matches!(&result, Err(FallbackError::Rejected(_)))
-            && req
-                .log
-                .last_refusal()
-                .is_some_and(|r| r.code.as_deref() == Some("context_length_exceeded"));
-        if too_long
+        let larger_exists = route
+            .context_fallback
+            .as_deref()
+            .is_some_and(|name| self.by_name.contains_key(name));
+        if let Err(error) = &result
+            && follow_context_fallback(error, larger_exists, false)
             && let Some(larger) = route
                 .context_fallback
                 .as_deref()

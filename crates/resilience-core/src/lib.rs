@@ -10,6 +10,9 @@
 //!   health checker behind `/health`.
 //! - [`balancer`]: round robin and power-of-two-choices on least outstanding requests.
 //! - [`fallback`]: the tiered fallback chain, with response-cache and template providers.
+//! - [`policy`]: every decision of a request after an outcome — retry which candidate,
+//!   after what wait, or give up; move to the next tier or stop; follow a route's
+//!   larger-context fallback — as pure, time-injected code the binaries execute.
 //! - [`error`]: the crate's classified error type.
 //!
 //! State machines take their instants from a [`Clock`] or as explicit `now` arguments, so
@@ -40,6 +43,7 @@ pub mod discovery;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod policy;
 pub mod registry;
 pub mod retry;
 mod window;

@@ -1,71 +1,10 @@
-//! What outlives one try: the request's [`AttemptLog`], and a [`LiveStream`] — an upstream
-//! stream that reached its first token and now belongs to the handler, which tells it how
-//! it ended so the instance's breaker, health and metrics learn it.
+//! What outlives one try: a [`LiveStream`] — an upstream stream that reached its first
+//! token and now belongs to the handler, which tells it how it ended so the instance's
+//! breaker, health and metrics learn it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::upstream::{OpenStream, UpstreamError};
-
-/// One failed try of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptRecord {
-    /// The instance or endpoint tried.
-    pub target: String,
-    /// The HTTP status it answered with, if it answered with an error status.
-    pub status: Option<u16>,
-    /// OpenAI's `error.code`, if it gave one.
-    pub code: Option<String>,
-    /// What went wrong (the upstream's own message for a status).
-    pub message: String,
-    /// Whether the request itself was refused (a 4xx that is the client's).
-    pub refused: bool,
-    /// The metrics label of the failure (`timeout`, `http_5xx`…).
-    pub error_type: &'static str,
-    /// The `Retry-After` it asked for, if any.
-    pub retry_after: Option<std::time::Duration>,
-}
-
-/// The failed tries of one request, in order; shared by the pools the request goes through.
-#[derive(Debug, Default)]
-pub struct AttemptLog {
-    records: Mutex<Vec<AttemptRecord>>,
-}
-
-impl AttemptLog {
-    /// Records a failed try on `target`.
-    pub fn record(&self, target: &str, error: &UpstreamError) {
-        let record = AttemptRecord {
-            target: target.to_owned(),
-            status: error.status(),
-            code: error.code().map(str::to_owned),
-            message: error.message(),
-            refused: error.is_client_error(),
-            error_type: error.error_type(),
-            retry_after: error.retry_after(),
-        };
-        self.lock().push(record);
-    }
-
-    /// Every failed try so far.
-    pub fn records(&self) -> Vec<AttemptRecord> {
-        self.lock().clone()
-    }
-
-    /// The last refusal of the request itself, if any.
-    pub fn last_refusal(&self) -> Option<AttemptRecord> {
-        self.lock().iter().rev().find(|r| r.refused).cloned()
-    }
-
-    /// The last failure, if any.
-    pub fn last(&self) -> Option<AttemptRecord> {
-        self.lock().last().cloned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AttemptRecord>> {
-        // Nothing panics while holding it.
-        self.records.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// How a stream that reached the client ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,11 +83,6 @@ impl Member {
         (until > at).then(|| Duration::from_millis(until - at))
     }
 
-    /// Whether it asked for no traffic at `now`.
-    pub(crate) fn is_cooling(&self, origin: Instant, now: Instant) -> bool {
-        self.cooldown_until_ms.load(Ordering::Acquire) > millis_since(origin, now)
-    }
-
     /// Whether `instance` is still what this member stands for.
     fn matches(&self, instance: &Instance) -> bool {
         self.id == instance.id

@@ -1,29 +1,19 @@
-//! An upstream pool: the instances of one tier, each behind its own breaker, and the pool
-//! breaker in front of them all (design §3, "two breaker levels").
+//! An upstream pool: the instances of one tier, each behind its own breaker (outlier
+//! ejection), and the pool breaker in front of them all (the lab's "circuit breaker").
 //!
 //! - `members`: the pool's view of discovery — one balancer [`Endpoint`] per instance of the
 //!   tier, kept (with its in-flight count) across discovery refreshes, and one instance
 //!   breaker per instance id, kept for as long as it remembers something.
-//! - `request`: [`Pool::generate`], the request path: pool breaker → pick → per-try timeout
-//!   → retry on another instance with backoff, under the retry budget and the deadline.
-//!
-//! The rules of one request:
-//! 1. The pool breaker (when there is one) is asked first; OPEN answers
-//!    [`ProviderError::CircuitOpen`] at once, without a call or a wait.
-//! 2. An instance is eligible when it is healthy, its breaker lets a call through and this
-//!    request has not tried it yet. When nothing is eligible but a healthy instance exists,
-//!    a pool probe (HALF_OPEN) — or any request when every healthy instance is ejected —
-//!    uses a healthy instance regardless of its breaker (design §6).
-//! 3. Power-of-two-choices picks among the eligible; each try is bounded by
-//!    `min(per_try_timeout, time left before the deadline)`.
-//! 4. A retryable failure is retried on another instance — the same one only when no other
-//!    may take the try (down, ejected, cooling down) — while the policy allows another attempt, the deadline leaves
-//!    time for the wait and the retry budget has a token. `Retry-After` replaces the backoff,
-//!    capped by the policy's `max_delay`.
-//! 5. A client error (4xx other than 408/429) ends the request at once as
-//!    [`ProviderError::Client`]; it moves no breaker and counts as a healthy answer.
-//! 6. The request is one outcome of the pool breaker: success, failure (every try failed or
-//!    nothing was eligible), or ignored (client error).
+//! - `request`: [`Pool::generate`], the request path. It asks the pool breaker first (OPEN
+//!   answers [`ProviderError::CircuitOpen`] at once, without a call or a wait), then
+//!   executes the steps of a `resilience_core::policy::AttemptPlan`, where every rule of
+//!   which instance is tried, after what wait and when the pool gives up is written and
+//!   tested. Power-of-two-choices picks among the instances the plan accepts; each try is
+//!   bounded by `min(per_try_timeout, time left before the deadline)` (for a stream: the
+//!   first-token limit). The request is one outcome of the pool breaker, as the plan's
+//!   final error says (`Exhausted::breaker_outcome`).
+//! - `live`: a stream past its first token, which reports its end to the instance's breaker,
+//!   health and metrics.
 //!
 //! Every try is told to the [`UpstreamObserver`] (metrics), to the instance's breaker and to
 //! the health tracker as a passive signal. No lock is held across an await.
@@ -32,7 +22,7 @@ mod live;
 mod members;
 mod request;
 
-pub use live::{AttemptLog, AttemptRecord, LiveStream, StreamEnd, StreamSlot};
+pub use live::{LiveStream, StreamEnd, StreamSlot};
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -53,6 +43,7 @@ use resilience_core::breaker::{
 use resilience_core::discovery::DiscoveryClient;
 use resilience_core::fallback::{BoxFuture, FallbackProvider, ProviderError};
 use resilience_core::health::HealthTracker;
+use resilience_core::policy::PlanSettings;
 use resilience_core::retry::{RetryBudget, RetryPolicy};
 use serde::Serialize;
 
@@ -127,8 +118,6 @@ pub struct GatewayRequest {
     pub request_id: String,
     /// When the whole request must be over (`REQUEST_TIMEOUT` after it arrived).
     pub deadline: tokio::time::Instant,
-    /// Every failed try of the request, for the answer's error and logs.
-    pub log: Arc<AttemptLog>,
 }
 
 impl GatewayRequest {
@@ -138,7 +127,6 @@ impl GatewayRequest {
             payload,
             request_id: request_id.into(),
             deadline: tokio::time::Instant::now() + timeout,
-            log: Arc::default(),
         }
     }
 }
@@ -202,6 +190,8 @@ pub struct InstanceView {
 /// An upstream pool; share it as `Arc<Pool>`.
 pub struct Pool {
     settings: PoolSettings,
+    /// The retry rules of the pool's requests, from `settings`.
+    plan: PlanSettings,
     discovery: Arc<DiscoveryClient>,
     health: Arc<HealthTracker>,
     budget: Arc<RetryBudget>,
@@ -246,8 +236,14 @@ impl Pool {
             settings.instance_breaker = BreakerConfig::default();
         }
         let origin = clock.now();
+        let plan = PlanSettings {
+            retry: settings.retry.clone(),
+            max_retry_after: settings.max_retry_after,
+            bypass_when_all_ejected: pool_breaker.is_some(),
+        };
         Self {
             settings,
+            plan,
             discovery,
             health,
             budget,

@@ -310,7 +310,7 @@ async fn a_request_every_instance_refuses_is_the_clients_error_and_moves_no_brea
 
     let error = h.generate().await.unwrap_err();
     assert!(
-        matches!(&error, ProviderError::Client(m) if m.contains("Simulated upstream error")),
+        matches!(&error, ProviderError::Client(m) if m.message.contains("Simulated upstream error")),
         "{error:?}"
     );
     assert_eq!(calls(&[&a, &b]), 2, "each instance asked once, no more");
@@ -392,7 +392,7 @@ async fn a_spent_retry_budget_stops_retries() {
 
     let error = h.generate().await.unwrap_err();
     assert!(
-        matches!(error, ProviderError::Upstream(ref m) if m.contains("503")),
+        matches!(error, ProviderError::Upstream(ref m) if m.status == Some(503)),
         "{error:?}"
     );
     assert_eq!(calls(&[&a, &b]), 1, "no retry without budget");
@@ -442,7 +442,7 @@ async fn a_retry_after_beyond_the_cap_moves_on_at_once_and_keeps_the_target_out(
         started.elapsed()
     );
     assert!(
-        matches!(error, ProviderError::Upstream(ref m) if m.contains("429")),
+        matches!(error, ProviderError::Upstream(ref m) if m.status == Some(429)),
         "{error:?}"
     );
     assert_eq!(only.calls(), 1, "no wait, no second call");
@@ -513,32 +513,6 @@ async fn a_silent_instance_fails_over_at_once_without_backoff() {
     assert!(matches!(error, ProviderError::Timeout { .. }), "{error:?}");
     assert_eq!(calls(&[&a, &b]), 2, "each silent target once");
     assert!(took < Duration::from_millis(1500), "{took:?}");
-}
-
-#[test]
-fn a_timeout_pauses_nothing_a_retry_after_its_wait_and_the_rest_the_backoff() {
-    use super::request::{Pause, pause_after};
-    let status = |status, retry_after| UpstreamError::Status {
-        status,
-        retry_after,
-        message: "m".into(),
-        code: None,
-    };
-    assert_eq!(
-        pause_after(&UpstreamError::Timeout(Duration::from_secs(1))),
-        Pause::None,
-        "a silent target: on to the next one at once"
-    );
-    assert_eq!(
-        pause_after(&status(429, Some(Duration::from_secs(3)))),
-        Pause::Asked(Duration::from_secs(3))
-    );
-    assert_eq!(pause_after(&status(429, None)), Pause::Backoff);
-    assert_eq!(pause_after(&status(500, None)), Pause::Backoff);
-    assert_eq!(
-        pause_after(&UpstreamError::Connect("reset".into())),
-        Pause::Backoff
-    );
 }
 
 #[tokio::test]
@@ -617,12 +591,10 @@ async fn context_length_and_content_policy_refusals_are_not_retried_anywhere() {
         let h = Setup::new().healthy(&a).healthy(&b).build().await;
         let req = h.request(Duration::from_secs(5));
         let error = h.pool.generate(&req).await.unwrap_err();
-        assert!(
-            matches!(error, ProviderError::Client(ref m) if m.contains(code)),
-            "{error:?}"
-        );
+        let ProviderError::Client(refusal) = error else {
+            panic!("{error:?}");
+        };
         assert_eq!(calls(&[&a, &b]), 1, "{code}: one call only");
-        let refusal = req.log.last_refusal().unwrap();
         assert_eq!(refusal.code.as_deref(), Some(code));
         assert_eq!(refusal.status, Some(400));
     }

@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_edge::{BadInput, JsonBody};
 use llm_api::ErrorBody;
 use llm_api::generate::GenerateRequest;
-use resilience_core::fallback::{FallbackError, Served};
+use resilience_core::fallback::Served;
 use serde_json::json;
 
+use super::errors::{LabFailure, failure_label};
 use crate::metrics::Answered;
 use crate::middleware::RequestId;
 use crate::pool::{Answer, GatewayRequest};
@@ -78,33 +78,23 @@ pub async fn generate(
             super::tag(&mut response, &served);
             response
         }
-        Err(FallbackError::Rejected(failure)) => {
-            gateway.metrics.gateway_error("rejected_upstream", 422);
-            let mut body = ErrorBody::new("invalid_request", failure.error.to_string(), None);
-            body.request_id = Some(request_id);
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
-        }
-        Err(FallbackError::AllTiersFailed(failed)) => {
-            gateway.metrics.gateway_error("exhausted", 503);
-            tracing::error!(request_id = %request_id, error = %failed, "no tier could answer");
-            let mut body = ErrorBody::new(
-                "service_unavailable",
-                "no tier could answer; try again shortly",
-                None,
+        Err(error) => {
+            let failure = LabFailure::new(
+                &error,
+                &request_id,
+                gateway.config.args.circuit_breaker_recovery_timeout,
             );
-            body.request_id = Some(request_id);
-            let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(gateway.config.args.circuit_breaker_recovery_timeout),
-            );
-            response
+            let label = failure_label(&error, &request_id);
+            gateway
+                .metrics
+                .gateway_error(label, failure.status().as_u16());
+            failure.into_response()
         }
     }
 }
 
-/// The WARN line of an answer a fallback tier served (design §6: `fallback`, the tier, the
-/// reason, the request id).
+/// The WARN line of an answer a fallback tier served: `fallback`, the tier, the reason, the
+/// request id.
 pub fn log_fallback(served: &Served<Answer>, request_id: &str) {
     if served.fallback_used() {
         tracing::warn!(

@@ -1,7 +1,9 @@
 //! The HTTP routes; [`app`] puts them together with the cross-cutting layers.
 
 pub mod chat;
+pub mod errors;
 pub mod generate;
+mod relay;
 pub mod status;
 
 use std::sync::Arc;

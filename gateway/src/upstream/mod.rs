@@ -12,9 +12,8 @@
 //! proxies are ignored: upstreams are internal addresses, and a stray `HTTP_PROXY` must not
 //! route them elsewhere.
 //!
-//! Classification, the only place it is decided: connection failures, timeouts, 5xx, 408,
-//! 429 and malformed answers are retryable (on another instance); every other 4xx is the
-//! client's fault — never retried, never counted against a breaker or an instance's health.
+//! Classification, the only place it is decided: [`UpstreamError::class`] turns each
+//! failure into a `resilience_core::policy::FailureClass`, which every decision reads.
 
 mod openai;
 mod stream;
@@ -30,6 +29,7 @@ use llm_api::generate::{GenerateRequest, GenerateResponse};
 use llm_api::openai::OpenAiError;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use resilience_core::health::{BoxFuture, HealthProbe};
+use resilience_core::policy::{AttemptFailure, FailureClass};
 use serde::Deserialize;
 
 /// The header carrying the request id to the upstream.
@@ -242,19 +242,57 @@ impl UpstreamClient {
 }
 
 impl UpstreamError {
-    /// Whether the same request may be sent again (to another instance): connection
-    /// failures, timeouts, 5xx, 408, 429 and malformed answers; not the other 4xx.
-    pub fn is_retryable(&self) -> bool {
-        !self.is_client_error()
+    /// What kind of failure this is: the one place an upstream's error is classified.
+    /// Connection failures, timeouts, 5xx, 408 (the upstream gave up waiting), 429 and
+    /// malformed answers are the upstream's; 401/403/404/405 say the instance is
+    /// misconfigured or not the service we think (its fault, not the request's); every
+    /// other 4xx refuses the request itself — by its OpenAI `error.code`, a prompt too long
+    /// for the context, refused content, or another refusal.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Connect(_) => FailureClass::Transport,
+            Self::Timeout(_) => FailureClass::Timeout,
+            Self::Malformed(_) => FailureClass::Malformed,
+            Self::Status { status, code, .. } => match status {
+                429 => FailureClass::RateLimited,
+                408 => FailureClass::ServerError,
+                401 | 403 | 404 | 405 => FailureClass::Misconfigured,
+                400..=499 => match code.as_deref() {
+                    Some("context_length_exceeded") => FailureClass::ContextTooLong,
+                    Some("content_filter" | "content_policy_violation" | "content_policy") => {
+                        FailureClass::ContentRefused
+                    }
+                    _ => FailureClass::Refused,
+                },
+                _ => FailureClass::ServerError,
+            },
+        }
     }
 
-    /// Whether the request itself was refused: a 4xx other than 408 (the upstream gave up
-    /// waiting), 429 (the upstream is overloaded) and 401/403/404/405 (the instance is
-    /// misconfigured or not the service we think: a fault of the instance, not of the
-    /// request). Such a call says nothing about the upstream's health.
-    pub fn is_client_error(&self) -> bool {
-        matches!(self, Self::Status { status, .. }
-            if (400..500).contains(status) && !matches!(status, 401 | 403 | 404 | 405 | 408 | 429))
+    /// The failure as a value, on `target`.
+    pub fn failure(&self, target: &str) -> AttemptFailure {
+        let (status, retry_after, message, code) = match self {
+            Self::Status {
+                status,
+                retry_after,
+                message,
+                code,
+            } => (Some(*status), *retry_after, message.clone(), code.clone()),
+            other => (None, None, other.to_string(), None),
+        };
+        AttemptFailure {
+            target: target.to_owned(),
+            class: self.class(),
+            status,
+            code,
+            message,
+            detail: self.to_string(),
+            retry_after,
+            timeout: match self {
+                Self::Timeout(after) => Some(*after),
+                _ => None,
+            },
+        }
     }
 
     /// The metrics label: `connect`, `timeout`, `http_5xx`, `http_429`, `http_4xx` or
@@ -267,58 +305,6 @@ impl UpstreamError {
             Self::Status { status, .. } if (400..500).contains(status) => "http_4xx",
             Self::Status { .. } => "http_5xx",
             Self::Malformed(_) => "malformed",
-        }
-    }
-
-    /// The HTTP status the upstream answered with, if it answered with an error status.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Self::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// The `Retry-After` the upstream asked for, if any.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    /// Whether the call ran out of time.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Timeout(_))
-    }
-
-    /// OpenAI's `error.code` of a refused call, if it gave one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::Status { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The prompt does not fit the model's context: retrying on the same model cannot help.
-    pub fn is_context_length(&self) -> bool {
-        self.is_client_error() && self.code() == Some("context_length_exceeded")
-    }
-
-    /// The provider refused the content itself: retrying anywhere would be refused again, and
-    /// its reason is the client's to read.
-    pub fn is_content_policy(&self) -> bool {
-        self.is_client_error()
-            && matches!(
-                self.code(),
-                Some("content_filter" | "content_policy_violation" | "content_policy")
-            )
-    }
-
-    /// The refusal's message (the upstream's own words for a status error).
-    pub fn message(&self) -> String {
-        match self {
-            Self::Status { message, .. } => message.clone(),
-            other => other.to_string(),
         }
     }
 }
@@ -506,41 +492,81 @@ mod tests {
 
     #[test]
     fn classification_table() {
+        use FailureClass as C;
         let d = Duration::from_millis(5);
-        // (error, retryable, client error, label, status)
+        let coded = |status, code: &str| UpstreamError::Status {
+            status,
+            retry_after: None,
+            message: "m".into(),
+            code: Some(code.to_owned()),
+        };
+        // (error, class, metrics label)
         let table = [
             (
                 UpstreamError::Connect("refused".into()),
-                true,
-                false,
+                C::Transport,
                 "connect",
-                None,
             ),
-            (UpstreamError::Timeout(d), true, false, "timeout", None),
+            (UpstreamError::Timeout(d), C::Timeout, "timeout"),
             (
                 UpstreamError::Malformed("x".into()),
-                true,
-                false,
+                C::Malformed,
                 "malformed",
-                None,
             ),
-            (status(500), true, false, "http_5xx", Some(500)),
-            (status(503), true, false, "http_5xx", Some(503)),
-            (status(429), true, false, "http_429", Some(429)),
-            (status(408), true, false, "http_4xx", Some(408)),
-            (status(400), false, true, "http_4xx", Some(400)),
-            (status(404), true, false, "http_4xx", Some(404)),
-            (status(401), true, false, "http_4xx", Some(401)),
-            (status(405), true, false, "http_4xx", Some(405)),
-            (status(413), false, true, "http_4xx", Some(413)),
-            (status(422), false, true, "http_4xx", Some(422)),
+            (status(500), C::ServerError, "http_5xx"),
+            (status(503), C::ServerError, "http_5xx"),
+            (status(429), C::RateLimited, "http_429"),
+            (status(408), C::ServerError, "http_4xx"),
+            (status(400), C::Refused, "http_4xx"),
+            (status(404), C::Misconfigured, "http_4xx"),
+            (status(401), C::Misconfigured, "http_4xx"),
+            (status(403), C::Misconfigured, "http_4xx"),
+            (status(405), C::Misconfigured, "http_4xx"),
+            (status(413), C::Refused, "http_4xx"),
+            (status(422), C::Refused, "http_4xx"),
+            (
+                coded(400, "context_length_exceeded"),
+                C::ContextTooLong,
+                "http_4xx",
+            ),
+            (coded(400, "content_filter"), C::ContentRefused, "http_4xx"),
+            (
+                coded(400, "content_policy_violation"),
+                C::ContentRefused,
+                "http_4xx",
+            ),
+            (
+                coded(500, "context_length_exceeded"),
+                C::ServerError,
+                "http_5xx",
+            ),
         ];
-        for (error, retryable, client, label, code) in table {
-            assert_eq!(error.is_retryable(), retryable, "{error}");
-            assert_eq!(error.is_client_error(), client, "{error}");
+        for (error, class, label) in table {
+            assert_eq!(error.class(), class, "{error}");
             assert_eq!(error.error_type(), label, "{error}");
-            assert_eq!(error.status(), code, "{error}");
         }
+    }
+
+    #[test]
+    fn a_failure_keeps_status_code_message_and_retry_after() {
+        let error = UpstreamError::Status {
+            status: 429,
+            retry_after: Some(Duration::from_secs(3)),
+            message: "slow down".into(),
+            code: Some("rate_limit".into()),
+        };
+        let failure = error.failure("llm-1");
+        assert_eq!(failure.target, "llm-1");
+        assert_eq!(failure.class, FailureClass::RateLimited);
+        assert_eq!(failure.status, Some(429));
+        assert_eq!(failure.code.as_deref(), Some("rate_limit"));
+        assert_eq!(failure.message, "slow down");
+        assert_eq!(failure.detail, "HTTP 429: slow down");
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
+        let timeout = UpstreamError::Timeout(Duration::from_millis(250)).failure("llm-2");
+        assert_eq!(timeout.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(timeout.message, "timed out after 250 ms");
+        assert_eq!(timeout.status, None);
     }
 
     #[test]
@@ -619,22 +645,22 @@ mod tests {
         let req = GenerateRequest::new("x");
         let t = Duration::from_secs(5);
         let err = c.generate(&llm.url, &req, t, "r").await.unwrap_err();
-        assert_eq!(err.status(), Some(503));
+        assert_eq!(err.failure("a").status, Some(503));
         assert!(
             err.to_string().contains("Simulated upstream error"),
             "{err}"
         );
-        assert!(err.is_retryable());
+        assert_eq!(err.class(), FailureClass::ServerError);
 
         llm.set(Reply::RetryAfter(429, 7));
         let err = c.generate(&llm.url, &req, t, "r").await.unwrap_err();
         assert_eq!(err.error_type(), "http_429");
-        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(err.failure("a").retry_after, Some(Duration::from_secs(7)));
 
         llm.set(Reply::Status(400));
         let err = c.generate(&llm.url, &req, t, "r").await.unwrap_err();
-        assert!(err.is_client_error());
-        assert!(!err.is_retryable());
+        assert_eq!(err.class(), FailureClass::Refused);
+        assert!(!err.class().is_retryable());
     }
 
     #[tokio::test]
@@ -670,7 +696,7 @@ mod tests {
         let closing = FakeLlm::start_closing("llm-c").await;
         let closed = c.generate(&closing.url, &req, t, "r").await.unwrap_err();
         assert_eq!(closed.error_type(), "connect", "{closed}");
-        assert!(closed.is_retryable());
+        assert!(closed.class().is_retryable());
         assert!(closing.calls() >= 1);
     }
 
@@ -687,7 +713,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.error_type(), "malformed", "{err}");
-        assert!(err.is_retryable());
+        assert!(err.class().is_retryable());
     }
 
     #[tokio::test]

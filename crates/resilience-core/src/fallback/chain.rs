@@ -14,6 +14,7 @@ use super::error::{AllTiersFailed, FallbackError, FallbackReason, ProviderError,
 use super::key::{CacheKey, CacheKeyFn};
 use super::stats::{Attempt, FallbackStats, Recorder};
 use super::tier::{Tier, TierKind};
+use crate::policy::{ChainStep, after_provider_failure};
 
 /// An ordered chain of fallback tiers.
 ///
@@ -159,11 +160,7 @@ where
                 let attempt = Instant::now();
                 let outcome = tokio::time::timeout(tier.timeout(), provider.call(req))
                     .await
-                    .unwrap_or_else(|_elapsed| {
-                        Err(ProviderError::Timeout {
-                            after: tier.timeout(),
-                        })
-                    });
+                    .unwrap_or_else(|_elapsed| Err(ProviderError::timeout(tier.timeout())));
                 let took = attempt.elapsed();
                 let error = match outcome {
                     Ok(response) => {
@@ -187,7 +184,7 @@ where
                     error,
                     elapsed: took,
                 };
-                if failure.error.is_client() {
+                if after_provider_failure(&failure.error) == ChainStep::Reject {
                     self.recorder.attempt(t, p, Attempt::Rejected, took);
                     return Err(FallbackError::Rejected(failure));
                 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::tier::TierKind;
 use crate::error::Fault;
+use crate::policy::AttemptFailure;
 
 /// Why one provider did not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,21 +23,29 @@ pub enum ProviderError {
     /// The provider had no instance to send the request to.
     #[error("no instance available")]
     NoneAvailable,
-    /// The provider did not answer within its tier's timeout.
+    /// The provider did not answer in time: its last attempt's limit, its deadline, or its
+    /// tier's timeout ran out.
     #[error("timed out after {} ms", .after.as_millis())]
     Timeout {
         /// The timeout that elapsed.
         after: Duration,
+        /// The provider's last failed attempt, if it made one.
+        last: Option<Box<AttemptFailure>>,
     },
-    /// The upstream answered with an error or could not be reached; the text says which.
+    /// The upstream answered with an error or could not be reached: the last attempt.
     #[error("upstream error: {0}")]
-    Upstream(String),
+    Upstream(Box<AttemptFailure>),
     /// A cache provider had no answer for the request.
     #[error("miss")]
     Miss,
-    /// The request itself is invalid; later tiers are not tried.
-    #[error("invalid request: {0}")]
-    Client(String),
+    /// A provider that is no upstream (a shared cache store) could not be asked; the text
+    /// says why, for logs. It carries no attempt: clients are never told of it.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The request itself is invalid; later tiers are not tried. The refusal as the
+    /// upstream gave it.
+    #[error("invalid request: {}", .0.message)]
+    Client(Box<AttemptFailure>),
 }
 
 impl ProviderError {
@@ -49,18 +58,36 @@ impl ProviderError {
             | Self::NoneAvailable
             | Self::Timeout { .. }
             | Self::Upstream(_)
+            | Self::Unavailable(_)
             | Self::Miss => Fault::Upstream,
         }
     }
 
     /// Whether the same call may succeed if tried again soon: timeouts and upstream errors.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Upstream(_))
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::Upstream(_) | Self::Unavailable(_)
+        )
     }
 
     /// Whether this is a client error, which stops the chain.
     pub fn is_client(&self) -> bool {
         matches!(self, Self::Client(_))
+    }
+
+    /// A timeout of `after` with no attempt behind it (a tier's own timeout).
+    pub fn timeout(after: Duration) -> Self {
+        Self::Timeout { after, last: None }
+    }
+
+    /// The last failed attempt behind this error, if the provider made one.
+    pub fn attempt(&self) -> Option<&AttemptFailure> {
+        match self {
+            Self::Upstream(failure) | Self::Client(failure) => Some(failure),
+            Self::Timeout { last, .. } => last.as_deref(),
+            Self::CircuitOpen | Self::NoneAvailable | Self::Miss | Self::Unavailable(_) => None,
+        }
     }
 
     /// The `fallback_reason` this failure explains when it is the primary tier's.
@@ -73,7 +100,9 @@ impl ProviderError {
             Self::CircuitOpen => FallbackReason::CircuitOpen,
             Self::NoneAvailable | Self::Miss => FallbackReason::NoServicesAvailable,
             Self::Timeout { .. } => FallbackReason::Timeout,
-            Self::Upstream(_) | Self::Client(_) => FallbackReason::UpstreamError,
+            Self::Upstream(_) | Self::Unavailable(_) | Self::Client(_) => {
+                FallbackReason::UpstreamError
+            }
         }
     }
 }
@@ -159,6 +188,11 @@ impl AllTiersFailed {
     pub fn fallback_reason(&self) -> FallbackReason {
         FallbackReason::from_failures(&self.failures)
     }
+
+    /// The last failed attempt on any upstream, if a provider made one.
+    pub fn last_attempt(&self) -> Option<&AttemptFailure> {
+        self.failures.iter().rev().find_map(|f| f.error.attempt())
+    }
 }
 
 impl fmt::Display for AllTiersFailed {
@@ -214,14 +248,28 @@ impl FallbackError {
         matches!(self, Self::AllTiersFailed(_))
     }
 
-    /// The provider's explanation of a rejection, safe to show the client; `None` otherwise.
-    pub fn client_message(&self) -> Option<&str> {
+    /// The refusal behind a rejection; `None` otherwise.
+    pub fn refusal(&self) -> Option<&AttemptFailure> {
         match self {
             Self::Rejected(TierFailure {
-                error: ProviderError::Client(message),
+                error: ProviderError::Client(failure),
                 ..
-            }) => Some(message),
+            }) => Some(failure),
             Self::Rejected(_) | Self::AllTiersFailed(_) => None,
+        }
+    }
+
+    /// The provider's explanation of a rejection, safe to show the client; `None` otherwise.
+    pub fn client_message(&self) -> Option<&str> {
+        self.refusal().map(|failure| failure.message.as_str())
+    }
+
+    /// The last failed attempt on any upstream, in the order the tiers were tried: what the
+    /// client is told when nothing answered.
+    pub fn last_attempt(&self) -> Option<&AttemptFailure> {
+        match self {
+            Self::Rejected(failure) => failure.error.attempt(),
+            Self::AllTiersFailed(failed) => failed.last_attempt(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Execution order, per-tier timeouts and disabled tiers.
 
+use crate::policy::{AttemptFailure, FailureClass};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,7 +9,11 @@ use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{FallbackChain, FallbackReason, ProviderError, Tier};
 
 fn upstream(text: &str) -> ProviderError {
-    ProviderError::Upstream(text.to_owned())
+    ProviderError::Upstream(Box::new(AttemptFailure::new(
+        "test",
+        FailureClass::ServerError,
+        text,
+    )))
 }
 
 #[tokio::test(start_paused = true)]
@@ -52,7 +57,7 @@ async fn primary_failure_falls_through_to_secondary() {
     assert_eq!(served.failures.len(), 1);
     assert_eq!(
         served.failures[0].to_string(),
-        "primary/pool: upstream error: 502 bad gateway"
+        "primary/pool: upstream error: test: 502 bad gateway"
     );
 }
 
@@ -146,7 +151,8 @@ async fn tier_timeout_fires_and_next_tier_answers() {
     assert_eq!(
         failure.error,
         ProviderError::Timeout {
-            after: Duration::from_millis(250)
+            after: Duration::from_millis(250),
+            last: None,
         }
     );
     assert_eq!(failure.to_string(), "primary/pool: timed out after 250 ms");
@@ -174,10 +180,12 @@ async fn each_tier_uses_its_own_timeout() {
         timeouts,
         [
             ProviderError::Timeout {
-                after: Duration::from_secs(1)
+                after: Duration::from_secs(1),
+                last: None,
             },
             ProviderError::Timeout {
-                after: Duration::from_millis(100)
+                after: Duration::from_millis(100),
+                last: None,
             },
         ]
     );

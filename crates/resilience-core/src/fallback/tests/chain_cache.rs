@@ -1,5 +1,6 @@
 //! The chain feeding the response cache and the cache tier serving from it.
 
+use crate::policy::{AttemptFailure, FailureClass};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,9 @@ async fn primary_success_populates_the_cache_and_the_cache_tier_serves_it_later(
         chain.execute(&req("What is AI?")).await.unwrap().tier,
         Primary
     );
-    primary.set(Step::Fail(ProviderError::Upstream("500".into())));
+    primary.set(Step::Fail(ProviderError::Upstream(Box::new(
+        AttemptFailure::new("test", FailureClass::ServerError, "500"),
+    ))));
     let served = chain.execute(&req("  what is   ai ")).await.unwrap();
 
     assert_eq!((served.tier, served.provider.as_str()), (Cache, "memory"));

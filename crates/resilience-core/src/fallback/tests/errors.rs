@@ -1,5 +1,6 @@
 //! Classification of provider errors, the `fallback_reason` mapping and tier names.
 
+use crate::policy::{AttemptFailure, FailureClass};
 use std::time::Duration;
 
 use super::support::{Scripted, req, tier};
@@ -23,13 +24,18 @@ async fn fallback_reason_follows_the_primary_failure() {
             "no_services_available",
         ),
         (
-            ProviderError::Upstream("500".into()),
+            ProviderError::Upstream(Box::new(AttemptFailure::new(
+                "test",
+                FailureClass::ServerError,
+                "500",
+            ))),
             FallbackReason::UpstreamError,
             "upstream_error",
         ),
         (
             ProviderError::Timeout {
                 after: Duration::from_secs(1),
+                last: None,
             },
             FallbackReason::Timeout,
             "timeout",
@@ -69,9 +75,17 @@ fn fallback_reason_uses_the_last_primary_failure_and_ignores_other_tiers() {
             Primary,
             ProviderError::Timeout {
                 after: Duration::from_secs(2),
+                last: None,
             },
         ),
-        failure(Secondary, ProviderError::Upstream("x".into())),
+        failure(
+            Secondary,
+            ProviderError::Upstream(Box::new(AttemptFailure::new(
+                "test",
+                FailureClass::ServerError,
+                "x",
+            ))),
+        ),
     ];
     assert_eq!(
         FallbackReason::from_failures(&failures),
@@ -90,19 +104,31 @@ fn fallback_reason_uses_the_last_primary_failure_and_ignores_other_tiers() {
 
 #[test]
 fn provider_errors_are_classified() {
-    let client = ProviderError::Client("empty prompt".into());
+    let client = ProviderError::Client(Box::new(AttemptFailure::new(
+        "test",
+        FailureClass::Refused,
+        "empty prompt",
+    )));
     assert_eq!(client.fault(), Fault::Client);
     assert!(client.is_client() && !client.is_retryable());
     assert_eq!(client.to_string(), "invalid request: empty prompt");
 
     let timeout = ProviderError::Timeout {
         after: Duration::from_millis(1500),
+        last: None,
     };
     assert_eq!(timeout.fault(), Fault::Upstream);
     assert!(timeout.is_retryable() && !timeout.is_client());
     assert_eq!(timeout.to_string(), "timed out after 1500 ms");
 
-    assert!(ProviderError::Upstream("reset".into()).is_retryable());
+    assert!(
+        ProviderError::Upstream(Box::new(AttemptFailure::new(
+            "test",
+            FailureClass::ServerError,
+            "reset"
+        )))
+        .is_retryable()
+    );
     for error in [
         ProviderError::CircuitOpen,
         ProviderError::NoneAvailable,

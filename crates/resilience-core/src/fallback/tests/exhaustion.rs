@@ -1,5 +1,6 @@
 //! Client errors that stop the chain, exhaustion with every cause, and invalid chains.
 
+use crate::policy::{AttemptFailure, FailureClass};
 use std::time::Duration;
 
 use super::support::{Scripted, req, tier};
@@ -11,12 +12,23 @@ use crate::fallback::{
 };
 
 fn upstream(text: &str) -> ProviderError {
-    ProviderError::Upstream(text.to_owned())
+    ProviderError::Upstream(Box::new(AttemptFailure::new(
+        "test",
+        FailureClass::ServerError,
+        text,
+    )))
 }
 
 #[tokio::test(start_paused = true)]
 async fn client_error_short_circuits_and_later_tiers_are_not_called() {
-    let primary = Scripted::failing("pool", ProviderError::Client("prompt is empty".into()));
+    let primary = Scripted::failing(
+        "pool",
+        ProviderError::Client(Box::new(AttemptFailure::new(
+            "test",
+            FailureClass::Refused,
+            "prompt is empty",
+        ))),
+    );
     let secondary = Scripted::answering("backup", "from secondary");
     let cache = Scripted::answering("memory", "cached");
     let template = Scripted::answering("degraded", "sorry");
@@ -48,7 +60,11 @@ async fn client_error_from_a_later_tier_still_short_circuits() {
     let primary = Scripted::failing("pool", ProviderError::CircuitOpen);
     let secondary = Scripted::failing(
         "backup",
-        ProviderError::Client("max_tokens too large".into()),
+        ProviderError::Client(Box::new(AttemptFailure::new(
+            "test",
+            FailureClass::Refused,
+            "max_tokens too large",
+        ))),
     );
     let template = Scripted::answering("degraded", "sorry");
     let chain = FallbackChain::new([
@@ -102,7 +118,8 @@ async fn all_tiers_failed_keeps_every_cause_in_order() {
                 Secondary,
                 "backup",
                 &ProviderError::Timeout {
-                    after: Duration::from_millis(100)
+                    after: Duration::from_millis(100),
+                    last: None,
                 }
             ),
             (Cache, "memory", &ProviderError::Miss),
@@ -112,7 +129,7 @@ async fn all_tiers_failed_keeps_every_cause_in_order() {
     assert_eq!(all.failures[2].elapsed, Duration::from_millis(100));
     assert_eq!(
         err.to_string(),
-        "every fallback tier failed: primary/pool-a: upstream error: 503; \
+        "every fallback tier failed: primary/pool-a: upstream error: test: 503; \
          primary/pool-b: circuit open; secondary/backup: timed out after 100 ms; \
          cache/memory: miss (disabled: template)"
     );

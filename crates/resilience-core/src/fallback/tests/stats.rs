@@ -1,5 +1,6 @@
 //! Counters after a sequence of requests, and their JSON shape.
 
+use crate::policy::{AttemptFailure, FailureClass};
 use std::time::Duration;
 
 use super::support::{Scripted, Step, req, tier};
@@ -21,7 +22,9 @@ async fn stats_count_every_outcome_after_a_sequence() {
     // 1: primary answers after 100 ms.
     assert_eq!(chain.execute(&req("a")).await.unwrap().tier, Primary);
     // 2: primary fails, secondary answers.
-    primary.set(Step::Fail(ProviderError::Upstream("500".into())));
+    primary.set(Step::Fail(ProviderError::Upstream(Box::new(
+        AttemptFailure::new("test", FailureClass::ServerError, "500"),
+    ))));
     assert_eq!(chain.execute(&req("b")).await.unwrap().tier, Secondary);
     // 3: primary hangs past its 200 ms timeout, secondary answers.
     primary.set(Step::Hang);
@@ -31,7 +34,9 @@ async fn stats_count_every_outcome_after_a_sequence() {
     primary.set(Step::Fail(ProviderError::CircuitOpen));
     assert_eq!(chain.execute(&req("d")).await.unwrap().tier, Template);
     // 5: a client error stops everything.
-    primary.set(Step::Fail(ProviderError::Client("bad".into())));
+    primary.set(Step::Fail(ProviderError::Client(Box::new(
+        AttemptFailure::new("test", FailureClass::Refused, "bad"),
+    ))));
     assert!(chain.execute(&req("e")).await.is_err());
 
     let stats = chain.stats();
