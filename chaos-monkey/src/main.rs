@@ -1,4 +1,5 @@
-//! `chaos-monkey`: with no subcommand, the lab's daemon (design §6) — every
+//! `chaos-monkey`: with no subcommand, the lab's daemon (README.md, "Chaos experiments, step
+//! by step") — every
 //! `CHAOS_INTERVAL` seconds, with probability `FAILURE_PROBABILITY`, one fault on one of
 //! `TARGET_SERVICES` for `CHAOS_DURATION` seconds, through the llm-service fault API.
 //!

@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{free_port, known_env, read, root, run_argv, yaml};
 
-/// The lab's services (design §2), with the compose names the lab and the suite use.
+/// The lab's services, with the compose names the lab and the suite use (README.md, "With
+/// Docker").
 const SEED_SERVICES: [&str; 8] = [
     "redis",
     "postgres",

@@ -1,4 +1,4 @@
-//! `lab`: the whole stack as local processes, no Docker (design §6, "Launcher").
+//! `lab`: the whole stack as local processes, no Docker (README.md, "The lab launcher").
 //!
 //! `lab up` starts its own `redis-server` (and `prometheus` when installed), then the
 //! `llm-service` twice, the `gateway` and the `chaos-monkey` found beside this executable,

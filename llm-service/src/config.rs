@@ -1,4 +1,6 @@
-//! Settings: every one an environment variable (the seed's names, design §6) and a flag.
+//! Settings: every one an environment variable and a flag. The variables keep the names the
+//! lab's compose file gives them (`docker-compose.yml`): the lab and users' setups rely on
+//! them, so none is renamed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

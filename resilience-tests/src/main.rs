@@ -1,5 +1,5 @@
 //! `resilience-tests`: the lab's grading suite (`suite`), its load test (`load`) and its final
-//! checklist (`validate`), run against a live stack (design §6).
+//! checklist (`validate`), run against a live stack (README.md, "Grading the stack").
 #![allow(
     clippy::print_stdout,
     reason = "a command-line tool: its report is its standard output"

@@ -6,7 +6,10 @@ use serde_json::Value;
 
 use crate::harness::{Answer, Gateway, LlmService};
 
-/// Asserts the success envelope of design §4 with the types of §6, and returns `data`.
+/// Asserts the `/generate` success envelope, `{"status": "success", "data": {…}}` (README.md,
+/// "The gateway"), with the types clients parse: strings, integer `tokens_used` and
+/// `response_time_ms`, a JSON boolean `fallback_used`, `fallback_type` null or a tier name.
+/// Returns `data`.
 pub fn assert_success_envelope(answer: &Answer) -> &Value {
     assert_eq!(answer.status, 200, "a 200 answer: {answer:?}");
     assert_eq!(

@@ -1,4 +1,5 @@
-//! The `/chaos` API: inject, list and remove faults (design §6 "Fault API").
+//! The `/chaos` API: inject, list and remove faults (README.md, "One llm-service by hand";
+//! the fault specs are `llm_api::fault`'s).
 //!
 //! - `GET /chaos/inject-failure[?duration_s=N]`: the lab's endpoint; a 500 `error` fault on
 //!   every request for N seconds (10–30 s drawn when absent), answered at once.

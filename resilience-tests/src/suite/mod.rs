@@ -1,4 +1,5 @@
-//! `resilience-tests suite`: the lab's grading, run against a live stack (design §6).
+//! `resilience-tests suite`: the lab's grading, run against a live stack (README.md, "Grading
+//! the stack").
 //!
 //! It waits for steady state, stops the chaos monkey for the length of the grading (so that
 //! random faults do not blur the checks), runs the checks group by group — the lab rubric's

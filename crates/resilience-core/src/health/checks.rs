@@ -71,7 +71,8 @@ where
 /// N ms`) otherwise.
 ///
 /// Named `redis` and non-critical by default: losing Redis degrades the gateway, it never
-/// stops traffic (design §2). Each `PING` is bounded by its own timeout (default
+/// stops traffic (the gateway keeps serving the instances it knew, from its static list and
+/// its last registry snapshot). Each `PING` is bounded by its own timeout (default
 /// [`DEFAULT_REDIS_PING_TIMEOUT`]), so it also answers quickly outside the composite checker.
 pub struct RedisPingCheck {
     name: String,

@@ -1,10 +1,10 @@
 //! The composite health checker behind `/health`: named checks run concurrently, each under
 //! a timeout, folded into one [`HealthReport`].
 //!
-//! Aggregation follows design §6: a failing *critical* check makes the process unhealthy
-//! (HTTP 503: take it out of rotation); a failing non-critical check or any degraded one
-//! only makes it degraded (HTTP 200: still serving, with less). So a lost Redis or a busy
-//! CPU never stops traffic.
+//! Aggregation, the same for the gateway and llm-service: a failing *critical* check makes
+//! the process unhealthy (HTTP 503: take it out of rotation); a failing non-critical check or
+//! any degraded one only makes it degraded (HTTP 200: still serving, with less). So a lost
+//! Redis or a busy CPU never stops traffic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

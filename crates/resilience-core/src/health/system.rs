@@ -1,7 +1,7 @@
 //! The system-resources check: CPU and memory usage, read through `sysinfo`.
 //!
 //! It is non-critical and degrades only when memory use is above a threshold (default 95 %),
-//! never because of CPU (design §6): a gateway at 100 % CPU is busy, not broken, and marking
+//! never because of CPU: a gateway at 100 % CPU is busy, not broken, and marking
 //! it degraded would make load look like an outage. CPU is still reported, for operators.
 //! Sampling sits behind [`ResourceSampler`] so the thresholds are tested with fake readings.
 

@@ -114,7 +114,9 @@ async fn generate(ctx: &Ctx) -> anyhow::Result<Verdict> {
     )))
 }
 
-/// What is wrong with a success's `data` against the lab's contract (design §4, §6 types).
+/// What is wrong with a success's `data` against the lab's contract: the fields of the
+/// `/generate` envelope (README.md, "The gateway") with their types — integer `tokens_used`
+/// and `response_time_ms`, boolean `fallback_used`, `fallback_type` null or a tier name.
 pub fn envelope_problems(data: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let mut want = |ok: bool, what: &str| {
