@@ -5,6 +5,7 @@
 //! - [`pool`]: the request path of one pool (balancing, per-try timeout, budgeted retries
 //!   on other instances, instance and pool breakers); [`upstream`]: the HTTP client.
 //! - [`routes`]: `/generate`, `/health`, `/live`, `/ready`, `/metrics`, `/admin/*`.
+//! - [`wire`]: the library's snapshots as the `llm_api` types the routes write.
 //! - [`middleware`]: request ids and load shedding; [`metrics`]: Prometheus;
 //!   [`redis_cache`]: the response cache shared through Redis.
 //!
@@ -19,6 +20,7 @@ pub mod routes;
 pub mod routing;
 pub mod state;
 pub mod upstream;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use llm_api::fault::{FaultKind, FaultSpec};
+use llm_api::gateway::GatewayHealth;
 use serde::Serialize;
 use serde_json::{Value, json};
 use stack_control::{Controller, REDIS};
@@ -169,15 +170,14 @@ impl Target {
             .filter(|u| u.starts_with("http"));
         if url.is_none()
             && let Ok(response) = http.get(format!("{gateway}/health")).send().await
-            && let Ok(body) = response.json::<Value>().await
+            && let Ok(health) = response.json::<GatewayHealth>().await
         {
-            url = body["service_discovery"]["services"]
-                .as_array()
+            url = health
+                .service_discovery
+                .services
                 .into_iter()
-                .flatten()
-                .find(|s| s["id"] == spec)
-                .and_then(|s| s["url"].as_str())
-                .map(str::to_owned);
+                .find(|s| s.id == spec)
+                .map(|s| s.url);
         }
         Ok(Self {
             name: Some(spec.to_owned()),

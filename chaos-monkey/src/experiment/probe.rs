@@ -3,8 +3,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use llm_api::envelope::GenerateSuccess;
+use llm_api::gateway::GatewayHealth;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::RunArgs;
 use super::journal::Journal;
@@ -66,8 +68,12 @@ impl Prober {
         let (status, fallback, error) = match request.await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                (Some(status), body["data"]["fallback_used"] == true, None)
+                let success = response.json::<GenerateSuccess>().await;
+                (
+                    Some(status),
+                    success.is_ok_and(|s| s.data.fallback_used),
+                    None,
+                )
             }
             Err(error) => (None, false, Some(error.to_string())),
         };
@@ -89,10 +95,9 @@ impl Prober {
             .await
         {
             Ok(response) => {
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                body["overall_status"]
-                    .as_str()
-                    .unwrap_or("unreadable")
+                let health = response.json::<GatewayHealth>().await;
+                health
+                    .map_or("unreadable", |h| h.overall_status.as_str())
                     .to_owned()
             }
             Err(error) => format!("unreachable ({error})"),

@@ -5,15 +5,23 @@
 //! - [`fault`]: llm-service's fault-injection API (`/chaos/faults`).
 //! - [`health`]: llm-service's `/health` body.
 //! - [`error`]: the 4xx body for invalid input on the lab's endpoints, naming the field.
+//! - [`envelope`]: the gateway's `/generate` success envelope (its errors are [`ErrorBody`]).
+//! - [`gateway`]: the gateway's `/health`, `/admin/status` and breaker-reset answers.
+//! - [`stats`]: the gateway's JSON `/metrics` and the fallback and cache counters in it.
+//! - [`breaker`]: a circuit breaker and its transitions, as those documents show them.
 //!
 //! Types that carry OpenAI request bodies keep the fields they do not know (`extra`), so a
 //! gateway forwards them unchanged.
 
+pub mod breaker;
 mod checks;
+pub mod envelope;
 pub mod error;
 pub mod fault;
+pub mod gateway;
 pub mod generate;
 pub mod health;
 pub mod openai;
+pub mod stats;
 
 pub use error::{ErrorBody, FieldError};

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_edge::{BadInput, JsonBody};
 use llm_api::ErrorBody;
+use llm_api::envelope::{GenerateData, GenerateSuccess};
 use llm_api::generate::GenerateRequest;
 use resilience_core::fallback::Served;
-use serde_json::json;
 
 use super::errors::{LabFailure, failure_label};
 use crate::metrics::Answered;
@@ -18,6 +18,7 @@ use crate::middleware::RequestId;
 use crate::pool::{Answer, GatewayRequest};
 use crate::state::Gateway;
 use crate::upstream::Payload;
+use crate::wire;
 
 /// Answers a prompt from the first tier that can: a 200 whenever any tier answered, a 4xx
 /// for bad input (never sent upstream), a 503 with `Retry-After` when nothing could answer.
@@ -60,21 +61,18 @@ pub async fn generate(
                 endpoint: "generate",
                 took,
             });
-            let mut response = Json(json!({
-                "status": "success",
-                "data": {
-                    "response": answer.response,
-                    "model_used": answer.model_used,
-                    "tokens_used": answer.tokens_used,
-                    "response_time_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                    "served_by": answer.served_by,
-                    "fallback_used": served.fallback_used(),
-                    "fallback_type": fallback_type.map(|t| t.as_str()),
-                    "fallback_reason": fallback_reason.map(|r| r.as_str()),
-                    "request_id": request_id,
-                }
-            }))
-            .into_response();
+            let data = GenerateData {
+                fallback_reason: fallback_reason.map(wire::fallback_reason),
+                fallback_type: fallback_type.and_then(wire::fallback_type),
+                fallback_used: served.fallback_used(),
+                model_used: answer.model_used.clone(),
+                request_id,
+                response: answer.response.clone(),
+                response_time_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                served_by: answer.served_by.clone(),
+                tokens_used: answer.tokens_used,
+            };
+            let mut response = Json(GenerateSuccess::new(data)).into_response();
             super::tag(&mut response, &served);
             response
         }

@@ -1,5 +1,6 @@
 //! `/health`, `/live`, `/ready`, `/metrics` and `/admin/*`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -7,41 +8,50 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use llm_api::gateway::{
+    AdminStatus, DiscoveryView, EndpointView, GatewayHealth, PoolView, ResetAnswer,
+};
+use llm_api::stats::{FallbackStats, GatewayMetrics, RequestCounts};
 use resilience_core::health::HealthStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::state::Gateway;
+use crate::wire;
 
-fn discovery_json(gateway: &Gateway) -> Value {
+fn discovery(gateway: &Gateway) -> DiscoveryView {
     let snapshot = gateway.discovery.snapshot();
     let services: Vec<_> = gateway.pools.values().flat_map(|p| p.instances()).collect();
-    json!({
-        "available_services": gateway.available_services(),
-        "known_services": snapshot.len(),
-        "stale": snapshot.is_stale(),
-        "last_error": snapshot.last_error,
-        "registry": gateway.discovery.registry_backend(),
-        "services": services,
-    })
+    DiscoveryView {
+        available_services: count(gateway.available_services()),
+        known_services: count(snapshot.len()),
+        last_error: snapshot.last_error.clone(),
+        registry: gateway.discovery.registry_backend().map(str::to_owned),
+        services: wire::services(&services),
+        stale: snapshot.is_stale(),
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// Overall status, the pool breaker, discovery, dependency checks: 200 unless unhealthy.
 pub async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     let report = gateway.checks.check().await;
-    let overall = report.overall_status;
+    let overall = wire::health(report.overall_status);
     let code = StatusCode::from_u16(report.http_status()).unwrap_or(StatusCode::OK);
-    let body = json!({
-        "overall_status": overall,
-        "status": overall,
-        "circuit_breaker": gateway.pool_breaker.snapshot(),
-        "service_discovery": discovery_json(&gateway),
-        "health_checks": report.checks,
-        "uptime_s": gateway.started.elapsed().as_secs_f64(),
-        "in_flight": gateway.in_flight.load(Ordering::Relaxed),
-        "ready": gateway.is_ready(),
-        "timestamp_ms": report.checked_at_ms,
-    });
+    let body = GatewayHealth {
+        circuit_breaker: wire::breaker(&gateway.pool_breaker.snapshot()),
+        health_checks: wire::checks(&report.checks),
+        in_flight: count(gateway.in_flight.load(Ordering::Relaxed)),
+        overall_status: overall,
+        ready: gateway.is_ready(),
+        service_discovery: discovery(&gateway),
+        status: overall,
+        timestamp_ms: report.checked_at_ms,
+        uptime_s: gateway.started.elapsed().as_secs_f64(),
+    };
     (code, Json(body)).into_response()
 }
 
@@ -116,74 +126,82 @@ pub async fn metrics(
             }
         };
     }
-    let instance_breakers: std::collections::BTreeMap<_, _> = gateway
+    let instance_breakers: BTreeMap<_, _> = gateway
         .pools
         .values()
         .chain(&gateway.endpoints)
         .flat_map(|p| p.breaker_snapshots())
         .collect();
-    let fallback = gateway.routes.for_model(None).chain.stats();
-    let stats: Vec<_> = gateway
+    let fallback = wire::fallback(&gateway.routes.for_model(None).chain.stats());
+    let routes: BTreeMap<String, FallbackStats> = gateway
         .routes
         .iter()
-        .map(|r| (r.name.clone(), r.chain.stats()))
+        .map(|r| (r.name.clone(), wire::fallback(&r.chain.stats())))
         .collect();
     // Every route's requests (a context fallback counts in both routes it went through).
-    let sum = |count: fn(&resilience_core::fallback::FallbackStats) -> u64| -> u64 {
-        stats.iter().map(|(_, s)| count(s)).sum()
+    let sum = |count: fn(&FallbackStats) -> u64| -> u64 { routes.values().map(count).sum() };
+    let requests = RequestCounts {
+        exhausted: sum(|s| s.exhausted),
+        in_flight: count(gateway.in_flight.load(Ordering::Relaxed)),
+        served: sum(|s| s.served),
+        served_by_fallback: sum(|s| s.served_by_fallback),
+        total: sum(|s| s.requests),
     };
-    let requests = json!({
-        "in_flight": gateway.in_flight.load(Ordering::Relaxed),
-        "total": sum(|s| s.requests),
-        "served": sum(|s| s.served),
-        "served_by_fallback": sum(|s| s.served_by_fallback),
-        "exhausted": sum(|s| s.exhausted),
-    });
-    let routes: serde_json::Map<String, Value> = stats
-        .into_iter()
-        .map(|(name, s)| (name, json!(s)))
-        .collect();
-    Json(json!({
-        "circuit_breaker": gateway.pool_breaker.snapshot(),
-        "circuit_breakers": instance_breakers,
-        "fallback": fallback,
-        "routes": routes,
-        "service_discovery": discovery_json(&gateway),
-        "requests": requests,
-    }))
+    Json(GatewayMetrics {
+        circuit_breaker: wire::breaker(&gateway.pool_breaker.snapshot()),
+        circuit_breakers: wire::breakers(&instance_breakers),
+        fallback,
+        requests,
+        routes,
+        service_discovery: discovery(&gateway),
+    })
     .into_response()
 }
 
 /// Closes the pool breaker and every instance breaker.
-pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
+pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<ResetAnswer> {
     gateway.pool_breaker.reset();
     for pool in gateway.pools.values().chain(&gateway.endpoints) {
         pool.reset_instance_breakers();
     }
     tracing::warn!("circuit breakers reset by an operator");
-    Json(
-        json!({"message": "Circuit breaker reset successfully", "state": gateway.pool_breaker.state()}),
-    )
+    Json(ResetAnswer {
+        message: ResetAnswer::MESSAGE.to_owned(),
+        state: wire::state(gateway.pool_breaker.state()),
+    })
 }
 
 /// Pools, instances, breakers and recent transitions.
-pub async fn admin_status(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
+pub async fn admin_status(State(gateway): State<Arc<Gateway>>) -> Json<AdminStatus> {
     let health = gateway.checks.check().await;
-    Json(json!({
-        "overall_status": health.overall_status,
-        "pools": gateway.pools.iter().map(|(name, pool)| (name.clone(), json!({
-            "instances": pool.instances(),
-            "breakers": pool.breaker_snapshots(),
-        }))).collect::<serde_json::Map<String, Value>>(),
-        "endpoints": gateway.endpoints.iter().map(|pool| json!({
-            "id": pool.name(),
-            "instances": pool.instances(),
-            "breakers": pool.breaker_snapshots(),
-        })).collect::<Vec<_>>(),
-        "circuit_breaker": gateway.pool_breaker.snapshot(),
-        "transitions": gateway.transitions(),
-        "cache": gateway.cache.stats(),
-        "ready": gateway.is_ready(),
-        "healthy": health.overall_status != HealthStatus::Unhealthy,
-    }))
+    let pools = gateway
+        .pools
+        .iter()
+        .map(|(name, pool)| {
+            let view = PoolView {
+                breakers: wire::breakers(&pool.breaker_snapshots()),
+                instances: wire::services(&pool.instances()),
+            };
+            (name.clone(), view)
+        })
+        .collect();
+    let endpoints = gateway
+        .endpoints
+        .iter()
+        .map(|pool| EndpointView {
+            breakers: wire::breakers(&pool.breaker_snapshots()),
+            id: pool.name().to_owned(),
+            instances: wire::services(&pool.instances()),
+        })
+        .collect();
+    Json(AdminStatus {
+        cache: wire::cache(&gateway.cache.stats()),
+        circuit_breaker: wire::breaker(&gateway.pool_breaker.snapshot()),
+        endpoints,
+        healthy: health.overall_status != HealthStatus::Unhealthy,
+        overall_status: wire::health(health.overall_status),
+        pools,
+        ready: gateway.is_ready(),
+        transitions: gateway.transitions().iter().map(wire::transition).collect(),
+    })
 }

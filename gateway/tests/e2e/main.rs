@@ -8,7 +8,7 @@
 //! `fallback` (cache and template tiers), `redis` (registry outage), `protection` (bad
 //! input, body limit, load shedding), `shutdown` (SIGTERM drain); `openai` covers issue #5 (OpenAI API, routes, stream
 //! safety, upstream misbehaviour). `harness` starts the
-//! processes.
+//! processes; `wire` holds every JSON document to its `llm_api` type.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -25,3 +25,4 @@ mod openai;
 mod protection;
 mod redis;
 mod shutdown;
+mod wire;
