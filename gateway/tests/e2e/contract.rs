@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Answer, Gateway, LlmService};
+use crate::harness::{Answer, Gateway, GatewayExt, LlmExt, LlmService};
 
 /// Asserts the success envelope of design §4 with the types of §6, and returns `data`.
 pub fn assert_success_envelope(answer: &Answer) -> &Value {
