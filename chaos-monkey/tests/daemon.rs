@@ -9,46 +9,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// Starts an llm-service on a free port; returns it and its base URL.
-async fn llm_service() -> (Child, String) {
-    let binary =
-        std::path::Path::new(env!("CARGO_BIN_EXE_chaos-monkey")).with_file_name("llm-service");
-    assert!(
-        binary.is_file(),
-        "build the llm-service first (cargo build -p llm-service): {}",
-        binary.display()
-    );
-    let mut child = Command::new(binary)
-        .env("PORT", "0")
-        .env("HOST", "127.0.0.1")
-        .env("SERVICE_ID", format!("chaos-test-{}", std::process::id()))
-        .env("SIM_FAILURE_RATE", "0")
-        .env("SIM_MIN_LATENCY_MS", "0")
-        .env("SIM_MAX_LATENCY_MS", "0")
-        .env("LOG_FORMAT", "pretty")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("url=http://") {
-                return line[at + 4..].split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("the llm-service ended without a listening line");
-    })
-    .await
-    .expect("the llm-service listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
+use test_support::LlmService;
+use tokio::process::Command;
 
 async fn faults(url: &str) -> Vec<serde_json::Value> {
     let body: serde_json::Value = reqwest::get(format!("{url}/chaos/faults"))
@@ -66,7 +28,11 @@ async fn faults(url: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn the_daemon_injects_faults_that_expire_and_rolls_them_back_on_sigterm() {
-    let (_llm, url) = llm_service().await;
+    let llm = LlmService::builder()
+        .env("SERVICE_ID", format!("chaos-test-{}", std::process::id()))
+        .start()
+        .await;
+    let url = llm.url.clone();
     let mut monkey = Command::new(env!("CARGO_BIN_EXE_chaos-monkey"))
         .env("TARGET_SERVICES", &url)
         .env("CHAOS_INTERVAL", "0.2")

@@ -17,21 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stack_control::local::{Health, LocalStack, ServiceSpec, StackFile, which};
 use stack_control::{Controller, RunState};
+use test_support::{binary, free_port};
 use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_chaos-monkey")).with_file_name(name);
-    assert!(path.is_file(), "build {name} first: {}", path.display());
-    path
-}
 
 fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
     pairs

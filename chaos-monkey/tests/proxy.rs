@@ -2,7 +2,7 @@
 //! gateway, driven by the real Toxiproxy client (`toxiproxy-python`, through
 //! tests/toxiproxy_client.py), measured through the gateway's `/generate`.
 //!
-//! Needs `cargo build -p llm-service -p gateway` and
+//! Needs `cargo build -p llm-service -p gateway` (started through crates/test-support) and
 //! `pip install -r chaos-monkey/tests/requirements.txt`; without Python or the client the
 //! tests fail and say so.
 #![allow(
@@ -12,96 +12,34 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use test_support::{Address, Gateway, LlmService, Process};
+use tokio::process::Command;
 
 const CLIENT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/toxiproxy_client.py");
 const INSTALL_HINT: &str = "pip install -r chaos-monkey/tests/requirements.txt";
 /// The proxy's name in the stack.
 const PROXY: &str = "llm";
 
-/// A child process, killed when dropped, with its output kept for failure messages.
-struct Process {
-    what: &'static str,
-    _child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    /// Starts `command` and waits for the log line carrying `url=http://…`; returns the
-    /// process and that URL.
-    async fn start(what: &'static str, mut command: Command) -> (Self, String) {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
-        keep_lines(
-            child.stdout.take().unwrap(),
-            Arc::clone(&logs),
-            Some(url_tx),
-        );
-        keep_lines(child.stderr.take().unwrap(), Arc::clone(&logs), None);
-        let process = Self {
-            what,
-            _child: child,
-            logs,
-        };
-        match tokio::time::timeout(Duration::from_secs(30), url_rx).await {
-            Ok(Ok(url)) => (process, url),
-            _ => panic!(
-                "{what} logged no `url=http://…` line; its output:\n{}",
-                process.tail()
-            ),
-        }
-    }
-
-    fn tail(&self) -> String {
-        let logs = self.logs.lock().unwrap();
-        let from = logs.len().saturating_sub(30);
-        format!("--- {} ---\n{}", self.what, logs[from..].join("\n"))
-    }
-}
-
-/// Keeps the lines of `output` in `logs`; sends the first `url=` on `url`.
-fn keep_lines(
-    output: impl AsyncRead + Unpin + Send + 'static,
-    logs: Arc<Mutex<Vec<String>>>,
-    mut url: Option<tokio::sync::oneshot::Sender<String>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(output).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(at) = line.find("url=http://")
-                && let Some(url) = url.take()
-            {
-                let found = line[at + 4..].split_whitespace().next().unwrap_or("");
-                let _ = url.send(found.to_owned());
-            }
-            logs.lock().unwrap().push(line);
-        }
-    });
-}
-
-fn binary(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_chaos-monkey")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "build it first (cargo build -p llm-service -p gateway): {}",
-        path.display()
-    );
-    path
+/// `chaos-monkey proxy ARGS`, listening (on `--listen 127.0.0.1:0`) and answering
+/// `/version`.
+async fn start_proxy(args: &[&str]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chaos-monkey"));
+    command
+        .arg("proxy")
+        .args(args)
+        .env("LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "info");
+    Process::start(
+        "chaos-monkey proxy",
+        command,
+        Address::FromLog,
+        Some("/version"),
+    )
+    .await
 }
 
 /// The real Toxiproxy client, one step per run of the script.
@@ -156,10 +94,9 @@ struct Generated {
 /// An llm-service, the proxy in front of it (created by the Toxiproxy client), and a
 /// gateway whose only upstream is the proxy.
 struct Stack {
-    _llm: Process,
+    _llm: LlmService,
     proxy: Process,
-    gateway: Process,
-    gateway_url: String,
+    gateway: Gateway,
     toxiproxy: ToxiproxyClient,
     http: reqwest::Client,
 }
@@ -167,83 +104,39 @@ struct Stack {
 impl Stack {
     /// The stack with the gateway probing its upstream every `health_check_interval_ms`.
     async fn start(health_check_interval_ms: u64) -> Self {
-        let mut llm = Command::new(binary("llm-service"));
-        llm.env("PORT", "0")
-            .env("HOST", "127.0.0.1")
+        let llm = LlmService::builder()
             .env("SERVICE_ID", format!("proxy-test-{}", std::process::id()))
-            .env("SIM_FAILURE_RATE", "0")
-            .env("SIM_MIN_LATENCY_MS", "0")
-            .env("SIM_MAX_LATENCY_MS", "0")
-            .env("LOG_FORMAT", "pretty")
-            .env_remove("REDIS_URL");
-        let (llm, llm_url) = Process::start("llm-service", llm).await;
+            .start()
+            .await;
 
-        let mut proxy = Command::new(env!("CARGO_BIN_EXE_chaos-monkey"));
-        proxy
-            .args(["proxy", "--listen", "127.0.0.1:0"])
-            .env("LOG_FORMAT", "pretty")
-            .env("RUST_LOG", "info");
-        let (proxy, api_url) = Process::start("chaos-monkey proxy", proxy).await;
+        let proxy = start_proxy(&["--listen", "127.0.0.1:0"]).await;
         let toxiproxy = ToxiproxyClient {
-            api: api_url.trim_start_matches("http://").to_owned(),
+            api: proxy.url().trim_start_matches("http://").to_owned(),
         };
         toxiproxy.run(&["check"]).await;
-        let upstream = llm_url.trim_start_matches("http://");
+        let upstream = llm.url.trim_start_matches("http://");
         let created = toxiproxy.run(&["create", PROXY, upstream]).await;
         let listen = created["listen"].as_str().unwrap().to_owned();
 
-        let mut gateway = Command::new(binary("gateway"));
-        gateway
-            .env("PORT", "0")
-            .env("HOST", "127.0.0.1")
+        // The gateway's own breaker threshold (5), not the harness's.
+        let gateway = Gateway::builder()
             .env("LLM_SERVICE_URLS", format!("http://{listen}"))
-            .env(
-                "HEALTH_CHECK_INTERVAL_MS",
-                health_check_interval_ms.to_string(),
-            )
-            .env("PER_TRY_TIMEOUT_MS", "1000")
-            .env("REQUEST_TIMEOUT", "5")
-            .env("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "2")
-            .env("LOG_FORMAT", "pretty")
-            .env("RUST_LOG", "info")
-            .env_remove("REDIS_URL")
-            .env_remove("POSTGRES_URL")
-            .env_remove("DATABASE_URL")
-            .env_remove("GATEWAY_CONFIG");
-        let (gateway, gateway_url) = Process::start("gateway", gateway).await;
-        let stack = Self {
+            .env("HEALTH_CHECK_INTERVAL_MS", health_check_interval_ms)
+            .per_try_timeout_ms(1000)
+            .breaker(5, 2)
+            .start()
+            .await;
+        Self {
             _llm: llm,
             proxy,
             gateway,
-            gateway_url,
             toxiproxy,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(15))
                 .build()
                 .unwrap(),
-        };
-        stack.wait_ready().await;
-        stack
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let ready = self
-                .http
-                .get(format!("{}/ready", self.gateway_url))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "the gateway's /ready never answered 200\n{}",
-            self.gateway.tail()
-        );
     }
 
     /// Asks the gateway for a completion of a prompt never asked before (no cache hit).
@@ -253,7 +146,7 @@ impl Stack {
         let started = Instant::now();
         let response = self
             .http
-            .post(format!("{}/generate", self.gateway_url))
+            .post(format!("{}/generate", self.gateway.url))
             .json(&json!({
                 "prompt": format!("proxy test {} prompt {n}", std::process::id()),
                 "max_tokens": 8,
@@ -296,7 +189,11 @@ impl Stack {
     }
 
     fn logs(&self) -> String {
-        format!("{}\n{}", self.proxy.tail(), self.gateway.tail())
+        format!(
+            "--- chaos-monkey proxy ---\n{}\n--- gateway ---\n{}",
+            self.proxy.logs().tail(30),
+            self.gateway.logs().tail(30)
+        )
     }
 
     /// `count` answers, all from the upstream; their response times.
@@ -392,32 +289,27 @@ async fn a_partition_from_the_toxiproxy_client_sends_the_gateway_to_fallback_unt
 
 #[tokio::test]
 async fn the_toxiproxy_client_drives_the_whole_api() {
-    let mut proxy = Command::new(env!("CARGO_BIN_EXE_chaos-monkey"));
-    proxy
-        .args(["proxy", "--listen", "127.0.0.1:0"])
-        .env("LOG_FORMAT", "pretty");
-    let (proxy, api_url) = Process::start("chaos-monkey proxy", proxy).await;
+    let proxy = start_proxy(&["--listen", "127.0.0.1:0"]).await;
     let client = ToxiproxyClient {
-        api: api_url.trim_start_matches("http://").to_owned(),
+        api: proxy.url().trim_start_matches("http://").to_owned(),
     };
     // The upstream need not answer: conformance only configures.
     let answer = client.run(&["conformance", "127.0.0.1:9"]).await;
-    assert_eq!(answer, json!({"ok": true}), "{}", proxy.tail());
+    assert_eq!(answer, json!({"ok": true}), "{}", proxy.logs().tail(30));
 }
 
 #[tokio::test]
 async fn proxies_given_on_the_command_line_exist_at_start() {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_addr = upstream.local_addr().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chaos-monkey"));
-    command.args([
-        "proxy",
+    let proxy = start_proxy(&[
         "--listen",
         "127.0.0.1:0",
         "--proxy",
         &format!("echo=127.0.0.1:0={upstream_addr}"),
-    ]);
-    let (_proxy, api_url) = Process::start("chaos-monkey proxy", command).await;
+    ])
+    .await;
+    let api_url = proxy.url();
     let proxies: Value = reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{free_port, known_env, read, root, run_argv, yaml};
+use support::{Address, Process, free_port, known_env, read, root, run_argv, yaml};
 
 /// The lab's services, with the compose names the lab and the suite use (README.md, "With
 /// Docker").
@@ -218,17 +218,10 @@ async fn compose_mirrors_the_lab_and_passes_only_what_the_binaries_read() {
 }
 
 /// Sends SIGTERM (as `docker stop` does) and waits for a clean exit.
-async fn stop(name: &str, mut child: tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    assert!(sent.unwrap().success());
-    let exited = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
-    assert!(
-        exited.unwrap().unwrap().success(),
-        "{name}: clean exit on SIGTERM"
-    );
+async fn stop(name: &str, mut process: Process) {
+    process.terminate().await;
+    let status = process.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "{name}: clean exit on SIGTERM ({status})");
 }
 
 #[tokio::test]
@@ -254,18 +247,15 @@ async fn each_service_starts_with_its_compose_environment_and_its_health_check_f
             !run_argv(&argv, &env).await.success(),
             "{name}: healthy before it runs"
         );
-        let child = tokio::process::Command::new(support::binary(&image.binary))
-            .env_clear()
-            .envs(&env)
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut command = tokio::process::Command::new(support::binary(&image.binary));
+        command.env_clear().envs(&env);
+        // Its health check, not a port of ours, says when it is up.
+        let process = Process::start(&name, command, Address::Nowhere, None).await;
         support::wait_until(&format!("{name}'s health check passes"), || async {
             run_argv(&argv, &env).await.success()
         })
         .await;
-        stop(&name, child).await;
+        stop(&name, process).await;
         assert!(
             !run_argv(&argv, &env).await.success(),
             "{name}: stopped but healthy"

@@ -1,14 +1,16 @@
-//! Starts the workspace's real binaries on free ports for the deployment checks, and reads
-//! the deployment files.
+//! Starts the workspace's real binaries for the deployment checks through the workspace's
+//! one test harness (`test-support`, crates/test-support), with exactly the environment a
+//! deployment file gives them, and reads the deployment files.
 #![allow(dead_code, reason = "each test binary uses part of the support")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
+pub use test_support::{Address, Process, RedisServer, binary, free_port, poll};
+use tokio::process::Command;
 
 /// The workspace root, where the deployment files live.
 pub fn root() -> PathBuf {
@@ -29,22 +31,6 @@ pub fn yaml(relative: &str) -> Value {
     yaml_serde::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
-/// A binary built in this target directory (`cargo build --workspace` builds them all).
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace` first",
-        path.display()
-    );
-    path
-}
-
 /// The environment variables `binary --help` lists, and RUST_LOG (read by the logger).
 pub async fn known_env(binary_name: &str) -> std::collections::BTreeSet<String> {
     let output = Command::new(binary(binary_name))
@@ -58,15 +44,9 @@ pub async fn known_env(binary_name: &str) -> std::collections::BTreeSet<String> 
     names
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// A running service, killed when dropped.
 pub struct Service {
-    pub child: Child,
+    pub process: Process,
     pub port: u16,
 }
 
@@ -77,7 +57,7 @@ impl Service {
         Self::start_on(free_port(), binary_name, env, ready_path).await
     }
 
-    /// [`Service::start`] on `port`.
+    /// [`Service::start`] on `port`, with exactly `env` (and PORT, HOST, RUST_LOG).
     pub async fn start_on(
         port: u16,
         binary_name: &str,
@@ -91,50 +71,24 @@ impl Service {
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap();
-        let service = Self { child, port };
-        let url = service.url(ready_path);
-        wait_until(&format!("{binary_name} answers {url}"), || async {
-            reqwest::get(&url)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        service
+            .envs(env.iter().copied());
+        let process =
+            Process::start(binary_name, command, Address::Port(port), Some(ready_path)).await;
+        Self { process, port }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.process.url())
     }
 }
 
 /// A `redis-server` of this test alone on a free loopback port (never the shared 6379),
 /// nothing saved; killed when dropped. Its URL.
-pub async fn private_redis() -> (Child, String) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server is installed");
-    let url = format!("redis://127.0.0.1:{port}");
-    wait_until("the private redis-server listens", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    (child, url)
+pub async fn private_redis() -> (RedisServer, String) {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    (redis, url)
 }
 
 /// An llm-service that answers at once and never fails on its own.
@@ -173,17 +127,14 @@ pub async fn post(url: String, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-/// Polls `check` every 50 ms for up to 20 s; fails the test naming `what`.
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+/// Polls `check` for up to 20 s; fails the test naming `what`.
+pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let polled = poll(Duration::from_secs(20), check, |done| *done).await;
+    assert!(polled.ok, "timed out waiting until {what}");
 }
 
 /// Runs `argv` (its program replaced by the one built here when it names one of ours)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::contract::assert_success_envelope;
-use crate::harness::{Gateway, LlmService, poll};
+use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, poll};
 
 const THRESHOLD: u32 = 3;
 const RECOVERY_S: u64 = 2;

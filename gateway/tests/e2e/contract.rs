@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Answer, Gateway, LlmService};
+use crate::harness::{Answer, Gateway, GatewayExt, LlmExt, LlmService};
 
 /// Asserts the `/generate` success envelope, `{"status": "success", "data": {…}}` (README.md,
 /// "The gateway"), with the types clients parse: strings, integer `tokens_used` and

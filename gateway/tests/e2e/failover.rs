@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Gateway, LlmService, Traffic, poll};
+use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, Traffic, poll};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_instance_under_steady_traffic() {

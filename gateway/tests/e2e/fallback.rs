@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::contract::assert_success_envelope;
-use crate::harness::{Answer, Gateway, LlmService, poll};
+use crate::harness::{Answer, Gateway, GatewayExt, LlmService, poll};
 
 const UNUSUAL: &str = "Compose a limerick about quaternion drift in the year 1987, zq";
 

@@ -7,8 +7,9 @@
 //! `failover` (`kill -9`, hanging instance), `breaker` (pool breaker transitions),
 //! `fallback` (cache and template tiers), `redis` (registry outage), `protection` (bad
 //! input, body limit, load shedding), `shutdown` (SIGTERM drain); `openai` covers issue #5 (OpenAI API, routes, stream
-//! safety, upstream misbehaviour). `harness` starts the
-//! processes; `wire` holds every JSON document to its `llm_api` type.
+//! safety, upstream misbehaviour); `wire` holds every JSON document to its `llm_api` type.
+//! The processes are started by the workspace's test harness (crates/test-support);
+//! `harness` holds this suite's own helpers.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

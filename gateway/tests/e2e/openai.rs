@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Gateway, LlmService, poll, prometheus_sum};
+use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, poll, prometheus_sum};
 
 /// A chat request for `model`, whole or streamed.
 fn chat(model: &str, stream: bool) -> Value {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Answer, Gateway, LlmService};
+use crate::harness::{Answer, Gateway, GatewayExt, LlmExt, LlmService};
 
 /// Asserts the error envelope; returns `error.field`.
 fn assert_error_envelope(answer: &Answer, what: &str) -> Value {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Gateway, LlmService, RedisServer, Traffic, poll};
+use crate::harness::{Gateway, GatewayExt, LlmService, RedisServer, Traffic, poll};
 
 /// A private Redis, two llm-services registered in it with `ttl_ms`, and a gateway that
 /// discovers them through it alone (no `LLM_SERVICE_URLS`), checked to see both.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Gateway, LlmService, generate_on, poll};
+use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, generate_on, poll};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {

@@ -6,7 +6,7 @@ use llm_api::generate::GenerateResponse;
 use llm_api::openai::{ChatCompletion, ChatCompletionChunk, ModelList};
 use serde_json::{Value, json};
 
-use crate::harness::{LlmService, sse_payloads};
+use crate::harness::{LlmExt, LlmService, sse_payloads};
 
 #[tokio::test]
 async fn generate_answers_the_lab_contract_flat() {

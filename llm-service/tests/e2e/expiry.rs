@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::faults::{active_faults, chat, prompt};
-use crate::harness::{LlmService, eventually, sse_payloads};
+use crate::harness::{LlmExt, LlmService, eventually, sse_payloads};
 
 #[tokio::test]
 async fn every_kind_expires_on_time_and_leaves_the_service_whole() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{LlmService, eventually};
+use crate::harness::{LlmExt, LlmService, eventually};
 
 /// A `/generate` body.
 pub(crate) fn prompt() -> Value {
@@ -654,7 +654,7 @@ async fn adding_a_fault_and_its_expiry_log_warn_lines() {
         let id = id.clone();
         let llm = &llm;
         move || {
-            let found = llm.logs().iter().any(|line| {
+            let found = llm.logs().lines().iter().any(|line| {
                 line.contains("WARN") && line.contains(what) && line.contains(id.as_str())
             });
             async move { found }
@@ -663,11 +663,11 @@ async fn adding_a_fault_and_its_expiry_log_warn_lines() {
     assert!(
         eventually(Duration::from_secs(2), warned("fault added")).await,
         "a WARN line names the added fault: {:#?}",
-        llm.logs()
+        llm.logs().lines()
     );
     assert!(
         eventually(Duration::from_secs(2), warned("fault expired")).await,
         "a WARN line names the expired fault: {:#?}",
-        llm.logs()
+        llm.logs().lines()
     );
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::LlmService;
+use crate::harness::{LlmExt, LlmService};
 
 async fn lab_error(llm: &LlmService, body: Value) -> (u16, Value) {
     let response = llm.post_json("/generate", body).await;

@@ -5,26 +5,27 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::harness::{LlmService, eventually, redis_url};
+use crate::harness::{LlmExt, LlmService, RedisServer, eventually};
 
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
+async fn connect(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .expect("the local Redis answers")
+        .expect("the test's redis-server answers")
 }
 
 #[tokio::test]
 async fn registers_with_a_ttl_heartbeats_and_deregisters_on_sigterm_before_draining() {
+    let server = RedisServer::start().await;
     let mut llm = LlmService::builder()
-        .redis(3000)
+        .registry(&server.url(), 3000)
         .env("MODEL_NAME", "gpt-4-simulation")
         .env("SERVICE_TIER", "secondary")
         .start()
         .await;
     let key = format!("service:llm-service:{}", llm.service_id);
-    let mut con = redis().await;
+    let mut con = connect(&server).await;
     let exists = |con: &redis::aio::MultiplexedConnection| {
         let mut con = con.clone();
         let key = key.clone();
@@ -127,10 +128,13 @@ async fn in_flight_requests_finish_during_shutdown() {
     assert!(status.success(), "{status:?}");
     // The log reader may be a line behind the exit.
     let drained = eventually(Duration::from_secs(2), || async {
-        llm.logs().iter().any(|line| line.contains("drained"))
+        llm.logs()
+            .lines()
+            .iter()
+            .any(|line| line.contains("drained"))
     })
     .await;
-    assert!(drained, "{}", llm.logs().join("\n"));
+    assert!(drained, "{}", llm.logs().lines().join("\n"));
 }
 
 #[tokio::test]

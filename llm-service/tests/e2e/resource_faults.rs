@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::faults::active_faults;
-use crate::harness::{LlmService, eventually};
+use crate::harness::{LlmExt, LlmService, eventually};
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`).
 const TICKS_PER_SECOND: u64 = 100;

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::faults::{active_faults, chat, prompt};
-use crate::harness::{LlmService, sse_payloads};
+use crate::harness::{LlmExt, LlmService, sse_payloads};
 
 /// Tokens each streamed answer has (`max_tokens` of [`chat`]).
 const TOKENS: usize = 10;

@@ -3,16 +3,17 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use super::{free_port, poll, unique_id};
+use crate::process::{Address, Process};
+use crate::{Error, fail, free_port, poll, unique_id};
 
-/// A `redis-server` of this test alone, on a free port, in its own directory.
+/// A `redis-server` of this test stack alone, on a free port, in its own directory,
+/// nothing saved; killed (and its directory removed) when dropped.
 pub struct RedisServer {
-    child: Option<Child>,
+    process: Option<Process>,
     /// Its port.
     pub port: u16,
     dir: PathBuf,
@@ -21,14 +22,16 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one and waits until it answers PING.
     pub async fn start() -> RedisServer {
-        let dir = std::env::temp_dir().join(unique_id("gateway-e2e-redis"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = std::env::temp_dir().join(unique_id("e2e-redis"));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            fail(format!("the redis directory {}: {e}", dir.display()));
+        }
         let mut server = RedisServer {
-            child: None,
+            process: None,
             port: free_port(),
             dir,
         };
-        server.spawn().await;
+        server.spawn().await.unwrap_or_else(|e| fail(e));
         server
     }
 
@@ -37,20 +40,16 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+    async fn spawn(&mut self) -> Result<(), Error> {
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dbfilename", "dump.rdb"])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed and starts");
-        self.child = Some(child);
+            .arg(&self.dir);
+        let process =
+            Process::try_start("redis-server", command, Address::Port(self.port), None).await?;
         let port = self.port;
         let ready = poll(
             Duration::from_secs(10),
@@ -58,32 +57,37 @@ impl RedisServer {
             |reply| reply.as_deref() == Some("+PONG"),
         )
         .await;
-        assert!(
-            ready.ok,
-            "redis-server on port {port} answered PING with {:?}",
-            ready.value
-        );
+        if !ready.ok {
+            return Err(Error::new(format!(
+                "redis-server on port {port} answered PING with {:?}; its output:\n{}",
+                ready.value,
+                process.logs().tail(20)
+            )));
+        }
+        self.process = Some(process);
+        Ok(())
     }
 
     /// Kills it (SIGKILL) and reaps it.
     pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("redis-server is killed");
+        if let Some(mut process) = self.process.take() {
+            process.kill9().await;
         }
     }
 
     /// Starts it again on the same port, empty (no persistence).
     pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "start_again after stop only");
-        self.spawn().await;
+        if self.process.is_some() {
+            fail("start_again after stop only");
+        }
+        self.spawn().await.unwrap_or_else(|e| fail(e));
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
+        // The process (killed on drop) first, then its directory.
+        self.process = None;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
