@@ -1,5 +1,5 @@
-//! Controls the services of a running stack, for `lab`, `resilience-tests` and `chaos-monkey`
-//! (design §1): stop, start, restart or kill a service by its compose name, and read their
+//! Controls the services of a running stack, for `lab`, `resilience-tests` and `chaos-monkey`:
+//! stop, start, restart or kill a service by its compose name, and read their
 //! status. Two implementations of [`Controller`]:
 //!
 //! - [`local::LocalStack`]: the local processes `lab up` started, described by the state file

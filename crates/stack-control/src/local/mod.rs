@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::{ControlError, Controller, RunState, ServiceStatus};
 use probe::probe;
-use process::{ProcessId, process_runs, process_state, signal};
+use process::{ProcessId, exited, process_runs, process_state, signal};
 pub use process::{port_in_use, which};
 pub use spec::{Health, SCRUBBED_ENV, STATE_FILE, ServiceSpec, StackFile};
 
@@ -110,13 +110,18 @@ impl LocalStack {
     /// file is removed. A pid file names the process by its pid, its start time and the
     /// boot it ran in, so a number the system gave to another process since never matches.
     pub fn pid(&self, service: &str) -> Result<Option<u32>, ControlError> {
+        Ok(self.process(service)?.map(|id| id.pid))
+    }
+
+    /// [`Self::pid`], with the process's full identity.
+    fn process(&self, service: &str) -> Result<Option<ProcessId>, ControlError> {
         let spec = self.spec(service)?;
         let path = self.pid_path(service);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(None);
         };
         match ProcessId::parse(&text) {
-            Some(id) if id.is_current() && process_runs(id.pid, &spec.program) => Ok(Some(id.pid)),
+            Some(id) if id.is_current() && process_runs(id.pid, &spec.program) => Ok(Some(id)),
             _ => {
                 tracing::info!(service, pid_file = text.trim(), "stale pid file removed");
                 let _ = std::fs::remove_file(&path);
@@ -145,7 +150,8 @@ impl LocalStack {
         Ok(())
     }
 
-    /// Stops every service the stack started, in reverse order.
+    /// Stops every service the stack started, in reverse order; returns once each process
+    /// it stopped has exited (so their ports are free for the next `up`).
     pub async fn down(&self) -> Result<(), ControlError> {
         let mut first_error = None;
         for spec in self.file.services.iter().rev() {
@@ -160,9 +166,9 @@ impl LocalStack {
     async fn start_service(&self, name: &str) -> Result<(), ControlError> {
         let spec = self.spec(name)?.clone();
         let _lock = self.start_lock(name).await?;
-        if let Some(pid) = self.pid(name)? {
-            if process_state(pid) == Some('T') {
-                self.signal_if_running(name, pid, "-CONT").await?;
+        if let Some(id) = self.process(name)? {
+            if process_state(id.pid) == Some('T') {
+                signal_if_running(&id, "-CONT").await?;
             }
             return self.wait_healthy(&spec, None).await;
         }
@@ -291,44 +297,46 @@ impl LocalStack {
         }
     }
 
+    /// Stops `name` (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and returns once its
+    /// process has exited, every thread of it: its ports are free then.
     async fn stop_service(&self, name: &str) -> Result<(), ControlError> {
-        let Some(pid) = self.pid(name)? else {
+        let Some(id) = self.process(name)? else {
             return Ok(());
         };
         // A paused process cannot act on SIGTERM.
-        self.signal_if_running(name, pid, "-CONT").await?;
-        self.signal_if_running(name, pid, "-TERM").await?;
-        if !self.wait_exit(name, pid, STOP_GRACE).await {
-            tracing::warn!(service = name, pid, "no exit after SIGTERM; killing");
-            return self.kill_service(name).await;
+        signal_if_running(&id, "-CONT").await?;
+        signal_if_running(&id, "-TERM").await?;
+        if !wait_exit(&id, STOP_GRACE).await {
+            tracing::warn!(
+                service = name,
+                pid = id.pid,
+                "no exit after SIGTERM; killing"
+            );
+            return self.kill_process(name, &id).await;
         }
         let _ = std::fs::remove_file(self.pid_path(name));
         Ok(())
     }
 
     async fn kill_service(&self, name: &str) -> Result<(), ControlError> {
-        let Some(pid) = self.pid(name)? else {
-            return Ok(());
-        };
-        self.signal_if_running(name, pid, "-KILL").await?;
-        if !self.wait_exit(name, pid, STOP_GRACE).await {
+        match self.process(name)? {
+            Some(id) => self.kill_process(name, &id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends SIGKILL to `id`, the process of `name`, and waits until it has exited.
+    async fn kill_process(&self, name: &str, id: &ProcessId) -> Result<(), ControlError> {
+        signal_if_running(id, "-KILL").await?;
+        if !wait_exit(id, STOP_GRACE).await {
             // Still tracked, so a later `down` tries again.
             return Err(ControlError::Timeout {
                 service: name.to_owned(),
-                what: format!("pid {pid} still runs after SIGKILL"),
+                what: format!("pid {} still runs after SIGKILL", id.pid),
             });
         }
         let _ = std::fs::remove_file(self.pid_path(name));
         Ok(())
-    }
-
-    /// Sends `sig` to the process of `name`; one that exited meanwhile is no error.
-    async fn signal_if_running(&self, name: &str, pid: u32, sig: &str) -> Result<(), ControlError> {
-        match signal(pid, sig).await {
-            Ok(()) => Ok(()),
-            Err(_) if self.wait_exit(name, pid, Duration::ZERO).await => Ok(()),
-            Err(error) => Err(error),
-        }
     }
 
     async fn signal_service(&self, name: &str, sig: &str) -> Result<(), ControlError> {
@@ -336,21 +344,6 @@ impl LocalStack {
             Some(pid) => signal(pid, sig).await,
             None => Err(ControlError::Command(format!("{name} is not running"))),
         }
-    }
-
-    /// Whether `pid` (the process of `name`) exited within `limit`.
-    async fn wait_exit(&self, name: &str, pid: u32, limit: Duration) -> bool {
-        let Ok(spec) = self.spec(name) else {
-            return true;
-        };
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if !process_runs(pid, &spec.program) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        !process_runs(pid, &spec.program)
     }
 
     /// The last `lines` lines of `service`'s log.
@@ -416,6 +409,27 @@ impl Controller for LocalStack {
     }
 }
 
+/// Sends `sig` to `id`; a process that exited meanwhile is no error.
+async fn signal_if_running(id: &ProcessId, sig: &str) -> Result<(), ControlError> {
+    match signal(id.pid, sig).await {
+        Ok(()) => Ok(()),
+        Err(_) if exited(id) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether `id` exited (every thread of it) within `limit`.
+async fn wait_exit(id: &ProcessId, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if exited(id) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    exited(id)
+}
+
 /// A start lock, released when dropped.
 struct StartLock {
     path: PathBuf,
@@ -426,7 +440,6 @@ impl Drop for StartLock {
         let _ = std::fs::remove_file(&self.path);
     }
 }
-
 
 #[cfg(test)]
 mod tests;

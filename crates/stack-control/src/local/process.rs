@@ -80,11 +80,33 @@ pub(super) fn process_runs(pid: u32, program: &Path) -> bool {
 
 /// The state letter of `/proc/<pid>/stat` (R, S, T, Z…), `None` when there is no such process.
 pub(super) fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    state_letter(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The state letter of a `stat` file's text.
+pub(super) fn state_letter(stat: &str) -> Option<char> {
     // "pid (comm) S …": the comm may hold spaces and parentheses; the state follows the
     // last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     after.trim_start().chars().next()
+}
+
+/// Whether the process `id` names has exited: nothing runs under its number any more (or
+/// another process does), or only its zombie is left. Its first thread alone is not
+/// enough: when that thread ends before the others, `/proc/<pid>/stat` already says zombie
+/// (and `/proc/<pid>/exe` cannot be read) while the other threads still run and hold the
+/// process's sockets; it has exited once every thread in `/proc/<pid>/task` has.
+pub(super) fn exited(id: &ProcessId) -> bool {
+    if !id.is_current() {
+        return true;
+    }
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{}/task", id.pid)) else {
+        return true;
+    };
+    threads.filter_map(Result::ok).all(|thread| {
+        let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+        matches!(state_letter(&stat), None | Some('Z' | 'X'))
+    })
 }
 
 /// `program` resolved through `PATH` when it is a bare name. Symbolic links are kept: some
@@ -120,4 +142,3 @@ pub(super) async fn signal(pid: u32, sig: &str) -> Result<(), ControlError> {
         Err(ControlError::Command(format!("kill {sig} {pid}: {status}")))
     }
 }
-

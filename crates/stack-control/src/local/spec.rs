@@ -70,4 +70,3 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "HOST",
     "TARGET_SERVICES",
 ];
-

@@ -1,7 +1,8 @@
-//! Tests of the local stack, with `sleep` and `sh` as its services.
+//! Tests of the local stack, with `sleep`, `sh` and `python3` as its services.
 
 use std::collections::BTreeMap;
 
+use super::process::state_letter;
 use super::*;
 
 fn sleeper(dir: &Path, name: &str) -> StackFile {
@@ -157,4 +158,81 @@ async fn starting_a_paused_service_resumes_it_and_two_starts_spawn_one_process()
 fn the_state_letter_survives_odd_process_names() {
     assert!(matches!(process_state(std::process::id()), Some('R' | 'S')));
     assert_eq!(process_state(u32::MAX), None);
+}
+
+/// A server whose first thread ends on SIGTERM while another keeps its port a while longer
+/// (as a multi-threaded server's can): `/proc/<pid>/stat` says zombie at once, the port is
+/// still taken.
+const LINGERER: &str = r#"
+import ctypes, os, signal, socket, sys, threading, time
+def linger():
+    time.sleep(1.5)
+    os._exit(0)
+def on_term(*_):
+    threading.Thread(target=linger).start()
+    ctypes.CDLL(None).pthread_exit(None)
+signal.signal(signal.SIGTERM, on_term)
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+while True:
+    time.sleep(1)
+"#;
+
+/// The threads of `pid` that have not exited.
+fn live_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |threads| {
+        threads
+            .filter_map(Result::ok)
+            .filter(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                !matches!(state_letter(&stat), None | Some('Z' | 'X'))
+            })
+            .count()
+    })
+}
+
+#[tokio::test]
+async fn down_returns_once_every_process_it_stopped_has_exited_and_its_port_is_free() {
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is installed");
+    let python = PathBuf::from(String::from_utf8(python.stdout).unwrap().trim());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("linger");
+    let mut file = sleeper(&dir, "napper");
+    file.services.push(ServiceSpec {
+        name: "lingerer".to_owned(),
+        program: python,
+        args: vec!["-c".into(), LINGERER.into(), port.to_string()],
+        env: BTreeMap::new(),
+        port: Some(port),
+        url: None,
+        health: Health::Alive,
+    });
+    let stack = LocalStack::create(&dir, file).unwrap();
+    stack.up().await.unwrap();
+    let pids = [
+        stack.pid("napper").unwrap().expect("napper runs"),
+        stack.pid("lingerer").unwrap().expect("lingerer runs"),
+    ];
+    let listening = Instant::now() + Duration::from_secs(10);
+    while !port_in_use(port) && Instant::now() < listening {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(port_in_use(port), "the lingerer listens on {port}");
+
+    stack.down().await.unwrap();
+    for pid in pids {
+        assert_eq!(live_threads(pid), 0, "pid {pid} still runs after down");
+    }
+    assert!(!port_in_use(port), "port {port} is still taken after down");
+    assert_eq!(stack.status().await.unwrap()[1].state, RunState::Stopped);
+    std::fs::remove_dir_all(&dir).ok();
 }
