@@ -3,6 +3,8 @@
 //! `lab up` starts its own `redis-server` (and `prometheus` when installed), then the
 //! `llm-service` twice, the `gateway` and the `chaos-monkey` found beside this executable,
 //! with the compose file's environment, waits until each is healthy and prints the URLs.
+//! Without `redis-server` on PATH the stack runs without Redis: the gateway is given the
+//! llm-services' URLs and caches in memory (`plan::Mode`); `lab up` says which mode it chose.
 //! State (the stack's description, pids, logs) lives in the run directory (`$LAB_DIR`,
 //! default `./.lab/`), so `lab status|stop|start|restart|kill|pause|resume|logs|down` — and
 //! the grading suite — act on the same processes from any shell.
@@ -167,6 +169,7 @@ async fn up(dir: PathBuf, base_port: u16, chaos: bool, proxied: &[String]) -> an
         }
     }
     let stack = LocalStack::create(&dir, plan.file.clone())?;
+    println!("{}", plan.mode.describe());
     println!("starting the stack in {} …", dir.display());
     if let Err(error) = stack.up().await {
         anyhow::bail!("{error}\n(`lab status` shows what runs; `lab down` stops it)");

@@ -31,17 +31,51 @@ const PASSED_THROUGH: &[(&str, &str)] = &[
     ("CHAOS_DURATION", "60"),
 ];
 
+/// How the gateway finds the llm-services and where it caches answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// The stack's own Redis: the llm-services register there, the gateway discovers them
+    /// there and shares its response cache there.
+    Redis {
+        /// `redis://…`.
+        url: String,
+    },
+    /// No `redis-server` on PATH: no Redis; the gateway is given the llm-services' URLs
+    /// (`LLM_SERVICE_URLS`) and caches in memory, the llm-services register nowhere.
+    Static,
+}
+
+impl Mode {
+    /// One line for `lab up` to print: the mode and why.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Redis { url } => format!(
+                "mode: Redis at {url} (the llm-services register there; the gateway discovers them and shares its cache there)"
+            ),
+            Self::Static => {
+                "mode: embedded defaults, no Redis (redis-server is not on PATH): the gateway \
+                 is given the llm-services' URLs (LLM_SERVICE_URLS) and caches in memory; install \
+                 redis-server for the registry and the shared cache"
+                    .to_owned()
+            }
+        }
+    }
+}
+
 /// The stack to start.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// What the run directory will describe.
     pub file: StackFile,
+    /// Whether the stack has a Redis.
+    pub mode: Mode,
 }
 
 impl Plan {
     /// The stack at `base_port`, with the chaos monkey when `chaos`, the llm-services named
     /// in `proxied` reached through the fault proxy, its binaries beside this executable,
-    /// its Redis (and Prometheus) data in `dir`.
+    /// its Redis (and Prometheus) data in `dir`; without Redis ([`Mode::Static`]) when
+    /// `redis-server` is not on PATH.
     pub fn new(
         base_port: u16,
         chaos: bool,
@@ -72,12 +106,15 @@ impl Plan {
                 )
             }
         };
-        let Some(redis_server) = which(Path::new("redis-server")) else {
-            anyhow::bail!("redis-server not found on PATH: install it (apt install redis-server)");
-        };
         let dir = std::path::absolute(dir)?;
         let redis_port = base_port + REDIS_OFFSET;
-        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let redis_server = which(Path::new("redis-server"));
+        let mode = match redis_server {
+            Some(_) => Mode::Redis {
+                url: format!("redis://127.0.0.1:{redis_port}"),
+            },
+            None => Mode::Static,
+        };
         let setting = |key: &str, default: &str| {
             (
                 key.to_owned(),
@@ -86,32 +123,34 @@ impl Plan {
         };
         let mut services = Vec::new();
 
-        let redis_dir = dir.join("redis");
-        std::fs::create_dir_all(&redis_dir)?;
-        services.push(ServiceSpec {
-            name: REDIS.to_owned(),
-            program: redis_server,
-            args: [
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &redis_dir.display().to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            env: BTreeMap::new(),
-            port: Some(redis_port),
-            url: Some(redis_url.clone()),
-            health: Health::Redis {
-                url: redis_url.clone(),
-            },
-        });
+        if let (Some(redis_server), Mode::Redis { url: redis_url }) = (redis_server, &mode) {
+            let redis_dir = dir.join("redis");
+            std::fs::create_dir_all(&redis_dir)?;
+            services.push(ServiceSpec {
+                name: REDIS.to_owned(),
+                program: redis_server,
+                args: [
+                    "--port",
+                    &redis_port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    &redis_dir.display().to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                env: BTreeMap::new(),
+                port: Some(redis_port),
+                url: Some(redis_url.clone()),
+                health: Health::Redis {
+                    url: redis_url.clone(),
+                },
+            });
+        }
 
         if let Some(prometheus) = which(Path::new("prometheus")) {
             let port = base_port + PROMETHEUS_OFFSET;
@@ -165,6 +204,8 @@ impl Plan {
         }
 
         let llm = binary("llm-service")?;
+        // Where the gateway reaches each llm-service (given to it in the static mode).
+        let mut reached_at = Vec::new();
         for (offset, name, model, max_tokens, sla) in [
             (1, LLM_SERVICE_1, "gpt-3.5-turbo-simulation", "2048", "5000"),
             (2, LLM_SERVICE_2, "gpt-4-simulation", "4096", "8000"),
@@ -178,13 +219,13 @@ impl Plan {
             } else {
                 url.clone()
             };
+            reached_at.push(advertised.clone());
             let mut env: BTreeMap<String, String> = [
                 ("PORT", port.to_string()),
                 ("HOST", "127.0.0.1".to_owned()),
                 ("SERVICE_ID", name.to_owned()),
                 ("SERVICE_VERSION", "1.0.0".to_owned()),
                 ("MODEL_NAME", model.to_owned()),
-                ("REDIS_URL", redis_url.clone()),
                 ("MAX_TOKENS", max_tokens.to_owned()),
                 ("RESPONSE_TIME_SLA", sla.to_owned()),
                 ("ADVERTISE_URL", advertised),
@@ -195,6 +236,9 @@ impl Plan {
             .map(|(k, v)| (k.to_owned(), v))
             .into_iter()
             .collect();
+            if let Mode::Redis { url } = &mode {
+                env.insert("REDIS_URL".to_owned(), url.clone());
+            }
             env.extend(
                 PASSED_THROUGH
                     .iter()
@@ -218,7 +262,6 @@ impl Plan {
         let mut gateway_env: BTreeMap<String, String> = [
             ("PORT", base_port.to_string()),
             ("HOST", "127.0.0.1".to_owned()),
-            ("REDIS_URL", redis_url.clone()),
             ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "5".to_owned()),
             ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "30".to_owned()),
             ("MAX_CONCURRENT_REQUESTS", "100".to_owned()),
@@ -230,6 +273,10 @@ impl Plan {
         .map(|(k, v)| (k.to_owned(), v))
         .into_iter()
         .collect();
+        match &mode {
+            Mode::Redis { url } => gateway_env.insert("REDIS_URL".to_owned(), url.clone()),
+            Mode::Static => gateway_env.insert("LLM_SERVICE_URLS".to_owned(), reached_at.join(",")),
+        };
         if let Ok(postgres) = std::env::var("POSTGRES_URL") {
             gateway_env.insert("POSTGRES_URL".to_owned(), postgres);
         }
@@ -284,6 +331,7 @@ impl Plan {
                 base_port,
                 services,
             },
+            mode,
         })
     }
 }

@@ -47,17 +47,20 @@ impl Drop for Down {
 /// `lab ARGS` with a fast, calm stack (no simulated latency or failures, a chaos monkey
 /// that never injects anything).
 async fn lab(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+    lab_command(dir, args).output().await.unwrap()
+}
+
+fn lab_command(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lab"));
+    command
         .args(args)
         .env("LAB_DIR", dir)
         .env("SIM_MIN_LATENCY_MS", "0")
         .env("SIM_MAX_LATENCY_MS", "0")
         .env("SIM_FAILURE_RATE", "0")
         .env("CHAOS_INTERVAL", "3600")
-        .env("FAILURE_PROBABILITY", "0")
-        .output()
-        .await
-        .unwrap()
+        .env("FAILURE_PROBABILITY", "0");
+    command
 }
 
 /// `lab ARGS`, which must succeed; its output.
@@ -84,14 +87,34 @@ fn process_state(pid: &str) -> Option<char> {
 }
 
 /// Whether `pid` still runs one of this workspace's binaries or a redis-server (a number
-/// reused by an unrelated process since does not count).
+/// reused by an unrelated process since does not count), any thread of it: a process whose
+/// first thread has exited shows as a zombie while the others still hold its ports.
 fn alive(pid: &str) -> bool {
-    if matches!(process_state(pid), None | Some('Z' | 'X')) {
+    let running = std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|threads| {
+        threads.filter_map(Result::ok).any(|t| {
+            let thread = format!("{pid}/task/{}", t.file_name().display());
+            !matches!(process_state(&thread), None | Some('Z' | 'X'))
+        })
+    });
+    if !running {
         return false;
+    }
+    if process_state(pid) == Some('Z') {
+        // Its first thread exited (so `exe` cannot be read), others still run.
+        return true;
     }
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
     let ours = Path::new(env!("CARGO_BIN_EXE_lab")).parent().unwrap();
     exe.starts_with(ours) || exe.to_string_lossy().contains("redis")
+}
+
+/// The stack's ports (for `base`) that something still holds.
+fn taken_ports(base: u16) -> Vec<u16> {
+    [0, 1, 2, 101, 102, 379, 474]
+        .iter()
+        .map(|o| base + o)
+        .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_err())
+        .collect()
 }
 
 /// Service name → pid, from `lab status`.
@@ -222,18 +245,22 @@ async fn up_control_and_down_leave_nothing_behind() {
             if alive(pid) {
                 let _ = std::process::Command::new("kill").arg(pid).status();
             }
+            for _ in 0..200 {
+                if !alive(pid) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             continue;
         }
-        let mut gone = false;
-        for _ in 0..100 {
-            if !alive(pid) {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(gone, "{name} (pid {pid}) still runs after lab down");
+        // `lab down` returns once every process it stopped has exited.
+        assert!(!alive(pid), "{name} (pid {pid}) still runs after lab down");
     }
+    assert_eq!(
+        taken_ports(base),
+        Vec::<u16>::new(),
+        "ports held after lab down"
+    );
     let status = text(&lab(&dir, &["status"]).await);
     assert!(
         status.lines().skip(1).all(|l| l.contains("stopped")),
@@ -277,4 +304,96 @@ async fn commands_without_a_stack_say_so() {
     assert!(text(&status).contains("lab up"), "{}", text(&status));
     let down = lab(&dir, &["down"]).await;
     assert!(down.status.success(), "down with nothing to stop is fine");
+}
+
+/// A directory holding only `kill` (which `lab` signals with): a PATH without redis-server.
+fn path_without_redis_server(tag: &str) -> PathBuf {
+    let bin = run_dir(&format!("{tag}-bin"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let kill = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join("kill"))
+        .find(|candidate| candidate.is_file())
+        .expect("kill is on PATH");
+    std::os::unix::fs::symlink(kill, bin.join("kill")).unwrap();
+    bin
+}
+
+#[tokio::test]
+async fn without_redis_server_the_stack_runs_on_static_discovery() {
+    let dir = run_dir("static");
+    let _down = Down(dir.clone());
+    let bin = path_without_redis_server("static");
+    let base = free_base_port(3);
+    let base_arg = base.to_string();
+    let up = lab_command(&dir, &["up", "--base-port", &base_arg])
+        .env("PATH", &bin)
+        .output()
+        .await
+        .unwrap();
+    let printed = text(&up);
+    assert!(up.status.success(), "lab up failed:\n{printed}");
+    let mode = printed
+        .lines()
+        .find(|l| l.starts_with("mode:"))
+        .unwrap_or("");
+    assert!(
+        mode.contains("no Redis") && mode.contains("redis-server is not on PATH"),
+        "one line says which mode and why:\n{printed}"
+    );
+    for name in [
+        "llm_service_1",
+        "llm_service_2",
+        "api_gateway",
+        "chaos_monkey",
+    ] {
+        assert_eq!(state_of(&printed, name), "healthy", "{name}:\n{printed}");
+    }
+    assert_eq!(state_of(&printed, "redis"), "absent", "{printed}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stack.json")).unwrap()).unwrap();
+    for service in state["services"].as_array().unwrap() {
+        assert!(service["env"].get("REDIS_URL").is_none(), "{service}");
+    }
+    assert!(!taken_ports(base).contains(&(base + 379)), "no Redis port");
+
+    // The gateway was given both llm-services and answers from them, not from a fallback.
+    let client = reqwest::Client::new();
+    let health = get_json(&client, format!("http://127.0.0.1:{base}/health")).await;
+    let mut urls: Vec<String> = health["service_discovery"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap().trim_end_matches('/').to_owned())
+        .collect();
+    urls.sort();
+    let expected = [1, 2].map(|o| format!("http://127.0.0.1:{}", base + o));
+    assert_eq!(urls, expected, "{health}");
+    let answer: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{base}/generate"))
+        .json(&serde_json::json!({"prompt": "hello static lab", "max_tokens": 8}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
+
+    let down = lab_command(&dir, &["down"])
+        .env("PATH", &bin)
+        .output()
+        .await
+        .unwrap();
+    assert!(down.status.success(), "{}", text(&down));
+    for (name, pid) in pids(&printed) {
+        assert!(!alive(&pid), "{name} (pid {pid}) still runs after lab down");
+    }
+    assert_eq!(
+        taken_ports(base),
+        Vec::<u16>::new(),
+        "ports held after lab down"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&bin).ok();
 }

@@ -36,7 +36,8 @@ pub struct ValidateArgs {
     pub prometheus: String,
 }
 
-/// The services the lab cannot do without.
+/// The services the lab cannot do without; Redis only when the stack has one (`lab up`
+/// without `redis-server` runs the stack on static discovery, with no Redis to list).
 const CORE_SERVICES: [&str; 4] = [API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS];
 
 /// Runs the checklist; exits non-zero when any check failed.
@@ -145,6 +146,7 @@ async fn checklist(
 fn services_up(status: &[ServiceStatus]) -> Verdict {
     let down: Vec<String> = CORE_SERVICES
         .iter()
+        .filter(|name| **name != REDIS || find(status, REDIS).is_some())
         .filter(|name| !find(status, name).is_some_and(|s| is_up(s.state)))
         .map(|name| {
             find(status, name).map_or(format!("{name} absent"), |s| {
@@ -369,6 +371,28 @@ mod tests {
         assert_eq!(verdict.outcome, Outcome::Fail);
         assert!(
             verdict.detail.contains("llm_service_1 stopped"),
+            "{}",
+            verdict.detail
+        );
+    }
+
+    #[test]
+    fn services_up_needs_redis_only_in_a_stack_that_has_one() {
+        let mut status: Vec<ServiceStatus> = CORE_SERVICES
+            .iter()
+            .filter(|n| **n != REDIS)
+            .map(|n| service(n, RunState::Healthy, None))
+            .collect();
+        assert_eq!(
+            services_up(&status).outcome,
+            Outcome::Pass,
+            "no Redis listed"
+        );
+        status.push(service(REDIS, RunState::Stopped, None));
+        let verdict = services_up(&status);
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert!(
+            verdict.detail.contains("redis stopped"),
             "{}",
             verdict.detail
         );

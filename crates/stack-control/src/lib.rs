@@ -1,6 +1,6 @@
-//! Controls the services of a running stack, for `lab`, `resilience-tests` and `chaos-monkey`
-//! (one controller, not one per binary): stop, start, restart or kill a service by its
-//! compose name, and read their status. Two implementations of [`Controller`]:
+//! Controls the services of a running stack, for `lab`, `resilience-tests` and `chaos-monkey`:
+//! stop, start, restart or kill a service by its compose name, and read their
+//! status. Two implementations of [`Controller`]:
 //!
 //! - [`local::LocalStack`]: the local processes `lab up` started, described by the state file
 //!   in the run directory (`$LAB_DIR`, default `./.lab/`): any process may control them.
