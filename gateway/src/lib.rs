@@ -6,16 +6,18 @@
 //!   on other instances, instance and pool breakers); [`upstream`]: the HTTP client.
 //! - [`routes`]: `/generate`, `/health`, `/live`, `/ready`, `/metrics`, `/admin/*`.
 //! - [`wire`]: the library's snapshots as the `llm_api` types the routes write.
-//! - [`middleware`]: request ids and load shedding; [`metrics`]: Prometheus;
-//!   [`redis_cache`]: the response cache shared through Redis.
+//! - [`answer`]: what a target or tier answers (whole, or a live stream); [`cache`]: the
+//!   response cache, every read and write of it (in-process and shared through Redis).
+//! - [`middleware`]: request ids and load shedding; [`metrics`]: Prometheus.
 //!
 //! [`run`] is the whole gateway on a bound listener until a shutdown future completes.
 
+pub mod answer;
+pub mod cache;
 pub mod config;
 pub mod metrics;
 pub mod middleware;
 pub mod pool;
-pub mod redis_cache;
 pub mod routes;
 pub mod routing;
 pub mod state;

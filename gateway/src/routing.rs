@@ -11,8 +11,9 @@ use std::sync::Arc;
 use resilience_core::fallback::{FallbackChain, FallbackError, Served};
 use resilience_core::policy::follow_context_fallback;
 
+use crate::answer::Answer;
 use crate::config::DEFAULT_ROUTE;
-use crate::pool::{Answer, GatewayRequest};
+use crate::pool::GatewayRequest;
 
 /// One public model name and its chain.
 pub struct Route {

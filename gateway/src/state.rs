@@ -11,8 +11,7 @@ use resilience_core::breaker::{Breaker, StateKind, Transition, TransitionHook, T
 use resilience_core::clock::{SharedClock, SystemClock, unix_millis};
 use resilience_core::discovery::{DiscoveryClient, DiscoveryTask};
 use resilience_core::fallback::{
-    CacheProvider, FallbackChain, ResponseCache, SeedFile, TemplateProvider, Tier, TierKind,
-    degraded_text,
+    AnswerStore, FallbackChain, TemplateProvider, Tier, TierKind, degraded_text,
 };
 use resilience_core::health::{
     ActiveHealthChecker, CheckOutcome, CheckerHandle, CompositeHealthChecker, FnCheck,
@@ -22,15 +21,13 @@ use resilience_core::registry::{LLM_SERVICE, RedisRegistry, StaticRegistry};
 use resilience_core::retry::RetryBudget;
 use serde::Serialize;
 
+use crate::answer::{Answer, WholeAnswer};
+use crate::cache::AnswerCache;
 use crate::config::{Config, Target};
 use crate::metrics::Metrics;
-use crate::pool::{Answer, EndpointSpec, GatewayRequest, Pool, PoolSettings};
-use crate::redis_cache::RedisCache;
+use crate::pool::{EndpointSpec, GatewayRequest, Pool, PoolSettings};
 use crate::routing::{Route, Routes};
 use crate::upstream::{HttpProbe, Protocol, UpstreamClient, count_words};
-
-/// The seeded answers shipped with the gateway (`config/fallback_responses.json`).
-const SEED: &str = include_str!("../../config/fallback_responses.json");
 
 /// Transitions kept for `/admin/status`.
 const TRANSITIONS_KEPT: usize = 200;
@@ -70,10 +67,8 @@ pub struct Gateway {
     pub pool_breaker: Arc<Breaker>,
     /// Model name → its chain of targets, then cache and template.
     pub routes: Routes,
-    /// The response cache (learned and seeded answers).
-    pub cache: Arc<ResponseCache<Answer>>,
-    /// The shared response cache in Redis, when configured.
-    pub redis_cache: Option<Arc<RedisCache>>,
+    /// The response cache (learned and seeded answers, in-process and in Redis).
+    pub cache: Arc<AnswerCache>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Dependency checks for `/health`.
@@ -218,31 +213,11 @@ impl Gateway {
             route_targets.push((spec, targets));
         }
 
-        let cache_cfg = &config.file.cache;
-        let cache = Arc::new(ResponseCache::new(
+        let cache = Arc::new(AnswerCache::new(
+            &config.file.cache,
+            config.args.redis_url.as_deref(),
             Arc::clone(&clock),
-            std::time::Duration::from_secs(cache_cfg.ttl_s),
-            cache_cfg.capacity,
-        ));
-        let seed = match &cache_cfg.seed_file {
-            Some(path) => SeedFile::load(path)?,
-            None => SeedFile::parse(SEED, "config/fallback_responses.json")?,
-        };
-        cache.seed(&seed, |entry| {
-            Answer::text(
-                entry.response.clone(),
-                entry.model.clone().unwrap_or_else(|| "cache".to_owned()),
-                count_words(&entry.response),
-                "fallback_manager",
-            )
-        });
-        let redis_cache = match &config.args.redis_url {
-            Some(url) => Some(Arc::new(RedisCache::new(
-                url,
-                std::time::Duration::from_secs(cache_cfg.ttl_s),
-            )?)),
-            None => None,
-        };
+        )?);
         let tiers = &config.file.tiers;
         // The pools end at the request's deadline themselves (and count the failure); the
         // tier timeout is only a backstop, so it must not fire first.
@@ -260,25 +235,15 @@ impl Gateway {
             for target in targets {
                 rest = rest.with_provider(target);
             }
-            // In-process first (this gateway's answers and the seeded ones: no network),
-            // then the answers other gateways stored in Redis.
-            let mut cache_tier = Tier::new(TierKind::Cache).with_provider(CacheProvider::new(
-                "response_cache",
-                Arc::clone(&cache),
-                crate::redis_cache::cache_key,
-            ));
-            if let Some(redis_cache) = &redis_cache {
-                cache_tier = cache_tier.with_provider(Arc::clone(redis_cache));
-            }
             let chain = FallbackChain::new([
                 first,
                 rest,
-                cache_tier.with_enabled(tiers.cache),
+                cache.tier().with_enabled(tiers.cache),
                 Tier::new(TierKind::Template)
                     .with_provider(TemplateProvider::new("template", template_answer))
                     .with_enabled(tiers.template),
             ])?
-            .with_cache(Arc::clone(&cache), crate::redis_cache::store_key);
+            .with_store(Arc::clone(&cache) as Arc<dyn AnswerStore<GatewayRequest, Answer>>);
             routes.push(Route {
                 name: spec.name.clone(),
                 chain,
@@ -349,7 +314,6 @@ impl Gateway {
             pool_breaker,
             routes,
             cache,
-            redis_cache,
             metrics,
             checks,
             transitions,
@@ -386,16 +350,6 @@ impl Gateway {
             .collect()
     }
 
-    /// Shares a live answer with other gateways through the Redis cache (the in-process
-    /// cache stored it already), in the background.
-    pub fn share_answer(&self, req: &GatewayRequest, answer: &Answer) {
-        if let (Some(redis_cache), Some(key)) =
-            (&self.redis_cache, crate::redis_cache::store_key(req))
-        {
-            redis_cache.store_in_background(key, answer.clone());
-        }
-    }
-
     /// The token budget of a request without `max_tokens`.
     pub fn default_max_tokens() -> u32 {
         DEFAULT_MAX_TOKENS
@@ -427,5 +381,10 @@ fn transition_log(
 fn template_answer(req: &GatewayRequest) -> Answer {
     let response = degraded_text(&req.payload.prompt_text());
     let tokens = count_words(&response);
-    Answer::text(response, "fallback-template", tokens, "fallback_manager")
+    Answer::Whole(WholeAnswer::text(
+        response,
+        "fallback-template",
+        tokens,
+        "fallback_manager",
+    ))
 }

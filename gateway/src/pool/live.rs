@@ -2,8 +2,6 @@
 //! token and now belongs to the handler, which tells it how it ended so the instance's
 //! breaker, health and metrics learn it.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
 use crate::upstream::{OpenStream, UpstreamError};
 
 /// How a stream that reached the client ended.
@@ -69,27 +67,5 @@ impl std::fmt::Debug for LiveStream {
             .field("served_by", &self.served_by)
             .field("model", &self.model)
             .finish_non_exhaustive()
-    }
-}
-
-/// A [`LiveStream`] inside a cloneable answer; the handler takes it once.
-#[derive(Clone, Default)]
-pub struct StreamSlot(Arc<Mutex<Option<LiveStream>>>);
-
-impl StreamSlot {
-    /// A slot holding `stream`.
-    pub fn new(stream: LiveStream) -> Self {
-        Self(Arc::new(Mutex::new(Some(stream))))
-    }
-
-    /// The stream, the first time only.
-    pub fn take(&self) -> Option<LiveStream> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-impl std::fmt::Debug for StreamSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StreamSlot")
     }
 }

@@ -22,7 +22,7 @@ mod live;
 mod members;
 mod request;
 
-pub use live::{LiveStream, StreamEnd, StreamSlot};
+pub use live::{LiveStream, StreamEnd};
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -34,7 +34,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use llm_api::openai::{ChatCompletion, Usage};
 use resilience_core::SharedClock;
 use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
 use resilience_core::breaker::{
@@ -48,6 +47,7 @@ use resilience_core::retry::{RetryBudget, RetryPolicy};
 use serde::Serialize;
 
 use self::members::{Member, Members};
+use crate::answer::Answer;
 use crate::upstream::{Payload, Protocol, UpstreamClient, UpstreamError};
 
 /// Told of every try on an instance (for metrics and logs); called on the request path, so
@@ -127,45 +127,6 @@ impl GatewayRequest {
             payload,
             request_id: request_id.into(),
             deadline: tokio::time::Instant::now() + timeout,
-        }
-    }
-}
-
-/// A pool's answer (or a fallback tier's).
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The generated text (empty for a stream: it is still coming).
-    pub response: String,
-    /// The model that answered, as the upstream reported it.
-    pub model_used: String,
-    /// Tokens in the answer.
-    pub tokens_used: u32,
-    /// The id of the instance or endpoint that answered.
-    pub served_by: String,
-    /// Prompt and completion tokens, when counted by the upstream.
-    pub usage: Option<Usage>,
-    /// The upstream's chat completion, passed on whole to a chat client.
-    pub completion: Option<Arc<ChatCompletion>>,
-    /// The upstream's stream, for a stream request.
-    pub stream: Option<StreamSlot>,
-}
-
-impl Answer {
-    /// A whole text answer without usage or upstream body (fallback tiers, `/generate`).
-    pub fn text(
-        response: impl Into<String>,
-        model_used: impl Into<String>,
-        tokens_used: u32,
-        served_by: impl Into<String>,
-    ) -> Self {
-        Self {
-            response: response.into(),
-            model_used: model_used.into(),
-            tokens_used,
-            served_by: served_by.into(),
-            usage: None,
-            completion: None,
-            stream: None,
         }
     }
 }

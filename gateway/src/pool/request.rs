@@ -10,19 +10,17 @@ use resilience_core::balancer::InFlight;
 use resilience_core::breaker::{BreakerGuard, Outcome};
 use resilience_core::fallback::ProviderError;
 use resilience_core::health::HealthTracker;
-use resilience_core::policy::{AttemptPlan, Candidate, Step};
+use resilience_core::policy::{AttemptFailure, AttemptPlan, Candidate, Step, cooldown};
 use tokio::time::Instant;
 
-use super::live::{LiveStream, StreamEnd, StreamSlot};
+use super::live::{LiveStream, StreamEnd};
 use super::members::Member;
-use super::{Answer, GatewayRequest, MemberEndpoint, Pool, UpstreamObserver};
+use super::{GatewayRequest, MemberEndpoint, Pool, UpstreamObserver};
+use crate::answer::{Answer, WholeAnswer};
 use crate::upstream::{Completed, OpenStream, UpstreamError};
 
 /// The model label of an attempt whose instance names none and never answered.
 const UNKNOWN_MODEL: &str = "unknown";
-
-/// The longest a `Retry-After` keeps a target out of the rotation.
-const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// What a successful try gave.
 enum Reply {
@@ -131,28 +129,40 @@ impl Pool {
                 }
                 Err(error) => error,
             };
-            let failure = error.failure(&member.id);
-            if let Some(guard) = instance_guard {
-                match failure.class.breaker_outcome() {
-                    Outcome::Ignored => guard.ignore(),
-                    Outcome::Success => guard.success(),
-                    Outcome::Failure => guard.failure(),
-                }
-            }
-            self.record_passive(member, failure.class.says_target_healthy());
-            let model = self.model_of(member, req);
-            self.observer
-                .attempt(&member.id, &model, Err(&error), call_started.elapsed());
-            tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
-                instance = %member.id, %error, attempt = plan.attempts(), "upstream try failed");
-            if !failure.class.is_refusal()
-                && let Some(asked) = failure.retry_after
-            {
-                member.cool_down(self.origin, self.clock.now() + asked.min(MAX_COOLDOWN));
-            }
+            let failure = self.failed(member, req, &error, instance_guard, call_started);
             drop(picked);
             plan.attempt_failed(failure, now(), &self.candidates(endpoints));
         }
+    }
+
+    /// A failed try on `member`, told to its breaker, health, metrics and cooldown; the
+    /// failure as the plan reads it.
+    fn failed(
+        &self,
+        member: &Member,
+        req: &GatewayRequest,
+        error: &UpstreamError,
+        guard: Option<BreakerGuard<'static>>,
+        started: Instant,
+    ) -> AttemptFailure {
+        let failure = error.failure(&member.id);
+        if let Some(guard) = guard {
+            match failure.class.breaker_outcome() {
+                Outcome::Ignored => guard.ignore(),
+                Outcome::Success => guard.success(),
+                Outcome::Failure => guard.failure(),
+            }
+        }
+        self.record_passive(member, failure.class.says_target_healthy());
+        let model = self.model_of(member, req);
+        self.observer
+            .attempt(&member.id, &model, Err(error), started.elapsed());
+        tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
+            instance = %member.id, %error, "upstream try failed");
+        if let Some(cooldown) = cooldown(&failure) {
+            member.cool_down(self.origin, self.clock.now() + cooldown);
+        }
+        failure
     }
 
     /// The members as the plan sees them now.
@@ -197,15 +207,14 @@ impl Pool {
         } else {
             answer.service_id
         };
-        Answer {
+        Answer::Whole(WholeAnswer {
             response: answer.text,
             model_used: answer.model,
             tokens_used: answer.tokens_used,
             served_by,
             usage: answer.usage,
             completion: answer.completion.map(Arc::new),
-            stream: None,
-        }
+        })
     }
 
     /// One try on `member`: a whole answer within the per-try timeout, or for a stream its
@@ -273,21 +282,12 @@ impl Pool {
             // The stream counts as in flight on its instance until it ends, for the balancer.
             _in_flight: picked,
         };
-        let live = LiveStream::new(
+        Answer::Stream(LiveStream::new(
             stream,
-            id.clone(),
-            model.clone(),
+            id,
+            model,
             Box::new(move |end| report.report(end)),
-        );
-        Answer {
-            response: String::new(),
-            model_used: model,
-            tokens_used: 0,
-            served_by: id,
-            usage: None,
-            completion: None,
-            stream: Some(StreamSlot::new(live)),
-        }
+        ))
     }
 
     /// Tells the health tracker of an answer (or its absence), for instances it probes.

@@ -16,6 +16,7 @@ use resilience_core::{ManualClock, SharedClock};
 
 use super::testing::{FakeLlm, Reply};
 use super::*;
+use crate::answer::{Answer, WholeAnswer};
 use crate::upstream::{Payload, UpstreamClient, UpstreamError};
 
 /// One recorded attempt: instance, model, `Ok(status)` or the error's label, duration.
@@ -51,6 +52,14 @@ impl Recorder {
             .drain(..)
             .map(|(id, _, outcome, _)| (id, outcome))
             .collect()
+    }
+}
+
+/// The whole answer `answer` must be.
+fn whole(answer: Answer) -> WholeAnswer {
+    match answer {
+        Answer::Whole(whole) => whole,
+        Answer::Stream(live) => panic!("a stream from {}", live.served_by),
     }
 }
 
@@ -200,10 +209,11 @@ impl Harness {
         )
     }
 
-    async fn generate(&self) -> Result<Answer, ProviderError> {
+    async fn generate(&self) -> Result<WholeAnswer, ProviderError> {
         self.pool
             .generate(&self.request(Duration::from_secs(10)))
             .await
+            .map(whole)
     }
 
     fn pool_breaker(&self) -> &Breaker {
@@ -252,7 +262,7 @@ async fn a_success_answers_with_the_instance_and_its_model() {
     // The same through the fallback chain's provider trait.
     assert_eq!(FallbackProvider::name(&h.pool), "primary");
     let req = h.request(Duration::from_secs(10));
-    let via_trait = FallbackProvider::call(&h.pool, &req).await.unwrap();
+    let via_trait = whole(FallbackProvider::call(&h.pool, &req).await.unwrap());
     assert_eq!(via_trait.served_by, "a");
 }
 
@@ -671,7 +681,7 @@ async fn a_chat_request_goes_to_a_lab_instance_as_chat_with_the_client_model() {
     let h = Setup::new().healthy(&llm).build().await;
     let chat = llm_api::openai::ChatCompletionRequest::user("client-model", "hello");
     let req = GatewayRequest::new(Payload::Chat(chat), "r", Duration::from_secs(5));
-    let answer = h.pool.generate(&req).await.unwrap();
+    let answer = whole(h.pool.generate(&req).await.unwrap());
     assert_eq!(answer.model_used, "client-model");
     let completion = answer
         .completion

@@ -34,9 +34,10 @@ use serde_json::Map;
 use super::errors::{OpenAiFailure, failure_label};
 use super::generate::log_fallback;
 use super::{relay, tag};
+use crate::answer::{Answer, WholeAnswer};
 use crate::metrics::Answered;
 use crate::middleware::RequestId;
-use crate::pool::{Answer, GatewayRequest};
+use crate::pool::GatewayRequest;
 use crate::state::Gateway;
 use crate::upstream::{Payload, count_words};
 
@@ -64,23 +65,25 @@ pub async fn chat_completions(
     match result {
         Ok(served) => {
             log_fallback(&served, &request_id);
-            let mut response = match served.response.stream.as_ref().and_then(|s| s.take()) {
-                Some(live) => relay::relay(&gateway, &req, live),
-                None if stream => replay(&served.response, &req),
-                None => Json(whole(&served.response, &req)).into_response(),
+            let (tier, fallback) = (served.tier, served.fallback_type());
+            let (served_by, model) = (
+                served.response.served_by().to_owned(),
+                served.response.model_used().to_owned(),
+            );
+            let mut response = match served.response {
+                Answer::Stream(live) => relay::relay(&gateway, &req, live),
+                Answer::Whole(answer) if stream => replay(&answer, &req),
+                Answer::Whole(answer) => Json(whole(&answer, &req)).into_response(),
             };
-            if !stream && served.tier.is_live() {
-                gateway.share_answer(&req, &served.response);
-            }
             gateway.metrics.answered(Answered {
-                service: &served.response.served_by,
-                model: &served.response.model_used,
+                service: &served_by,
+                model: &model,
                 status: 200,
-                tier: served.tier.as_str(),
+                tier: tier.as_str(),
                 endpoint: ENDPOINT,
                 took: started.elapsed(),
             });
-            tag(&mut response, &served);
+            tag(&mut response, &served_by, fallback);
             response
         }
         Err(error) => {
@@ -127,7 +130,7 @@ pub async fn models(State(gateway): State<Arc<Gateway>>) -> Json<ModelList> {
 
 /// A whole answer: the upstream's own completion when it sent one, else one built from the
 /// answer (fallback tiers, endpoints reached through `/generate`'s shape).
-fn whole(answer: &Answer, req: &GatewayRequest) -> ChatCompletion {
+fn whole(answer: &WholeAnswer, req: &GatewayRequest) -> ChatCompletion {
     if let Some(completion) = &answer.completion {
         let mut completion = completion.as_ref().clone();
         if completion.usage.is_none() {
@@ -160,7 +163,7 @@ fn whole(answer: &Answer, req: &GatewayRequest) -> ChatCompletion {
 }
 
 /// A whole answer as a stream: role, content, finish, usage, `[DONE]`.
-fn replay(answer: &Answer, req: &GatewayRequest) -> Response {
+fn replay(answer: &WholeAnswer, req: &GatewayRequest) -> Response {
     let id = completion_id();
     let created = unix_seconds();
     let model = answer.model_used.as_str();

@@ -10,12 +10,13 @@ use http_edge::{BadInput, JsonBody};
 use llm_api::ErrorBody;
 use llm_api::envelope::{GenerateData, GenerateSuccess};
 use llm_api::generate::GenerateRequest;
-use resilience_core::fallback::Served;
+use resilience_core::fallback::{AllTiersFailed, FallbackError, Served};
 
 use super::errors::{LabFailure, failure_label};
+use crate::answer::Answer;
 use crate::metrics::Answered;
 use crate::middleware::RequestId;
-use crate::pool::{Answer, GatewayRequest};
+use crate::pool::GatewayRequest;
 use crate::state::Gateway;
 use crate::upstream::Payload;
 use crate::wire;
@@ -45,35 +46,47 @@ pub async fn generate(
     let (_route, result) = gateway.routes.serve(&req).await;
     match result {
         Ok(served) => {
-            let answer = &served.response;
-            let fallback_type = served.fallback_type();
-            let fallback_reason = served.fallback_reason();
             log_fallback(&served, &request_id);
-            if served.tier.is_live() {
-                gateway.share_answer(&req, answer);
-            }
+            let (tier, fallback_type) = (served.tier, served.fallback_type());
+            let (fallback_used, fallback_reason) =
+                (served.fallback_used(), served.fallback_reason());
+            let answer = match served.response {
+                Answer::Whole(answer) => answer,
+                Answer::Stream(live) => {
+                    // `/generate` never asks for a stream, so no target answers with one.
+                    tracing::error!(request_id = %request_id, upstream = %live.served_by,
+                        "a stream answered /generate; dropped");
+                    let error = FallbackError::AllTiersFailed(AllTiersFailed::default());
+                    return LabFailure::new(
+                        &error,
+                        &request_id,
+                        gateway.config.args.circuit_breaker_recovery_timeout,
+                    )
+                    .into_response();
+                }
+            };
             let took = started.elapsed();
             gateway.metrics.answered(Answered {
                 service: &answer.served_by,
                 model: &answer.model_used,
                 status: 200,
-                tier: served.tier.as_str(),
+                tier: tier.as_str(),
                 endpoint: "generate",
                 took,
             });
-            let data = GenerateData {
+            let mut response = Json(GenerateSuccess::new(GenerateData {
                 fallback_reason: fallback_reason.map(wire::fallback_reason),
                 fallback_type: fallback_type.and_then(wire::fallback_type),
-                fallback_used: served.fallback_used(),
-                model_used: answer.model_used.clone(),
+                fallback_used,
+                model_used: answer.model_used,
                 request_id,
-                response: answer.response.clone(),
+                response: answer.response,
                 response_time_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                 served_by: answer.served_by.clone(),
                 tokens_used: answer.tokens_used,
-            };
-            let mut response = Json(GenerateSuccess::new(data)).into_response();
-            super::tag(&mut response, &served);
+            }))
+            .into_response();
+            super::tag(&mut response, &answer.served_by, fallback_type);
             response
         }
         Err(error) => {

@@ -22,10 +22,9 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
-use resilience_core::fallback::Served;
+use resilience_core::fallback::TierKind;
 
 use crate::middleware::{request_id, shed_load};
-use crate::pool::Answer;
 
 /// `x-served-by`.
 static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
@@ -64,12 +63,12 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
 }
 
 /// `x-served-by` and, from a fallback tier, `x-fallback-tier`.
-pub(crate) fn tag(response: &mut Response, served: &Served<Answer>) {
+pub(crate) fn tag(response: &mut Response, served_by: &str, fallback: Option<TierKind>) {
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&served.response.served_by) {
+    if let Ok(value) = HeaderValue::from_str(served_by) {
         headers.insert(X_SERVED_BY.clone(), value);
     }
-    if let Some(tier) = served.fallback_type() {
+    if let Some(tier) = fallback {
         headers.insert(
             X_FALLBACK_TIER.clone(),
             HeaderValue::from_static(tier.as_str()),

@@ -21,8 +21,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::chat::{completion_id, json_event, prompt_tokens, unix_seconds};
 use super::errors::interrupted_event;
+use crate::answer::WholeAnswer;
 use crate::middleware::Occupancy;
-use crate::pool::{Answer, GatewayRequest, LiveStream, StreamEnd};
+use crate::pool::{GatewayRequest, LiveStream, StreamEnd};
 use crate::state::Gateway;
 use crate::upstream::{StreamEvent, UpstreamError};
 
@@ -43,7 +44,7 @@ pub(super) fn relay(gateway: &Arc<Gateway>, req: &GatewayRequest, live: LiveStre
         gateway: Arc::clone(gateway),
         idle: gateway.config.idle_timeout(),
         prompt_tokens: prompt_tokens(req),
-        key: crate::redis_cache::cache_key(req),
+        key: crate::cache::cache_key(req),
         request_id: req.request_id.clone(),
     };
     // A stream holds an in-flight slot until it ends, not only until its headers.
@@ -213,16 +214,13 @@ impl Relay {
         let Some(text) = seen.text.clone().filter(|t| !t.is_empty()) else {
             return;
         };
-        let answer = Answer::text(
+        let answer = WholeAnswer::text(
             text,
             live.model.clone(),
             seen.tokens,
             live.served_by.clone(),
         );
-        if let Some(redis_cache) = &self.gateway.redis_cache {
-            redis_cache.store_in_background(key.clone(), answer.clone());
-        }
-        self.gateway.cache.insert(key, answer);
+        self.gateway.cache.remember_stream(key, answer);
     }
 }
 

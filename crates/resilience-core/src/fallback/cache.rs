@@ -29,8 +29,8 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 1_000;
 
 /// The response cache: learned answers with a TTL and a size bound, plus seeded answers.
 ///
-/// Shared as `Arc<ResponseCache<Resp>>` between the chain (which stores live answers, see
-/// [`FallbackChain::with_cache`](super::FallbackChain::with_cache)) and the
+/// Shared as `Arc<ResponseCache<Resp>>` between the writer of live answers (such as a
+/// [`CacheStore`](super::CacheStore) given to a chain) and the
 /// [`CacheProvider`](super::CacheProvider) of the cache tier.
 pub struct ResponseCache<Resp> {
     clock: SharedClock,

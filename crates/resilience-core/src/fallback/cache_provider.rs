@@ -41,17 +41,22 @@ impl<Req, Resp> CacheProvider<Req, Resp> {
     }
 }
 
-impl<Req, Resp> FallbackProvider<Req, Resp> for CacheProvider<Req, Resp>
+/// Answers with the cached response, or anything it converts into (a chain whose answers
+/// may also be streams caches only whole ones).
+impl<Req, Resp, Out> FallbackProvider<Req, Out> for CacheProvider<Req, Resp>
 where
-    Resp: Clone + Send + 'static,
+    Resp: Clone + Into<Out> + Send + 'static,
+    Out: Send + 'static,
 {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn call<'a>(&'a self, req: &'a Req) -> BoxFuture<'a, Result<Resp, ProviderError>> {
+    fn call<'a>(&'a self, req: &'a Req) -> BoxFuture<'a, Result<Out, ProviderError>> {
         let found = (self.key)(req).and_then(|key| self.cache.get(&key));
-        Box::pin(std::future::ready(found.ok_or(ProviderError::Miss)))
+        Box::pin(std::future::ready(
+            found.map(Into::into).ok_or(ProviderError::Miss),
+        ))
     }
 }
 

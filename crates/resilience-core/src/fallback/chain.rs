@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::cache::ResponseCache;
 use super::error::{AllTiersFailed, FallbackError, FallbackReason, ProviderError, TierFailure};
-use super::key::{CacheKey, CacheKeyFn};
 use super::stats::{Attempt, FallbackStats, Recorder};
+use super::store::AnswerStore;
 use super::tier::{Tier, TierKind};
 use crate::policy::{ChainStep, after_provider_failure};
 
@@ -22,8 +21,8 @@ use crate::policy::{ChainStep, after_provider_failure};
 /// 1. A disabled tier is skipped (and counted as skipped).
 /// 2. Each provider call is bounded by its tier's timeout; overrunning it is a
 ///    [`ProviderError::Timeout`] failure of that provider.
-/// 3. The first answer wins. An answer from a live tier (primary, secondary) is stored in
-///    the response cache when the chain has one, so the cache tier can serve it later.
+/// 3. The first answer wins. An answer from a live tier (primary, secondary) is given to
+///    the chain's [`AnswerStore`] when it has one, so the cache tier can serve it later.
 /// 4. A [`ProviderError::Client`] stops the chain at once: invalid input is the caller's
 ///    fault, so no later tier is asked and no upstream is blamed.
 /// 5. Any other failure is recorded and the next provider is tried. When none is left,
@@ -33,7 +32,7 @@ use crate::policy::{ChainStep, after_provider_failure};
 /// tiers' enabled switches change afterwards.
 pub struct FallbackChain<Req, Resp> {
     tiers: Vec<Tier<Req, Resp>>,
-    store: Option<Store<Req, Resp>>,
+    store: Option<Arc<dyn AnswerStore<Req, Resp>>>,
     recorder: Recorder,
 }
 
@@ -50,11 +49,6 @@ pub struct Served<Resp> {
     pub elapsed: Duration,
     /// What failed before the answer, in order; empty when the first provider answered.
     pub failures: Vec<TierFailure>,
-}
-
-struct Store<Req, Resp> {
-    cache: Arc<ResponseCache<Resp>>,
-    key: CacheKeyFn<Req>,
 }
 
 impl<Req, Resp> FallbackChain<Req, Resp> {
@@ -98,17 +92,9 @@ impl<Req, Resp> FallbackChain<Req, Resp> {
         })
     }
 
-    /// Stores every primary or secondary answer in `cache` under the key `key` gives the
-    /// request (nothing is stored when it gives `None`). Off by default.
-    pub fn with_cache(
-        mut self,
-        cache: Arc<ResponseCache<Resp>>,
-        key: impl Fn(&Req) -> Option<CacheKey> + Send + Sync + 'static,
-    ) -> Self {
-        self.store = Some(Store {
-            cache,
-            key: Arc::new(key),
-        });
+    /// Gives every primary or secondary answer to `store`. Off by default.
+    pub fn with_store(mut self, store: Arc<dyn AnswerStore<Req, Resp>>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -127,9 +113,9 @@ impl<Req, Resp> FallbackChain<Req, Resp> {
         self.tier(kind).map(|t| t.set_enabled(enabled)).is_some()
     }
 
-    /// A snapshot of the counters, with the cache's when the chain stores into one.
+    /// A snapshot of the counters, with the store's when the chain has one.
     pub fn stats(&self) -> FallbackStats {
-        let cache = self.store.as_ref().map(|s| s.cache.stats());
+        let cache = self.store.as_ref().and_then(|s| s.stats());
         self.recorder.snapshot(&self.tiers, cache)
     }
 }
@@ -137,7 +123,7 @@ impl<Req, Resp> FallbackChain<Req, Resp> {
 impl<Req, Resp> FallbackChain<Req, Resp>
 where
     Req: Sync,
-    Resp: Clone + Send + 'static,
+    Resp: Send + 'static,
 {
     /// Tries tier by tier, provider by provider, until one answers, following the rules
     /// listed on [`FallbackChain`].
@@ -199,10 +185,8 @@ where
     }
 
     fn remember(&self, req: &Req, response: &Resp) {
-        if let Some(store) = &self.store
-            && let Some(key) = (store.key)(req)
-        {
-            store.cache.insert(key, response.clone());
+        if let Some(store) = &self.store {
+            store.remember(req, response);
         }
     }
 }

@@ -10,7 +10,8 @@
 //! written out on [`FallbackChain`]; its counters come out as
 //! [`FallbackStats`], keyed by tier name, for `/metrics`.
 //!
-//! Files: `tier` (kinds, the provider trait, tiers), `chain` (execution), `error`
+//! Files: `tier` (kinds, the provider trait, tiers), `chain` (execution), `store` (where
+//! the chain keeps live answers), `error`
 //! (classified failures), `stats` (counters), `key` (prompt normalisation), `cache` (the
 //! TTL- and size-bounded [`ResponseCache`]), `seed` (the seed file), `cache_provider` and
 //! `template` (the two built-in providers).
@@ -45,8 +46,8 @@
 //! use std::sync::Arc;
 //! use resilience_core::SystemClock;
 //! use resilience_core::fallback::{
-//!     CacheKey, CacheProvider, FallbackChain, ResponseCache, TemplateProvider, Tier, TierKind,
-//!     degraded_text,
+//!     CacheKey, CacheProvider, CacheStore, FallbackChain, ResponseCache, TemplateProvider, Tier,
+//!     TierKind, degraded_text,
 //! };
 //!
 //! let cache = Arc::new(ResponseCache::<String>::with_defaults(SystemClock::shared()));
@@ -56,7 +57,7 @@
 //!     Tier::new(TierKind::Template)
 //!         .with_provider(TemplateProvider::new("degraded", |p: &String| degraded_text(p))),
 //! ])?
-//! .with_cache(cache, key);
+//! .with_store(Arc::new(CacheStore::new(cache, key)));
 //! # Ok::<(), resilience_core::Error>(())
 //! ```
 
@@ -67,6 +68,7 @@ mod error;
 mod key;
 mod seed;
 mod stats;
+mod store;
 mod template;
 mod tier;
 
@@ -80,6 +82,7 @@ pub use error::{AllTiersFailed, FallbackError, FallbackReason, ProviderError, Ti
 pub use key::{CacheKey, CacheKeyFn, normalise_prompt};
 pub use seed::{SeedEntry, SeedFile};
 pub use stats::{FallbackStats, LatencyStats, ProviderStats, TierStats};
+pub use store::{AnswerStore, CacheStore};
 pub use template::{DEGRADED_QUOTE_CHARS, TemplateProvider, degraded_text};
 pub use tier::{
     BoxFuture, DEFAULT_LIVE_TIMEOUT, DEFAULT_LOCAL_TIMEOUT, FallbackProvider, Tier, TierKind,

@@ -23,4 +23,6 @@ mod tests;
 
 pub use fallback::{ChainStep, after_provider_failure, follow_context_fallback};
 pub use outcome::{AttemptFailure, FailureClass};
-pub use plan::{AttemptPlan, Candidate, Exhausted, PlanSettings, Selection, Step};
+pub use plan::{
+    AttemptPlan, Candidate, Exhausted, MAX_COOLDOWN, PlanSettings, Selection, Step, cooldown,
+};

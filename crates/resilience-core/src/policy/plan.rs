@@ -36,6 +36,19 @@ use crate::breaker::Outcome;
 use crate::fallback::ProviderError;
 use crate::retry::{RetryBudget, RetryPolicy};
 
+/// The longest a `Retry-After` keeps a candidate out of the rotation.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// How long a candidate stays out of the rotation after `failure`: the `Retry-After` it
+/// asked for, at most [`MAX_COOLDOWN`]; never after a refusal of the request itself (which
+/// says nothing about the candidate).
+pub fn cooldown(failure: &AttemptFailure) -> Option<Duration> {
+    if failure.class.is_refusal() {
+        return None;
+    }
+    failure.retry_after.map(|asked| asked.min(MAX_COOLDOWN))
+}
+
 /// How a target retries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanSettings {

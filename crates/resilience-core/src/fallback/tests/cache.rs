@@ -229,10 +229,18 @@ async fn cache_provider_misses_then_hits() {
     let provider = CacheProvider::new("memory", Arc::clone(&cache), super::support::key);
     let request = req_for("gpt-x", "What is AI?");
 
-    assert_eq!(provider.call(&request).await, Err(ProviderError::Miss));
+    assert_eq!(
+        FallbackProvider::<Req, String>::call(&provider, &request).await,
+        Err(ProviderError::Miss)
+    );
     cache.insert(km("gpt-x", "what is ai"), "AI is…".to_owned());
-    assert_eq!(provider.call(&request).await.as_deref(), Ok("AI is…"));
-    assert_eq!(provider.name(), "memory");
+    assert_eq!(
+        FallbackProvider::<Req, String>::call(&provider, &request)
+            .await
+            .as_deref(),
+        Ok("AI is…")
+    );
+    assert_eq!(FallbackProvider::<Req, String>::name(&provider), "memory");
     assert!(Arc::ptr_eq(provider.cache(), &cache));
 }
 
@@ -242,5 +250,8 @@ async fn cache_provider_misses_when_the_key_function_declines() {
     cache.insert_seeded(k("hello"), "hi".to_owned());
     let provider = CacheProvider::new("memory", cache, |_: &Req| None);
 
-    assert_eq!(provider.call(&req("hello")).await, Err(ProviderError::Miss));
+    assert_eq!(
+        FallbackProvider::<Req, String>::call(&provider, &req("hello")).await,
+        Err(ProviderError::Miss)
+    );
 }

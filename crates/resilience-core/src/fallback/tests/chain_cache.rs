@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::support::{Req, Scripted, Step, key, manual_cache, req, req_for, tier};
 use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{
-    CacheProvider, FallbackChain, FallbackReason, ProviderError, ResponseCache, Tier,
+    CacheProvider, CacheStore, FallbackChain, FallbackReason, ProviderError, ResponseCache, Tier,
 };
 
 fn cache_tier(cache: &Arc<ResponseCache<String>>) -> Tier<Req, String> {
@@ -25,7 +25,7 @@ async fn primary_success_populates_the_cache_and_the_cache_tier_serves_it_later(
         tier(Template, &[&template]),
     ])
     .unwrap()
-    .with_cache(Arc::clone(&cache), key);
+    .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), key)));
 
     assert_eq!(
         chain.execute(&req("What is AI?")).await.unwrap().tier,
@@ -54,7 +54,7 @@ async fn secondary_success_populates_the_cache_too() {
     let secondary = Scripted::answering("backup", "from secondary");
     let chain = FallbackChain::new([tier(Primary, &[&primary]), tier(Secondary, &[&secondary])])
         .unwrap()
-        .with_cache(Arc::clone(&cache), key);
+        .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), key)));
 
     chain.execute(&req_for("gpt-x", "hello")).await.unwrap();
 
@@ -78,7 +78,7 @@ async fn cache_and_template_answers_are_not_stored_again() {
         tier(Template, &[&template]),
     ])
     .unwrap()
-    .with_cache(Arc::clone(&cache), key);
+    .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), key)));
 
     assert_eq!(chain.execute(&req("hello")).await.unwrap().tier, Cache);
     assert_eq!(
@@ -96,7 +96,9 @@ async fn nothing_is_stored_when_the_key_function_declines() {
     let primary = Scripted::answering("pool", "fresh");
     let chain = FallbackChain::new([tier(Primary, &[&primary])])
         .unwrap()
-        .with_cache(Arc::clone(&cache), |_: &Req| None);
+        .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), |_: &Req| {
+            None
+        })));
 
     chain.execute(&req("hello")).await.unwrap();
 
@@ -114,7 +116,7 @@ async fn cached_answer_expires_and_the_chain_falls_to_the_template() {
         tier(Template, &[&template]),
     ])
     .unwrap()
-    .with_cache(Arc::clone(&cache), key);
+    .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), key)));
 
     chain.execute(&req("hello")).await.unwrap();
     primary.set(Step::Fail(ProviderError::CircuitOpen));
@@ -131,7 +133,7 @@ async fn chain_stats_include_the_cache_counters() {
     let primary = Scripted::answering("pool", "fresh");
     let chain = FallbackChain::new([tier(Primary, &[&primary])])
         .unwrap()
-        .with_cache(Arc::clone(&cache), key);
+        .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), key)));
     let without = FallbackChain::new([tier(Primary, &[&primary])]).unwrap();
 
     chain.execute(&req("hello")).await.unwrap();

@@ -340,3 +340,24 @@ fn the_deadline_ends_the_request_as_timed_out_with_the_last_failure() {
         })
     );
 }
+
+#[test]
+fn a_retry_after_cools_the_candidate_down_within_a_bound_but_a_refusal_never_does() {
+    use crate::policy::{MAX_COOLDOWN, cooldown};
+    let asked = |class, wait| asking(failure("a", class), wait);
+    let short = Duration::from_secs(3);
+    assert_eq!(
+        cooldown(&asked(FailureClass::RateLimited, short)),
+        Some(short)
+    );
+    assert_eq!(
+        cooldown(&asked(FailureClass::ServerError, short)),
+        Some(short)
+    );
+    assert_eq!(
+        cooldown(&asked(FailureClass::RateLimited, Duration::from_secs(3600))),
+        Some(MAX_COOLDOWN)
+    );
+    assert_eq!(cooldown(&asked(FailureClass::Refused, short)), None);
+    assert_eq!(cooldown(&failure("a", FailureClass::RateLimited)), None);
+}

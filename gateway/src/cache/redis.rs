@@ -1,6 +1,6 @@
 //! The response cache in Redis, shared by every gateway instance: live answers are written
-//! with a TTL; the cache tier reads them after the in-process cache (which holds this
-//! gateway's answers and the seeded ones). Every call is bounded by a short timeout; after a
+//! with a TTL (as a [`StoredAnswer`]); the cache tier reads them after the in-process cache
+//! (which holds this gateway's answers and the seeded ones). Every call is bounded by a short timeout; after a
 //! failure Redis is skipped for a moment, and a connect in progress is never waited for,
 //! so a dead or hung Redis costs a fallback answer nothing, never a failure.
 
@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use resilience_core::fallback::{BoxFuture, CacheKey, FallbackProvider, ProviderError};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::pool::{Answer, GatewayRequest};
+use super::cache_key;
+use crate::answer::{Answer, WholeAnswer};
+use crate::pool::GatewayRequest;
 
 /// One Redis call's bound.
 const OP_TIMEOUT: Duration = Duration::from_millis(50);
@@ -24,8 +26,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 const BACK_OFF: Duration = Duration::from_secs(2);
 /// Stores in flight at most; more are dropped (a cache may forget).
 const STORES_IN_FLIGHT: usize = 32;
-/// Prompts longer than this (in bytes, normalised) are neither cached nor looked up.
-pub const MAX_CACHED_PROMPT: usize = 2048;
+
+/// An answer as it is kept in Redis.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredAnswer {
+    response: String,
+    #[serde(default)]
+    model_used: Option<String>,
+    #[serde(default)]
+    tokens_used: u32,
+}
 
 /// Reads and writes cached answers in Redis under `cache:llm:<model|*>:<normalised prompt>`.
 pub struct RedisCache {
@@ -91,7 +101,7 @@ impl RedisCache {
     }
 
     /// Stores a live answer in the background, unless too many stores are in flight.
-    pub fn store_in_background(self: &Arc<Self>, key: CacheKey, answer: Answer) {
+    pub fn store_in_background(self: &Arc<Self>, key: CacheKey, answer: WholeAnswer) {
         let Ok(permit) = Arc::clone(&self.stores).try_acquire_owned() else {
             return;
         };
@@ -103,16 +113,18 @@ impl RedisCache {
     }
 
     /// Stores a live answer; failures are logged at debug and ignored.
-    pub async fn store(&self, key: &CacheKey, answer: &Answer) {
+    pub async fn store(&self, key: &CacheKey, answer: &WholeAnswer) {
         let Some(mut con) = self.connection().await else {
             return;
         };
-        let value = json!({
-            "response": answer.response,
-            "model_used": answer.model_used,
-            "tokens_used": answer.tokens_used,
-        })
-        .to_string();
+        let stored = StoredAnswer {
+            response: answer.response.clone(),
+            model_used: Some(answer.model_used.clone()),
+            tokens_used: answer.tokens_used,
+        };
+        let Ok(value) = serde_json::to_string(&stored) else {
+            return;
+        };
         let seconds = self.ttl.as_secs().max(1);
         let set = con.set_ex::<_, _, ()>(Self::redis_key(key), value, seconds);
         match tokio::time::timeout(OP_TIMEOUT * 4, set).await {
@@ -124,7 +136,7 @@ impl RedisCache {
         }
     }
 
-    async fn lookup(&self, key: &CacheKey) -> Result<Answer, ProviderError> {
+    async fn lookup(&self, key: &CacheKey) -> Result<WholeAnswer, ProviderError> {
         let Some(mut con) = self.connection().await else {
             return Err(ProviderError::Unavailable(
                 "redis cache unavailable".to_owned(),
@@ -141,34 +153,13 @@ impl RedisCache {
                 )));
             }
         };
-        let value: Value = serde_json::from_str(&text).map_err(|_| ProviderError::Miss)?;
-        Ok(Answer::text(
-            value["response"].as_str().ok_or(ProviderError::Miss)?,
-            value["model_used"].as_str().unwrap_or("cache"),
-            value["tokens_used"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
+        let stored: StoredAnswer = serde_json::from_str(&text).map_err(|_| ProviderError::Miss)?;
+        Ok(WholeAnswer::text(
+            stored.response,
+            stored.model_used.unwrap_or_else(|| "cache".to_owned()),
+            stored.tokens_used,
             "fallback_manager",
         ))
-    }
-}
-
-/// The cache key of a request: its model and normalised prompt (a chat's messages); `None`
-/// for a blank prompt or one longer than [`MAX_CACHED_PROMPT`] (the cache bounds its memory
-/// by entries).
-pub fn cache_key(req: &GatewayRequest) -> Option<CacheKey> {
-    let key = CacheKey::new(req.payload.model(), &req.payload.prompt_text());
-    (!key.is_blank() && key.prompt().len() <= MAX_CACHED_PROMPT).then_some(key)
-}
-
-/// The key a live answer is stored under: [`cache_key`], except for a stream, whose answer
-/// is still coming when the chain returns (the handler stores it once it completed).
-pub fn store_key(req: &GatewayRequest) -> Option<CacheKey> {
-    if req.payload.is_stream() {
-        None
-    } else {
-        cache_key(req)
     }
 }
 
@@ -180,13 +171,14 @@ impl FallbackProvider<GatewayRequest, Answer> for RedisCache {
     fn call<'a>(&'a self, req: &'a GatewayRequest) -> BoxFuture<'a, Result<Answer, ProviderError>> {
         Box::pin(async move {
             let key = cache_key(req).ok_or(ProviderError::Miss)?;
-            match self.lookup(&key).await {
+            let found = match self.lookup(&key).await {
                 Err(ProviderError::Miss) => match key.without_model() {
                     Some(any) => self.lookup(&any).await,
                     None => Err(ProviderError::Miss),
                 },
                 other => other,
-            }
+            };
+            found.map(Answer::Whole)
         })
     }
 }

@@ -1,0 +1,139 @@
+//! The response cache, every read and every write of it: [`AnswerCache`] holds this
+//! gateway's in-process cache (its own live answers and the seeded ones) and, when Redis is
+//! configured, the cache shared with other gateways ([`RedisCache`]).
+//!
+//! - Writes: the fallback chain gives it every whole answer a live tier served
+//!   ([`AnswerStore::remember`]; a stream request's answer is still coming then), and the
+//!   stream relay gives it a stream's text once the stream completed
+//!   ([`AnswerCache::remember_stream`]). Each write goes to the in-process cache and, in
+//!   the background, to Redis.
+//! - Reads: the cache tier it builds ([`AnswerCache::tier`]) asks the in-process cache first
+//!   (no network), then Redis.
+//! - Keys: a request's model and normalised prompt ([`cache_key`]); blank and very long
+//!   prompts are neither cached nor looked up.
+
+mod redis;
+
+pub use self::redis::RedisCache;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use resilience_core::SharedClock;
+use resilience_core::fallback::{
+    AnswerStore, CacheKey, CacheProvider, CacheStats, CacheStore, ResponseCache, SeedFile, Tier,
+    TierKind,
+};
+
+use crate::answer::{Answer, WholeAnswer};
+use crate::config::CacheSection;
+use crate::pool::GatewayRequest;
+use crate::upstream::count_words;
+
+/// Prompts longer than this (in bytes, normalised) are neither cached nor looked up.
+pub const MAX_CACHED_PROMPT: usize = 2048;
+
+/// The answers to common prompts every gateway starts with.
+const SEED: &str = include_str!("../../../config/fallback_responses.json");
+
+/// The response cache: in-process, and shared through Redis when configured.
+pub struct AnswerCache {
+    local: CacheStore<GatewayRequest, WholeAnswer>,
+    redis: Option<Arc<RedisCache>>,
+}
+
+impl AnswerCache {
+    /// The cache `settings` describe, seeded from its seed file (or the built-in one), and
+    /// shared through Redis at `redis_url` when given.
+    pub fn new(
+        settings: &CacheSection,
+        redis_url: Option<&str>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let ttl = Duration::from_secs(settings.ttl_s);
+        let local = Arc::new(ResponseCache::new(clock, ttl, settings.capacity));
+        let seed = match &settings.seed_file {
+            Some(path) => SeedFile::load(path)?,
+            None => SeedFile::parse(SEED, "config/fallback_responses.json")?,
+        };
+        local.seed(&seed, |entry| {
+            WholeAnswer::text(
+                entry.response.clone(),
+                entry.model.clone().unwrap_or_else(|| "cache".to_owned()),
+                count_words(&entry.response),
+                "fallback_manager",
+            )
+        });
+        let redis = match redis_url {
+            Some(url) => Some(Arc::new(RedisCache::new(url, ttl)?)),
+            None => None,
+        };
+        Ok(Self {
+            local: CacheStore::new(local, store_key),
+            redis,
+        })
+    }
+
+    /// The cache tier: the in-process cache, then Redis.
+    pub fn tier(&self) -> Tier<GatewayRequest, Answer> {
+        let tier = Tier::new(TierKind::Cache).with_provider(CacheProvider::new(
+            "response_cache",
+            Arc::clone(self.local.cache()),
+            cache_key,
+        ));
+        match &self.redis {
+            Some(redis) => tier.with_provider(Arc::clone(redis)),
+            None => tier,
+        }
+    }
+
+    /// Keeps the text of a stream that completed, under `key`.
+    pub fn remember_stream(&self, key: CacheKey, answer: WholeAnswer) {
+        if let Some(redis) = &self.redis {
+            redis.store_in_background(key.clone(), answer.clone());
+        }
+        self.local.cache().insert(key, answer);
+    }
+
+    /// The in-process cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        self.local.cache().stats()
+    }
+}
+
+impl AnswerStore<GatewayRequest, Answer> for AnswerCache {
+    fn remember(&self, req: &GatewayRequest, answer: &Answer) {
+        let Answer::Whole(whole) = answer else {
+            return; // kept by the relay once it completed
+        };
+        self.local.remember(req, whole);
+        if let (Some(redis), Some(key)) = (&self.redis, store_key(req)) {
+            redis.store_in_background(key, whole.clone());
+        }
+    }
+
+    fn stats(&self) -> Option<CacheStats> {
+        Some(AnswerCache::stats(self))
+    }
+}
+
+/// The cache key of a request: its model and normalised prompt (a chat's messages); `None`
+/// for a blank prompt or one longer than [`MAX_CACHED_PROMPT`] (the cache bounds its memory
+/// by entries).
+pub fn cache_key(req: &GatewayRequest) -> Option<CacheKey> {
+    let key = CacheKey::new(req.payload.model(), &req.payload.prompt_text());
+    (!key.is_blank() && key.prompt().len() <= MAX_CACHED_PROMPT).then_some(key)
+}
+
+/// The key a live answer is stored under: [`cache_key`], except for a stream, whose answer
+/// is still coming when the chain returns (the relay stores it once it completed).
+pub fn store_key(req: &GatewayRequest) -> Option<CacheKey> {
+    if req.payload.is_stream() {
+        None
+    } else {
+        cache_key(req)
+    }
+}
+
+#[cfg(test)]
+mod tests;
