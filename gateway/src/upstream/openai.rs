@@ -15,9 +15,8 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Serialize;
 use serde_json::Map;
 
-use super::{
-    Protocol, REQUEST_ID_HEADER, UpstreamClient, UpstreamError, classify, join, status_error,
-};
+use super::error::{classify, status_error};
+use super::{Protocol, REQUEST_ID_HEADER, UpstreamClient, UpstreamError, join};
 
 /// A request as sent upstream.
 #[derive(Debug, Clone)]

@@ -17,8 +17,9 @@ use futures::stream::BoxStream;
 use llm_api::openai::{DONE, Usage};
 use serde_json::Value;
 
+use super::error::{chain, classify, status_error};
 use super::openai::chat_url;
-use super::{Payload, Protocol, UpstreamClient, UpstreamError, chain, classify, status_error};
+use super::{Payload, Protocol, UpstreamClient, UpstreamError};
 
 /// Malformed events tolerated before the first token; past this the upstream is broken.
 const MALFORMED_BEFORE_FIRST_TOKEN: u32 = 16;

@@ -1,274 +1,22 @@
-//! The breaker as a pure state machine: every method takes the instant it runs at and
-//! returns the transition it caused, so the owner decides what to log, count or persist.
+//! [`CircuitBreaker`], the machine: admission, outcomes, the CLOSED rules (a failure run,
+//! the window's rates), re-opening with backoff, operator control, and its history.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::config::BreakerConfig;
-use crate::window::{BucketValue, MAX_BUCKETS, RollingWindow};
+use super::counts::Tally;
+use super::{
+    BreakerCounters, BreakerState, Outcome, Permit, Rejection, StateKind, Transition,
+    TransitionReason, WindowStats,
+};
+use crate::breaker::config::BreakerConfig;
+use crate::window::{MAX_BUCKETS, RollingWindow};
 
 /// Transitions kept in a breaker's history; older ones are dropped.
 pub const HISTORY_LEN: usize = 64;
 
-/// The three states, serialised exactly as `CLOSED`, `OPEN`, `HALF_OPEN`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StateKind {
-    /// Calls flow; outcomes are counted.
-    Closed,
-    /// Calls are rejected without being made.
-    Open,
-    /// A limited number of probe calls decide whether to close or re-open.
-    HalfOpen,
-}
-
-impl StateKind {
-    /// The serialised name (`CLOSED`, `OPEN`, `HALF_OPEN`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "CLOSED",
-            Self::Open => "OPEN",
-            Self::HalfOpen => "HALF_OPEN",
-        }
-    }
-
-    /// The lab's gauge encoding: 0 closed, 1 open, 2 half-open.
-    pub fn as_gauge(self) -> i64 {
-        match self {
-            Self::Closed => 0,
-            Self::Open => 1,
-            Self::HalfOpen => 2,
-        }
-    }
-}
-
-impl fmt::Display for StateKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The state with the data each state needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    /// Calls flow.
-    Closed,
-    /// Rejecting until `until`; `None` when forced open (until a reset).
-    Open {
-        /// When probes start being let through.
-        until: Option<Instant>,
-    },
-    /// Probing.
-    HalfOpen {
-        /// Probes running now.
-        probes: u32,
-        /// Probes that succeeded so far.
-        successes: u32,
-    },
-}
-
-impl BreakerState {
-    /// The state's name.
-    pub fn kind(&self) -> StateKind {
-        match self {
-            Self::Closed => StateKind::Closed,
-            Self::Open { .. } => StateKind::Open,
-            Self::HalfOpen { .. } => StateKind::HalfOpen,
-        }
-    }
-}
-
-/// How a finished call counts, as the caller classifies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The call worked.
-    Success,
-    /// The dependency failed (5xx, timeout, connection error…).
-    Failure,
-    /// Says nothing about the dependency's health (a client error, a cancelled call).
-    Ignored,
-}
-
-/// Why a call was not let through; the call was not made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    /// The breaker is OPEN; `retry_after` is the time left (`None` when forced open).
-    #[error("circuit breaker is open")]
-    BreakerOpen {
-        /// Time until probes are let through, if known.
-        retry_after: Option<Duration>,
-    },
-    /// HALF_OPEN and every probe slot is taken.
-    #[error("circuit breaker is half-open and its probe slots are taken")]
-    ProbeLimit,
-    /// The bulkhead's limit of concurrent calls is reached.
-    #[error("bulkhead is full")]
-    BulkheadFull,
-}
-
-impl Rejection {
-    /// A short machine-readable reason (`open`, `probe_limit`, `bulkhead_full`).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::BreakerOpen { .. } => "open",
-            Self::ProbeLimit => "probe_limit",
-            Self::BulkheadFull => "bulkhead_full",
-        }
-    }
-}
-
-/// Leave to make one call; hand it back with [`CircuitBreaker::record`] when it ends.
-#[derive(Debug, PartialEq, Eq)]
-#[must_use = "a permit must be given back with `record`, or its slot stays taken"]
-pub struct Permit {
-    generation: u64,
-    started: Instant,
-    probe: bool,
-    /// Counted in `in_flight` (false for calls admitted on the shared breaker's lock-free
-    /// path, which is only taken when no bulkhead needs the count).
-    tracked: bool,
-}
-
-impl Permit {
-    /// A permit for a call admitted without asking the machine, in CLOSED at `generation`
-    /// (see [`CircuitBreaker::admits_freely`]).
-    pub(crate) fn untracked(generation: u64, started: Instant) -> Self {
-        Self {
-            generation,
-            started,
-            probe: false,
-            tracked: false,
-        }
-    }
-
-    /// The generation the call was admitted in.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Whether the call is counted in the machine's `in_flight`.
-    pub(crate) fn is_tracked(&self) -> bool {
-        self.tracked
-    }
-
-    /// Whether this call is a HALF_OPEN probe.
-    pub fn is_probe(&self) -> bool {
-        self.probe
-    }
-
-    /// When the call was let through.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-}
-
-/// Why a transition happened.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TransitionReason {
-    /// `count` consecutive failures reached the threshold.
-    ConsecutiveFailures {
-        /// Failures in a row.
-        count: u32,
-    },
-    /// The window's failure rate reached the threshold.
-    FailureRate {
-        /// The rate, 0..=1.
-        rate: f64,
-    },
-    /// The window's slow-call rate reached the threshold.
-    SlowCallRate {
-        /// The rate, 0..=1.
-        rate: f64,
-    },
-    /// The OPEN period ended.
-    RecoveryTimeoutElapsed,
-    /// A HALF_OPEN probe failed.
-    ProbeFailed,
-    /// Enough HALF_OPEN probes succeeded.
-    ProbesSucceeded {
-        /// Successful probes.
-        count: u32,
-    },
-    /// An operator reset the breaker.
-    ManualReset,
-    /// An operator forced the breaker open.
-    ForcedOpen,
-}
-
-/// A change of state, at the instant it was observed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Transition {
-    /// The state left.
-    pub from: StateKind,
-    /// The state entered.
-    pub to: StateKind,
-    /// When it happened.
-    pub at: Instant,
-    /// Why.
-    pub reason: TransitionReason,
-    /// Grows by one with each transition of this breaker. Hooks may be told of two
-    /// transitions from two threads at once; a listener that keeps the latest state
-    /// orders them by this.
-    pub sequence: u64,
-}
-
-/// Lifetime counters of a breaker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct BreakerCounters {
-    /// Calls that finished with a success.
-    pub successes: u64,
-    /// Calls that finished with a failure.
-    pub failures: u64,
-    /// Calls that finished and were ignored.
-    pub ignored: u64,
-    /// Finished calls (of any outcome) that were slow.
-    pub slow: u64,
-    /// Calls rejected because the breaker was open.
-    pub rejected_open: u64,
-    /// Calls rejected because the HALF_OPEN probe slots were taken.
-    pub rejected_probe_limit: u64,
-    /// Calls rejected by the bulkhead.
-    pub rejected_bulkhead: u64,
-    /// Transitions so far.
-    pub transitions: u64,
-}
-
-/// Calls, failures and slow calls in the rolling window, with their rates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct WindowStats {
-    /// Counted calls (successes and failures) in the window.
-    pub calls: u32,
-    /// Failures in the window.
-    pub failures: u32,
-    /// Slow calls in the window.
-    pub slow: u32,
-    /// failures / calls (0 with no calls).
-    pub failure_rate: f64,
-    /// slow / calls (0 with no calls).
-    pub slow_call_rate: f64,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Tally {
-    calls: u32,
-    failures: u32,
-    slow: u32,
-}
-
-impl BucketValue for Tally {
-    fn merge(&mut self, other: &Self) {
-        self.calls += other.calls;
-        self.failures += other.failures;
-        self.slow += other.slow;
-    }
-}
-
-/// A circuit breaker, not shareable by itself: wrap it (see [`super::Breaker`]) to use it
-/// from many tasks.
+/// A circuit breaker, not shareable by itself: wrap it (see [`Breaker`](crate::breaker::Breaker))
+/// to use it from many tasks.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
     config: BreakerConfig,
@@ -370,20 +118,16 @@ impl CircuitBreaker {
             _ => false,
         };
         self.in_flight += 1;
-        Ok(Permit {
-            generation: self.generation,
-            started: now,
-            probe,
-            tracked: true,
-        })
+        Ok(Permit::tracked(self.generation, now, probe))
     }
 
     /// Records how the call behind `permit` ended, at `now`; returns the transition caused.
     pub fn record(&mut self, now: Instant, permit: Permit, outcome: Outcome) -> Option<Transition> {
-        if permit.tracked {
+        if permit.is_tracked() {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
-        let slow = now.saturating_duration_since(permit.started) >= self.config.slow_call_duration;
+        let slow =
+            now.saturating_duration_since(permit.started()) >= self.config.slow_call_duration;
         match outcome {
             Outcome::Success => self.counters.successes += 1,
             Outcome::Failure => self.counters.failures += 1,
@@ -392,7 +136,7 @@ impl CircuitBreaker {
         if slow {
             self.counters.slow += 1;
         }
-        if permit.generation != self.generation {
+        if permit.generation() != self.generation {
             return None;
         }
         match self.state {
@@ -540,28 +284,14 @@ impl CircuitBreaker {
 
     /// Counts and rates in the rolling window at `now`.
     pub fn window_stats(&self, now: Instant) -> WindowStats {
-        let tally = self.window.sum(now);
-        let rate = |n: u32| {
-            if tally.calls == 0 {
-                0.0
-            } else {
-                f64::from(n) / f64::from(tally.calls)
-            }
-        };
-        WindowStats {
-            calls: tally.calls,
-            failures: tally.failures,
-            slow: tally.slow,
-            failure_rate: rate(tally.failures),
-            slow_call_rate: rate(tally.slow),
-        }
+        self.window.sum(now).stats()
     }
 
     /// Whether a call may be admitted without asking: CLOSED, and neither a bulkhead nor a
     /// rate threshold needs to see every call as it starts or ends. When true, a success of
     /// a call admitted in this generation changes nothing but the success count (provided
-    /// no failure run is in progress), which is what lets [`super::Breaker`] keep such
-    /// calls off its lock.
+    /// no failure run is in progress), which is what lets
+    /// [`Breaker`](crate::breaker::Breaker) keep such calls off its lock.
     pub fn admits_freely(&self) -> bool {
         self.state == BreakerState::Closed
             && self.config.max_concurrent_calls.is_none()
