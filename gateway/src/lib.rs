@@ -8,15 +8,16 @@
 //! - [`wire`]: the library's snapshots as the `llm_api` types the routes write.
 //! - [`answer`]: what a target or tier answers (whole, or a live stream); [`cache`]: the
 //!   response cache, every read and write of it (in-process and shared through Redis).
-//! - [`middleware`]: request ids and load shedding; [`metrics`]: Prometheus.
+//! - [`layers`]: the request path's tower layers, in order (request id, access log, body
+//!   read, validation, load shedding, metrics); [`metrics`]: Prometheus.
 //!
 //! [`run`] is the whole gateway on a bound listener until a shutdown future completes.
 
 pub mod answer;
 pub mod cache;
 pub mod config;
+pub mod layers;
 pub mod metrics;
-pub mod middleware;
 pub mod pool;
 pub mod routes;
 pub mod routing;

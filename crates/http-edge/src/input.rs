@@ -6,7 +6,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use llm_api::openai::OpenAiError;
 use llm_api::{ErrorBody, FieldError};
@@ -40,6 +40,36 @@ impl BadInput {
         }
     }
 
+    /// A 413 for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "payload_too_large",
+            error: FieldError::new("body", format!("must be at most {limit} bytes")),
+        }
+    }
+
+    /// A 408 for a body that did not arrive whole within `deadline`.
+    pub fn too_slow(deadline: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            kind: "request_timeout",
+            error: FieldError::new(
+                "body",
+                format!("must arrive within {} ms", deadline.as_millis()),
+            ),
+        }
+    }
+
+    /// A 415 for a body that does not say it is JSON.
+    pub fn not_json() -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            kind: "unsupported_media_type",
+            error: FieldError::new("content-type", "must be application/json"),
+        }
+    }
+
     /// Rendered in OpenAI's error shape, for `/v1`.
     pub fn openai(self) -> Response {
         let mut body = OpenAiError::invalid_request(&self.error);
@@ -66,32 +96,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = BadInput;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, BadInput> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(BadInput {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                kind: "unsupported_media_type",
-                error: FieldError::new("content-type", "must be application/json"),
-            });
+        if !is_json(req.headers()) {
+            return Err(BadInput::not_json());
         }
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|_| BadInput {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                kind: "payload_too_large",
-                error: FieldError::new("body", format!("must be at most {BODY_LIMIT} bytes")),
-            })?;
+            .map_err(|_| BadInput::too_large(BODY_LIMIT))?;
         parse(&bytes).map(JsonBody)
     }
+}
+
+/// Whether `headers` say the body is JSON (`application/json` or `…+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+/// A body already read, as a `T`: 415 unless `headers` say JSON, then [`parse`].
+pub fn read_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, BadInput> {
+    if !is_json(headers) {
+        return Err(BadInput::not_json());
+    }
+    parse(bytes)
 }
 
 /// Parses `bytes` as a `T`, naming the field at fault.
@@ -200,5 +233,36 @@ mod tests {
     fn messages_do_not_leak_parser_positions() {
         let e = parse::<GenerateRequest>(br#"{"prompt": 5}"#).unwrap_err();
         assert!(!e.error.message.contains("line"), "{}", e.error.message);
+    }
+
+    #[test]
+    fn a_body_read_already_is_json_only_when_its_headers_say_so() {
+        let mut headers = HeaderMap::new();
+        let body = br#"{"prompt": "hi"}"#;
+        let refused = read_json::<GenerateRequest>(&headers, body).unwrap_err();
+        assert_eq!(refused, BadInput::not_json());
+        assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        for mime in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.x+json",
+        ] {
+            headers.insert(header::CONTENT_TYPE, mime.parse().unwrap());
+            let request = read_json::<GenerateRequest>(&headers, body).unwrap();
+            assert_eq!(request.prompt, "hi", "{mime}");
+        }
+        let broken = read_json::<GenerateRequest>(&headers, b"{").unwrap_err();
+        assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn size_and_deadline_refusals_say_their_bound() {
+        let large = BadInput::too_large(1024);
+        assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(large.error.message, "must be at most 1024 bytes");
+        let slow = BadInput::too_slow(std::time::Duration::from_secs(10));
+        assert_eq!(slow.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.kind, "request_timeout");
+        assert_eq!(slow.error.message, "must arrive within 10000 ms");
     }
 }

@@ -7,4 +7,4 @@ pub mod healthcheck;
 pub mod input;
 pub mod process;
 
-pub use input::{BODY_LIMIT, BadInput, JsonBody};
+pub use input::{BODY_LIMIT, BadInput, JsonBody, is_json, read_json};

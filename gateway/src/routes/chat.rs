@@ -18,13 +18,12 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use http_edge::{BadInput, JsonBody};
 use llm_api::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, DONE,
     Delta, Model, ModelList, Usage,
@@ -35,26 +34,17 @@ use super::errors::{OpenAiFailure, failure_label};
 use super::generate::log_fallback;
 use super::{relay, tag};
 use crate::answer::{Answer, WholeAnswer};
-use crate::metrics::Answered;
-use crate::middleware::RequestId;
+use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
 use crate::upstream::{Payload, count_words};
-
-/// The metrics label of this endpoint.
-const ENDPOINT: &str = "chat_completions";
 
 /// Answers a chat completion from the model's route (see the module's rules).
 pub async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    body: Result<JsonBody<ChatCompletionRequest>, BadInput>,
+    Valid(request): Valid<ChatCompletionRequest>,
 ) -> Response {
-    let started = Instant::now();
-    let request = match super::validated(&gateway, body, ChatCompletionRequest::validate) {
-        Ok(request) => request,
-        Err(bad) => return bad.openai(),
-    };
     let stream = request.stream;
     let req = GatewayRequest::new(
         Payload::Chat(request),
@@ -75,25 +65,21 @@ pub async fn chat_completions(
                 Answer::Whole(answer) if stream => replay(&answer, &req),
                 Answer::Whole(answer) => Json(whole(&answer, &req)).into_response(),
             };
-            gateway.metrics.answered(Answered {
-                service: &served_by,
-                model: &model,
-                status: 200,
-                tier: tier.as_str(),
-                endpoint: ENDPOINT,
-                took: started.elapsed(),
-            });
             tag(&mut response, &served_by, fallback);
+            response.extensions_mut().insert(Recorded::Answered {
+                service: served_by,
+                model,
+                tier,
+            });
             response
         }
         Err(error) => {
             let failure =
                 OpenAiFailure::new(&error, gateway.config.args.circuit_breaker_recovery_timeout);
             let label = failure_label(&error, &request_id);
-            gateway
-                .metrics
-                .gateway_error(label, failure.status().as_u16());
-            failure.into_response()
+            let mut response = failure.into_response();
+            response.extensions_mut().insert(Recorded::Failed(label));
+            response
         }
     }
 }

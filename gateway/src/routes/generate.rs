@@ -6,38 +6,27 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use http_edge::{BadInput, JsonBody};
-use llm_api::ErrorBody;
 use llm_api::envelope::{GenerateData, GenerateSuccess};
 use llm_api::generate::GenerateRequest;
 use resilience_core::fallback::{AllTiersFailed, FallbackError, Served};
 
 use super::errors::{LabFailure, failure_label};
 use crate::answer::Answer;
-use crate::metrics::Answered;
-use crate::middleware::RequestId;
+use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
 use crate::upstream::Payload;
 use crate::wire;
 
-/// Answers a prompt from the first tier that can: a 200 whenever any tier answered, a 4xx
-/// for bad input (never sent upstream), a 503 with `Retry-After` when nothing could answer.
+/// Answers a prompt from the first tier that can: a 200 whenever any tier answered, 422
+/// when an upstream refused the request itself, a 503 with `Retry-After` when nothing could
+/// answer. Bad input never gets here (the validation layer answers it).
 pub async fn generate(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    body: Result<JsonBody<GenerateRequest>, BadInput>,
+    Valid(request): Valid<GenerateRequest>,
 ) -> Response {
     let started = Instant::now();
-    let request = match super::validated(&gateway, body, GenerateRequest::validate) {
-        Ok(request) => request,
-        Err(bad) => {
-            let mut body =
-                ErrorBody::new(bad.kind, bad.error.message.clone(), Some(bad.error.field));
-            body.request_id = Some(request_id);
-            return (bad.status, Json(body)).into_response();
-        }
-    };
     let req = GatewayRequest::new(
         Payload::Generate(request),
         request_id.clone(),
@@ -66,14 +55,11 @@ pub async fn generate(
                 }
             };
             let took = started.elapsed();
-            gateway.metrics.answered(Answered {
-                service: &answer.served_by,
-                model: &answer.model_used,
-                status: 200,
-                tier: tier.as_str(),
-                endpoint: "generate",
-                took,
-            });
+            let recorded = Recorded::Answered {
+                service: answer.served_by.clone(),
+                model: answer.model_used.clone(),
+                tier,
+            };
             let mut response = Json(GenerateSuccess::new(GenerateData {
                 fallback_reason: fallback_reason.map(wire::fallback_reason),
                 fallback_type: fallback_type.and_then(wire::fallback_type),
@@ -87,6 +73,7 @@ pub async fn generate(
             }))
             .into_response();
             super::tag(&mut response, &answer.served_by, fallback_type);
+            response.extensions_mut().insert(recorded);
             response
         }
         Err(error) => {
@@ -96,10 +83,9 @@ pub async fn generate(
                 gateway.config.args.circuit_breaker_recovery_timeout,
             );
             let label = failure_label(&error, &request_id);
-            gateway
-                .metrics
-                .gateway_error(label, failure.status().as_u16());
-            failure.into_response()
+            let mut response = failure.into_response();
+            response.extensions_mut().insert(Recorded::Failed(label));
+            response
         }
     }
 }

@@ -9,43 +9,49 @@ pub mod status;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use http_edge::{BadInput, JsonBody};
-use llm_api::openai::OpenAiError;
-use llm_api::{ErrorBody, FieldError};
-
-use tower_http::timeout::RequestBodyTimeoutLayer;
-
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use llm_api::ErrorBody;
+use llm_api::generate::GenerateRequest;
+use llm_api::openai::{ChatCompletionRequest, OpenAiError};
 use resilience_core::fallback::TierKind;
+use tower::ServiceBuilder;
 
-use crate::middleware::{request_id, shed_load};
+use crate::layers::body::{BodyLimits, read_body};
+use crate::layers::validate::{Validate, validate};
+use crate::layers::{Api, RequestId, access_log, metrics, request_id, shed};
+use crate::state::Gateway;
 
 /// `x-served-by`.
 static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 /// `x-fallback-tier`.
 static X_FALLBACK_TIER: HeaderName = HeaderName::from_static("x-fallback-tier");
 
-/// The longest a client may take to send its request body.
+/// The longest a client may take to send its whole request body.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-use crate::state::Gateway;
 
-/// The whole API. Load shedding guards the model routes only, so health, readiness and
-/// metrics keep answering under overload.
+/// The whole API, its layers in the order `crate::layers` lists them.
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    let model_routes = Router::new()
-        .route("/generate", post(generate::generate))
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        // A client trickling its body must not hold an in-flight slot for ever.
-        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
-        .layer(from_fn_with_state(Arc::clone(&gateway), shed_load));
+    let limits = BodyLimits {
+        max_bytes: http_edge::BODY_LIMIT,
+        deadline: BODY_READ_TIMEOUT,
+    };
     Router::new()
-        .merge(model_routes)
+        .route(
+            "/generate",
+            model_route::<GenerateRequest>(&gateway, "generate", post(generate::generate)),
+        )
+        .route(
+            "/v1/chat/completions",
+            model_route::<ChatCompletionRequest>(
+                &gateway,
+                "chat_completions",
+                post(chat::chat_completions),
+            ),
+        )
         .route("/v1/models", get(chat::models))
         .route("/health", get(status::health))
         .route("/live", get(status::live))
@@ -57,9 +63,31 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         )
         .route("/admin/status", get(status::admin_status))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
-        .layer(from_fn(request_id))
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(request_id::request_id))
+                .layer(access_log::layer())
+                // security headers, authentication and rate limit go here, in that order.
+                .layer(from_fn_with_state(limits, read_body)),
+        )
         .with_state(gateway)
+}
+
+/// A model route: `handler` behind validation into `T`, load shedding and metrics.
+fn model_route<T: Validate>(
+    gateway: &Arc<Gateway>,
+    endpoint: &'static str,
+    handler: MethodRouter<Arc<Gateway>>,
+) -> MethodRouter<Arc<Gateway>> {
+    handler.layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(Arc::clone(gateway), validate::<T>))
+            .layer(from_fn_with_state(Arc::clone(gateway), shed::shed_load))
+            .layer(from_fn_with_state(
+                (Arc::clone(gateway), endpoint),
+                metrics::record,
+            )),
+    )
 }
 
 /// `x-served-by` and, from a fallback tier, `x-fallback-tier`.
@@ -76,31 +104,8 @@ pub(crate) fn tag(response: &mut Response, served_by: &str, fallback: Option<Tie
     }
 }
 
-/// The request if it parsed and `validate` accepts it under the gateway's token limit; a
-/// refused one is counted in the metrics.
-pub(crate) fn validated<T>(
-    gateway: &Gateway,
-    body: Result<JsonBody<T>, BadInput>,
-    validate: impl FnOnce(&T, u32) -> Result<(), FieldError>,
-) -> Result<T, BadInput> {
-    let result = body.and_then(|JsonBody(request)| {
-        validate(&request, gateway.config.file_max_tokens())
-            .map(|()| request)
-            .map_err(BadInput::invalid)
-    });
-    if let Err(bad) = &result {
-        gateway
-            .metrics
-            .gateway_error("validation", bad.status.as_u16());
-    }
-    result
-}
-
-async fn not_found(
-    request_id: Option<axum::Extension<crate::middleware::RequestId>>,
-    req: axum::extract::Request,
-) -> Response {
-    if crate::middleware::is_openai(&req) {
+async fn not_found(request_id: Option<axum::Extension<RequestId>>, req: Request) -> Response {
+    if Api::of(&req) == Api::OpenAi {
         let body = OpenAiError::new(
             "invalid_request_error",
             format!("no such route: {}", req.uri().path()),

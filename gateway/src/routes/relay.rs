@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::chat::{completion_id, json_event, prompt_tokens, unix_seconds};
 use super::errors::interrupted_event;
 use crate::answer::WholeAnswer;
-use crate::middleware::Occupancy;
+use crate::layers::Occupancy;
 use crate::pool::{GatewayRequest, LiveStream, StreamEnd};
 use crate::state::Gateway;
 use crate::upstream::{StreamEvent, UpstreamError};

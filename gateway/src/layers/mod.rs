@@ -1,0 +1,76 @@
+//! The request path's cross-cutting concerns, one tower layer each, stacked by
+//! [`crate::routes::app`] in this order (outermost first):
+//!
+//! 1. [`request_id`]: the client's sane `x-request-id`, or a new one; on every answer.
+//! 2. [`access_log`]: one line per request — method, path, status, latency, request id.
+//! 3. security headers — added by later work, here.
+//! 4. authentication — added by later work, here.
+//! 5. rate limit — added by later work, here.
+//! 6. [`body`]: the whole body read before anything else, within a size limit and a
+//!    deadline (413 / 408 in the API's error shape), so that no later layer and no handler
+//!    waits on a client.
+//!
+//! Then on the model routes (`/generate`, `/v1/chat/completions`) only:
+//!
+//! 7. [`validate`]: the body parsed and validated into the route's request type (4xx naming
+//!    the field); bad input never takes an in-flight slot or reaches an upstream.
+//! 8. [`shed`]: an in-flight slot, or 503 with `Retry-After` above
+//!    `MAX_CONCURRENT_REQUESTS` — health, readiness and metrics keep answering under
+//!    overload.
+//! 9. [`metrics`]: the answer (or the gateway's own error) recorded with its latency.
+//!
+//! Errors a layer answers itself take the API's shape: OpenAI's under `/v1/`, the lab's
+//! elsewhere ([`Api`]).
+
+pub mod access_log;
+pub mod body;
+pub mod metrics;
+pub mod request_id;
+pub mod shed;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use metrics::Recorded;
+pub use request_id::{RequestId, X_REQUEST_ID};
+pub use shed::Occupancy;
+pub use validate::Valid;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http_edge::BadInput;
+use llm_api::ErrorBody;
+
+/// Which API a request is on, for the shape of the errors the gateway answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// The lab's (`/generate`, `/health`, `/admin/*`…): the lab's error envelope.
+    Lab,
+    /// The OpenAI-compatible API (`/v1/…`): OpenAI's error object.
+    OpenAi,
+}
+
+impl Api {
+    /// The API of `req`.
+    pub fn of(req: &Request) -> Self {
+        if req.uri().path().starts_with("/v1/") {
+            Self::OpenAi
+        } else {
+            Self::Lab
+        }
+    }
+
+    /// `bad` in this API's shape, with the request id (the lab's envelope carries it).
+    pub fn reject(self, bad: BadInput, request_id: Option<&RequestId>) -> Response {
+        match self {
+            Self::OpenAi => bad.openai(),
+            Self::Lab => {
+                let mut body =
+                    ErrorBody::new(bad.kind, bad.error.message.clone(), Some(bad.error.field));
+                body.request_id = request_id.map(|id| id.0.clone());
+                (bad.status, axum::Json(body)).into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The layers that need no gateway, each on a small router (the rest are exercised by the
+//! end-to-end suite: validation and shedding in `protection`, metrics everywhere).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::post;
+use futures::stream;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::body::{BodyLimits, read_body};
+use super::request_id::request_id;
+use super::{RequestId, X_REQUEST_ID};
+
+const LIMITS: BodyLimits = BodyLimits {
+    max_bytes: 16,
+    deadline: Duration::from_millis(200),
+};
+
+/// Echoes the body's length and the request id it was given.
+async fn echo(id: Option<axum::Extension<RequestId>>, body: Bytes) -> String {
+    let id = id
+        .map(|axum::Extension(RequestId(id))| id)
+        .unwrap_or_default();
+    format!("{} {id}", body.len())
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/generate", post(echo))
+        .route("/v1/chat/completions", post(echo))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(from_fn(request_id))
+                .layer(from_fn_with_state(LIMITS, read_body)),
+        )
+}
+
+async fn send(req: Request<Body>) -> (StatusCode, Option<String>, Bytes) {
+    let response = app().oneshot(req).await.unwrap();
+    let id = response
+        .headers()
+        .get(&X_REQUEST_ID)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, id, body)
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_kept_and_any_other_replaced() {
+    let req = Request::post("/generate")
+        .header(&X_REQUEST_ID, "abc-123")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, id, body) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(id.as_deref(), Some("abc-123"));
+    assert_eq!(body, "2 abc-123");
+
+    for bad in ["", "has space", &"x".repeat(129)] {
+        let req = Request::post("/generate")
+            .header(&X_REQUEST_ID, bad)
+            .body(Body::empty())
+            .unwrap();
+        let (_, id, body) = send(req).await;
+        let id = id.unwrap();
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        assert_eq!(body, format!("0 {id}"), "the handler sees the same id");
+    }
+}
+
+#[tokio::test]
+async fn a_body_within_the_limit_reaches_the_handler_whole() {
+    let chunks = ["{\"a\":", "1}"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+    let req = Request::post("/generate")
+        .body(Body::from_stream(stream::iter(chunks)))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with(b"7 "), "{body:?}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_in_the_apis_shape() {
+    let big = "x".repeat(17);
+    let req = Request::post("/generate")
+        .body(Body::from(big.clone()))
+        .unwrap();
+    let (status, id, body) = send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let lab: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(lab["status"], "error");
+    assert_eq!(lab["error"]["type"], "payload_too_large");
+    assert_eq!(lab["request_id"].as_str(), id.as_deref());
+
+    let req = Request::post("/v1/chat/completions")
+        .body(Body::from(big))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let openai: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(openai["error"]["type"], "invalid_request_error");
+    assert!(
+        openai["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("16 bytes")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_trickling_past_the_deadline_is_408_even_though_bytes_keep_coming() {
+    // One byte every 50 ms: each chunk is on time, the whole body is not.
+    let trickle = stream::unfold(0u32, |n| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (n < 10).then(|| (Ok::<_, std::io::Error>(Bytes::from_static(b"x")), n + 1))
+    });
+    let req = Request::post("/generate")
+        .body(Body::from_stream(trickle))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(started.elapsed(), LIMITS.deadline);
+    let lab: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(lab["error"]["type"], "request_timeout");
+}
