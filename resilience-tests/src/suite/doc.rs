@@ -43,7 +43,7 @@ impl<T> Doc<T> {
     pub fn typed(&self, what: &str) -> anyhow::Result<&T> {
         self.parsed.as_ref().map_err(|error| {
             anyhow::anyhow!(
-                "{what} answered HTTP {} with a body that is not the gateway's type ({error}): {}",
+                "{what} answered HTTP {} with a body that is not its llm-api type ({error}): {}",
                 self.status,
                 truncate(&self.raw.to_string(), 160)
             )
