@@ -15,6 +15,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use llm_api::envelope::GenerateSuccess;
+use llm_api::generate::GenerateRequest;
 use serde_json::{Value, json};
 use test_support::{Address, Gateway, LlmService, Process};
 use tokio::process::Command;
@@ -147,20 +149,20 @@ impl Stack {
         let response = self
             .http
             .post(format!("{}/generate", self.gateway.url))
-            .json(&json!({
-                "prompt": format!("proxy test {} prompt {n}", std::process::id()),
-                "max_tokens": 8,
-            }))
+            .json(&GenerateRequest {
+                max_tokens: Some(8),
+                ..GenerateRequest::new(format!("proxy test {} prompt {n}", std::process::id()))
+            })
             .send()
             .await
             .unwrap();
         let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let success: Option<GenerateSuccess> = response.json().await.ok();
         let elapsed = started.elapsed();
         Generated {
             status,
-            fallback_used: body["data"]["fallback_used"].as_bool(),
-            response_time_ms: body["data"]["response_time_ms"].as_u64().unwrap_or(0),
+            fallback_used: success.as_ref().map(|s| s.data.fallback_used),
+            response_time_ms: success.map_or(0, |s| s.data.response_time_ms),
             elapsed,
         }
     }

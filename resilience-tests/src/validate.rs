@@ -8,7 +8,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use serde_json::json;
+use llm_api::breaker::BreakerState;
+use llm_api::generate::GenerateRequest;
 use stack_control::{API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS, ServiceStatus};
 
 use crate::suite::client::{GatewayClient, health, http_client};
@@ -85,12 +86,13 @@ async fn checklist(
 
     let started = Instant::now();
     let reachable = match gateway.health().await {
-        Ok((status, body)) => Verdict::check(
-            (200..300).contains(&status),
+        Ok(doc) => Verdict::check(
+            (200..300).contains(&doc.status),
             format!(
-                "{}/health HTTP {status}, overall_status {}",
+                "{}/health HTTP {}, overall_status {}",
                 gateway.base(),
-                health::overall(&body).unwrap_or("absent")
+                doc.status,
+                health::overall(&doc)
             ),
         ),
         Err(error) => Verdict::fail(format!("{error:#}")),
@@ -108,7 +110,13 @@ async fn checklist(
 
     let started = Instant::now();
     let answer = gateway
-        .post_generate(&json!({"prompt": "Hello", "max_tokens": 10}), None)
+        .post_generate(
+            &GenerateRequest {
+                max_tokens: Some(10),
+                ..GenerateRequest::new("Hello")
+            },
+            None,
+        )
         .await;
     let generation = if answer.is_success() {
         Verdict::pass(format!(
@@ -123,8 +131,8 @@ async fn checklist(
     let started = Instant::now();
     let breaker = match gateway.breaker_state().await {
         Ok(state) => Verdict::check(
-            state == "CLOSED",
-            format!("/metrics circuit_breaker.state {state}"),
+            state == BreakerState::Closed,
+            format!("/metrics circuit_breaker.state {}", state.as_str()),
         ),
         Err(error) => Verdict::fail(format!("{error:#}")),
     };
@@ -132,9 +140,12 @@ async fn checklist(
 
     let started = Instant::now();
     let discovery = match gateway.health().await {
-        Ok((_, body)) => match health::available(&body) {
-            Some(n) => Verdict::check(n > 0, format!("{n} service(s) available")),
-            None => Verdict::fail("/health has no service_discovery.available_services"),
+        Ok(doc) => match doc.typed("GET /health") {
+            Ok(health) => {
+                let n = health.service_discovery.available_services;
+                Verdict::check(n > 0, format!("{n} service(s) available"))
+            }
+            Err(error) => Verdict::fail(format!("{error:#}")),
         },
         Err(error) => Verdict::fail(format!("{error:#}")),
     };
@@ -241,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn an_open_breaker_and_no_services_fail_the_checklist() {
         let gateway = FakeGateway::start().await;
-        gateway.state.set_breaker("OPEN");
+        gateway.state.set_breaker(BreakerState::Open);
         gateway.state.stop_all_llm();
         let report = checklist(&args(&gateway.url), no_stack(), false)
             .await

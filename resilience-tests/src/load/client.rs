@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use llm_api::envelope::{FallbackType, GenerateSuccess};
 use llm_api::generate::GenerateRequest;
 use llm_api::openai::ChatCompletionRequest;
-use serde::Deserialize;
 
 use super::outcome::{ErrorKind, Outcome};
 
@@ -41,18 +41,6 @@ pub struct LoadClient {
     endpoint: Endpoint,
     prompt: String,
     model: Option<String>,
-}
-
-/// The part of the gateway's `/generate` answer the report needs.
-#[derive(Debug, Deserialize)]
-struct GenerateAnswer {
-    data: GenerateData,
-}
-
-#[derive(Debug, Deserialize)]
-struct GenerateData {
-    #[serde(default)]
-    fallback_type: Option<String>,
 }
 
 impl Endpoint {
@@ -167,14 +155,15 @@ pub fn prompt_for(template: &str, n: u64) -> String {
     template.replace("{n}", &(n % PROMPT_VARIANTS).to_string())
 }
 
-/// `data.fallback_type` of a `/generate` answer: null → `none`; `unknown` when the body does
-/// not have the gateway's shape.
+/// `data.fallback_type` of a `/generate` answer: null → `none`; `unknown` when the body is
+/// not the gateway's success envelope (an error, or another shape).
 fn generate_tier(body: &[u8]) -> String {
-    match serde_json::from_slice::<GenerateAnswer>(body) {
+    match serde_json::from_slice::<GenerateSuccess>(body) {
         Ok(answer) => answer
             .data
             .fallback_type
-            .unwrap_or_else(|| "none".to_owned()),
+            .map_or("none", FallbackType::as_str)
+            .to_owned(),
         Err(_) => "unknown".to_owned(),
     }
 }
@@ -198,16 +187,42 @@ mod tests {
 
     #[test]
     fn generate_tier_reads_fallback_type() {
-        let tier = |body: &str| generate_tier(body.as_bytes());
+        use llm_api::ErrorBody;
+        use llm_api::envelope::{FallbackReason, GenerateData};
+
+        let data = GenerateData {
+            fallback_reason: None,
+            fallback_type: None,
+            fallback_used: false,
+            model_used: "sim".into(),
+            request_id: "r".into(),
+            response: "x".into(),
+            response_time_ms: 1,
+            served_by: "llm_service_1".into(),
+            tokens_used: 1,
+        };
+        let tier = |data: &GenerateData| {
+            generate_tier(&serde_json::to_vec(&GenerateSuccess::new(data.clone())).unwrap())
+        };
+        assert_eq!(tier(&data), "none");
+        let cached = GenerateData {
+            fallback_reason: Some(FallbackReason::CircuitOpen),
+            fallback_type: Some(FallbackType::Cache),
+            fallback_used: true,
+            ..data
+        };
+        assert_eq!(tier(&cached), "cache");
+        let error = ErrorBody::new("upstream_error", "down", None);
         assert_eq!(
-            tier(r#"{"status":"success","data":{"fallback_type":null}}"#),
-            "none"
+            generate_tier(&serde_json::to_vec(&error).unwrap()),
+            "unknown"
         );
         assert_eq!(
-            tier(r#"{"status":"success","data":{"fallback_type":"cache"}}"#),
-            "cache"
+            generate_tier(br#"{"status":"success","data":{"fallback_type":"cache"}}"#),
+            "unknown",
+            "not the whole envelope"
         );
-        assert_eq!(tier("not json"), "unknown");
+        assert_eq!(generate_tier(b"not json"), "unknown");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::json;
+use llm_api::ErrorBody;
+use llm_api::envelope::{FallbackReason, FallbackType, GenerateData, GenerateSuccess};
+use llm_api::openai::{AssistantMessage, ChatCompletion, Choice};
 
 use super::report::Report;
 use super::*;
@@ -73,27 +75,25 @@ async fn generate(State(served): State<Arc<Served>>) -> Response {
     let n = served.total.fetch_add(1, Ordering::SeqCst);
     if n % 5 == 4 {
         served.unavailable.fetch_add(1, Ordering::SeqCst);
-        let body = json!({"status": "error", "error": "service_unavailable"});
+        let body = ErrorBody::new("service_unavailable", "no tier answered", None);
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let fallback_type = if n % 3 == 2 {
         served.cache.fetch_add(1, Ordering::SeqCst);
-        Some("cache")
+        Some(FallbackType::Cache)
     } else {
         None
     };
-    Json(json!({
-        "status": "success",
-        "data": {
-            "response": "x",
-            "model_used": "llama",
-            "tokens_used": 1,
-            "served_by": "llm_service_1",
-            "fallback_used": fallback_type.is_some(),
-            "fallback_type": fallback_type,
-            "fallback_reason": null,
-            "request_id": n.to_string(),
-        }
+    Json(GenerateSuccess::new(GenerateData {
+        fallback_reason: fallback_type.map(|_| FallbackReason::UpstreamError),
+        fallback_type,
+        fallback_used: fallback_type.is_some(),
+        model_used: "llama".into(),
+        request_id: n.to_string(),
+        response: "x".into(),
+        response_time_ms: 1,
+        served_by: "llm_service_1".into(),
+        tokens_used: 1,
     }))
     .into_response()
 }
@@ -101,7 +101,24 @@ async fn generate(State(served): State<Arc<Served>>) -> Response {
 async fn chat(State(served): State<Arc<Served>>) -> Response {
     let n = served.total.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let body = Json(json!({"id": "x", "object": "chat.completion", "choices": []}));
+    let body = Json(ChatCompletion {
+        id: "x".into(),
+        object: "chat.completion".into(),
+        created: 0,
+        model: "default".into(),
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content: Some("x".into()),
+                extra: serde_json::Map::new(),
+            },
+            finish_reason: Some("stop".into()),
+            logprobs: None,
+        }],
+        usage: None,
+        system_fingerprint: None,
+    });
     if n % 3 == 2 {
         served.template.fetch_add(1, Ordering::SeqCst);
         ([("x-fallback-tier", "template")], body).into_response()

@@ -8,9 +8,19 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use llm_api::fault::FaultSpec;
+use llm_api::breaker::BreakerState;
+use llm_api::envelope::{FallbackReason, FallbackType, GenerateData, GenerateSuccess};
+use llm_api::fault::{FaultSpec, FaultView};
+use llm_api::gateway::{GatewayHealth, ResetAnswer};
+use llm_api::generate::GenerateRequest;
+use llm_api::health::ServiceHealth;
+use llm_api::stats::GatewayMetrics;
 use reqwest::header::RETRY_AFTER;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize as _, Serialize};
+use serde_json::Value;
+
+use super::doc::Doc;
 
 /// The longest a `/generate` may take before it counts as hung: the lab's `REQUEST_TIMEOUT`
 /// (30 s) and a margin.
@@ -37,7 +47,10 @@ pub struct Answer {
     pub status: Option<u16>,
     /// From sending to the end of the body.
     pub elapsed: Duration,
-    /// The JSON body (`Null` when absent or not JSON).
+    /// The success envelope: an HTTP 200 whose body is the gateway's
+    /// [`GenerateSuccess`].
+    pub success: Option<GenerateSuccess>,
+    /// The JSON body as received (`Null` when absent or not JSON), for failure details.
     pub body: Value,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<String>,
@@ -46,34 +59,50 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// HTTP 200 with `"status": "success"`.
+    /// An answer of `status` with `body` (read as a success envelope when the status is
+    /// 200), after `elapsed`.
+    pub fn new(status: Option<u16>, body: Value, elapsed: Duration) -> Self {
+        let success = (status == Some(200))
+            .then(|| GenerateSuccess::deserialize(&body).ok())
+            .flatten();
+        Self {
+            status,
+            elapsed,
+            success,
+            body,
+            retry_after: None,
+            error: None,
+        }
+    }
+
+    /// HTTP 200 with the gateway's success envelope.
     pub fn is_success(&self) -> bool {
-        self.status == Some(200) && self.body["status"] == "success"
+        self.success.is_some()
     }
 
     /// The `data` object of a success.
-    pub fn data(&self) -> &Value {
-        &self.body["data"]
+    pub fn data(&self) -> Option<&GenerateData> {
+        self.success.as_ref().map(|s| &s.data)
     }
 
     /// `data.fallback_used` is `true`.
     pub fn fallback_used(&self) -> bool {
-        self.data()["fallback_used"] == true
+        self.data().is_some_and(|d| d.fallback_used)
     }
 
     /// `data.fallback_type` (`secondary`, `cache`, `template`), if any.
-    pub fn fallback_type(&self) -> Option<&str> {
-        self.data()["fallback_type"].as_str()
+    pub fn fallback_type(&self) -> Option<FallbackType> {
+        self.data().and_then(|d| d.fallback_type)
     }
 
     /// `data.fallback_reason`, if any.
-    pub fn fallback_reason(&self) -> Option<&str> {
-        self.data()["fallback_reason"].as_str()
+    pub fn fallback_reason(&self) -> Option<FallbackReason> {
+        self.data().and_then(|d| d.fallback_reason)
     }
 
     /// `data.served_by`: the instance's `SERVICE_ID`, or `fallback_manager`.
     pub fn served_by(&self) -> Option<&str> {
-        self.data()["served_by"].as_str()
+        self.data().map(|d| d.served_by.as_str())
     }
 
     /// A load-shedding answer: 503 with `Retry-After`.
@@ -95,6 +124,16 @@ impl Answer {
             ),
         }
     }
+}
+
+/// The name of a fallback tier, or `none`.
+pub fn tier_name(tier: Option<FallbackType>) -> &'static str {
+    tier.map_or("none", FallbackType::as_str)
+}
+
+/// The name of a fallback reason, or `none`.
+pub fn reason_name(reason: Option<FallbackReason>) -> &'static str {
+    reason.map_or("none", FallbackReason::as_str)
 }
 
 /// The gateway under test.
@@ -120,12 +159,16 @@ impl GatewayClient {
 
     /// `POST /generate {"prompt", "max_tokens"}`.
     pub async fn generate(&self, prompt: &str, max_tokens: u32) -> Answer {
-        self.post_generate(&json!({"prompt": prompt, "max_tokens": max_tokens}), None)
-            .await
+        let body = GenerateRequest {
+            max_tokens: Some(max_tokens),
+            ..GenerateRequest::new(prompt)
+        };
+        self.post_generate(&body, None).await
     }
 
-    /// `POST /generate` with any body, and an `x-request-id` when given.
-    pub async fn post_generate(&self, body: &Value, request_id: Option<&str>) -> Answer {
+    /// `POST /generate` with any body (a [`GenerateRequest`], or a deliberately invalid
+    /// one), and an `x-request-id` when given.
+    pub async fn post_generate(&self, body: &impl Serialize, request_id: Option<&str>) -> Answer {
         let started = Instant::now();
         let mut request = self.http.post(format!("{}/generate", self.base)).json(body);
         if let Some(id) = request_id {
@@ -142,49 +185,46 @@ impl GatewayClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match response.bytes().await {
-            Ok(bytes) => Answer {
-                status: Some(status),
-                elapsed: started.elapsed(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                retry_after,
-                error: None,
-            },
+            Ok(bytes) => {
+                let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                Answer {
+                    retry_after,
+                    ..Answer::new(Some(status), body, started.elapsed())
+                }
+            }
             Err(error) => no_answer(started, &error),
         }
     }
 
     /// `GET /health`: its status and body (any status; an error only when unanswered or not
     /// JSON).
-    pub async fn health(&self) -> anyhow::Result<(u16, Value)> {
+    pub async fn health(&self) -> anyhow::Result<Doc<GatewayHealth>> {
         get_json(&self.http, &format!("{}/health", self.base)).await
     }
 
     /// `GET /metrics` (the JSON form), which must answer 200.
-    pub async fn metrics(&self) -> anyhow::Result<Value> {
-        let (status, body) = get_json(&self.http, &format!("{}/metrics", self.base)).await?;
-        anyhow::ensure!(status == 200, "GET /metrics answered HTTP {status}");
-        Ok(body)
+    pub async fn metrics(&self) -> anyhow::Result<Doc<GatewayMetrics>> {
+        let doc = get_json(&self.http, &format!("{}/metrics", self.base)).await?;
+        anyhow::ensure!(
+            doc.status == 200,
+            "GET /metrics answered HTTP {}",
+            doc.status
+        );
+        Ok(doc)
     }
 
-    /// `circuit_breaker.state` of `/metrics`: `CLOSED`, `OPEN` or `HALF_OPEN`.
-    pub async fn breaker_state(&self) -> anyhow::Result<String> {
+    /// `circuit_breaker.state` of `/metrics`.
+    pub async fn breaker_state(&self) -> anyhow::Result<BreakerState> {
         let metrics = self.metrics().await?;
-        metrics["circuit_breaker"]["state"]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| {
-                format!(
-                    "/metrics has no circuit_breaker.state: {}",
-                    truncate(&metrics.to_string(), 200)
-                )
-            })
+        Ok(metrics.typed("GET /metrics")?.circuit_breaker.state)
     }
 
-    /// `POST /admin/reset-circuit-breaker`.
-    pub async fn reset_breaker(&self) -> anyhow::Result<()> {
+    /// `POST /admin/reset-circuit-breaker`: the breaker's state after the reset.
+    pub async fn reset_breaker(&self) -> anyhow::Result<BreakerState> {
+        let url = format!("{}/admin/reset-circuit-breaker", self.base);
         let response = self
             .http
-            .post(format!("{}/admin/reset-circuit-breaker", self.base))
+            .post(&url)
             .timeout(STATUS_TIMEOUT)
             .send()
             .await
@@ -194,64 +234,36 @@ impl GatewayClient {
             status.is_success(),
             "POST /admin/reset-circuit-breaker answered HTTP {status}"
         );
-        Ok(())
+        let answer: ResetAnswer = read_json(response, &url).await?;
+        Ok(answer.state)
     }
 }
 
-/// One instance as `/health` `service_discovery.services[]` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceEntry {
-    /// Its `SERVICE_ID` (the controller's service name in the lab).
-    pub id: String,
-    /// Its base URL as the gateway knows it.
-    pub url: String,
-    /// Whether it passes its health checks.
-    pub healthy: bool,
-}
-
-/// Readings of a gateway `/health` body.
+/// Readings of a gateway `/health` document.
 pub mod health {
-    use serde_json::Value;
+    use llm_api::breaker::BreakerState;
+    use llm_api::gateway::{GatewayHealth, HealthStatus};
 
-    use super::ServiceEntry;
+    use crate::suite::doc::Doc;
 
-    /// `overall_status`.
-    pub fn overall(body: &Value) -> Option<&str> {
-        body["overall_status"].as_str()
+    /// `overall_status`, or `absent` when the body is not the gateway's `/health`.
+    pub fn overall(doc: &Doc<GatewayHealth>) -> &'static str {
+        doc.get().map_or("absent", |h| h.overall_status.as_str())
+    }
+
+    /// Whether `overall_status` is `want`.
+    pub fn is(doc: &Doc<GatewayHealth>, want: HealthStatus) -> bool {
+        doc.get().is_some_and(|h| h.overall_status == want)
     }
 
     /// `service_discovery.available_services`.
-    pub fn available(body: &Value) -> Option<u64> {
-        body["service_discovery"]["available_services"].as_u64()
+    pub fn available(doc: &Doc<GatewayHealth>) -> Option<u64> {
+        doc.get().map(|h| h.service_discovery.available_services)
     }
 
     /// `circuit_breaker.state`.
-    pub fn breaker(body: &Value) -> Option<&str> {
-        body["circuit_breaker"]["state"].as_str()
-    }
-
-    /// `service_discovery.services[]`.
-    pub fn services(body: &Value) -> Vec<ServiceEntry> {
-        body["service_discovery"]["services"]
-            .as_array()
-            .map(|services| {
-                services
-                    .iter()
-                    .filter_map(|s| {
-                        Some(ServiceEntry {
-                            id: s["id"].as_str()?.to_owned(),
-                            url: s["url"].as_str()?.trim_end_matches('/').to_owned(),
-                            healthy: s["healthy"].as_bool().unwrap_or(false),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// `health_checks.<name>.status`.
-    pub fn check_status<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
-        body["health_checks"][name]["status"].as_str()
+    pub fn breaker(doc: &Doc<GatewayHealth>) -> Option<BreakerState> {
+        doc.get().map(|h| h.circuit_breaker.state)
     }
 }
 
@@ -268,7 +280,7 @@ impl LlmClient {
     }
 
     /// `GET {base}/health`.
-    pub async fn health(&self, base: &str) -> anyhow::Result<(u16, Value)> {
+    pub async fn health(&self, base: &str) -> anyhow::Result<Doc<ServiceHealth>> {
         get_json(&self.http, &format!("{base}/health")).await
     }
 
@@ -284,15 +296,15 @@ impl LlmClient {
             .await
             .with_context(|| format!("POST {url}"))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(
-            status.as_u16() == 201 || status.is_success(),
-            "POST {url} answered HTTP {status}: {body}"
-        );
-        Ok(match &body["id"] {
-            Value::String(id) => id.clone(),
-            other => other.to_string(),
-        })
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!(
+                "POST {url} answered HTTP {status}: {}",
+                truncate(&body, 200)
+            );
+        }
+        let fault: FaultView = read_json(response, &url).await?;
+        Ok(fault.id)
     }
 
     /// `DELETE {base}/chaos/faults`: removes every fault.
@@ -321,8 +333,11 @@ pub async fn probe(http: &reqwest::Client, url: &str) -> Result<u16, String> {
         .map_err(|e| error_chain(&e))
 }
 
-/// `GET url` as JSON, any status.
-async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<(u16, Value)> {
+/// `GET url` as JSON, any status, read as `T` where it is one.
+async fn get_json<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<Doc<T>> {
     let response = http
         .get(url)
         .timeout(STATUS_TIMEOUT)
@@ -340,16 +355,30 @@ async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<(u16, Val
             truncate(&String::from_utf8_lossy(&bytes), 120)
         )
     })?;
-    Ok((status, body))
+    Ok(Doc::new(status, body))
+}
+
+/// The body of a 2xx answer to `url`, as `T`.
+async fn read_json<T: DeserializeOwned>(
+    response: reqwest::Response,
+    url: &str,
+) -> anyhow::Result<T> {
+    let bytes = response
+        .bytes()
+        .await
+        .with_context(|| format!("{url}: reading the body"))?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{url} answered with a body that is not the expected type: {}",
+            truncate(&String::from_utf8_lossy(&bytes), 160)
+        )
+    })
 }
 
 fn no_answer(started: Instant, error: &reqwest::Error) -> Answer {
     Answer {
-        status: None,
-        elapsed: started.elapsed(),
-        body: Value::Null,
-        retry_after: None,
         error: Some(error_chain(error)),
+        ..Answer::new(None, Value::Null, started.elapsed())
     }
 }
 

@@ -9,11 +9,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use llm_api::fault::FaultSpec;
+use llm_api::gateway::{GatewayHealth, HealthStatus};
 use stack_control::{REDIS, ServiceStatus};
 
-use super::client::{GatewayClient, LlmClient, ServiceEntry, health};
+use super::client::{GatewayClient, LlmClient, health};
+use super::doc::Doc;
 use super::report::{Category, CheckResult, Outcome, Report, Verdict, format_duration};
 use super::stack::{Stack, find};
+pub use super::wait::{Polled, Steady};
+use super::wait::{poll, wait_steady};
 
 /// How long the checks wait for things; the defaults fit a default `lab up`.
 #[derive(Debug, Clone)]
@@ -61,17 +65,6 @@ pub struct Instance {
     pub id: String,
     /// Its base URL.
     pub url: String,
-}
-
-/// The stack at steady state: `/health` 2xx, enough instances, breaker CLOSED.
-#[derive(Debug, Clone)]
-pub struct Steady {
-    /// `available_services`.
-    pub available: u64,
-    /// `service_discovery.services[]`.
-    pub services: Vec<ServiceEntry>,
-    /// How long it took to get there.
-    pub took: Duration,
 }
 
 /// What the checks changed and a restore must undo.
@@ -157,7 +150,9 @@ impl Ctx {
                 url: find(status, &s.id)
                     .and_then(|st| st.url.clone())
                     .filter(|u| u.starts_with("http"))
-                    .map_or_else(|| s.url.clone(), |u| u.trim_end_matches('/').to_owned()),
+                    .unwrap_or_else(|| s.url.clone())
+                    .trim_end_matches('/')
+                    .to_owned(),
             })
             .collect();
     }
@@ -385,17 +380,13 @@ impl Ctx {
     /// passes; the value is the last reading.
     pub async fn wait_health(
         &self,
-        want: &str,
+        want: HealthStatus,
         timeout: Duration,
-    ) -> Polled<anyhow::Result<(u16, serde_json::Value)>> {
+    ) -> Polled<anyhow::Result<Doc<GatewayHealth>>> {
         self.poll(
             timeout,
             || self.gateway.health(),
-            |reading| {
-                reading
-                    .as_ref()
-                    .is_ok_and(|(_, body)| health::overall(body) == Some(want))
-            },
+            |reading| reading.as_ref().is_ok_and(|doc| health::is(doc, want)),
         )
         .await
     }
@@ -413,84 +404,6 @@ impl Ctx {
         Fut: Future<Output = T>,
     {
         poll(timeout, self.settings.poll_interval, probe, done).await
-    }
-}
-
-/// The end of a [`poll`].
-#[derive(Debug)]
-pub struct Polled<T> {
-    /// The last reading.
-    pub value: T,
-    /// Whether it satisfied the condition.
-    pub ok: bool,
-    /// From the first read to the last.
-    pub took: Duration,
-}
-
-/// Reads `probe` every `interval` until `done` holds or `timeout` passes.
-pub async fn poll<T, P, Fut>(
-    timeout: Duration,
-    interval: Duration,
-    mut probe: P,
-    done: impl Fn(&T) -> bool,
-) -> Polled<T>
-where
-    P: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    let started = Instant::now();
-    let deadline = started + timeout;
-    loop {
-        let value = probe().await;
-        let ok = done(&value);
-        if ok || Instant::now() + interval > deadline {
-            return Polled {
-                value,
-                ok,
-                took: started.elapsed(),
-            };
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
-/// Waits until the gateway's `/health` answers 2xx with at least `min_available`
-/// instances and the breaker CLOSED; the error describes the last reading.
-pub async fn wait_steady(
-    gateway: &GatewayClient,
-    min_available: u64,
-    timeout: Duration,
-    interval: Duration,
-) -> Result<Steady, String> {
-    let polled = poll(
-        timeout,
-        interval,
-        || gateway.health(),
-        |reading| {
-            reading.as_ref().is_ok_and(|(status, body)| {
-                (200..300).contains(status)
-                    && health::available(body).is_some_and(|n| n >= min_available)
-                    && health::breaker(body) == Some("CLOSED")
-            })
-        },
-    )
-    .await;
-    match polled.value {
-        Ok((_, body)) if polled.ok => Ok(Steady {
-            available: health::available(&body).unwrap_or(0),
-            services: health::services(&body),
-            took: polled.took,
-        }),
-        Ok((status, body)) => Err(format!(
-            "no steady state after {}: /health HTTP {status}, available_services {} (want ≥ {min_available}), breaker {}",
-            format_duration(polled.took),
-            health::available(&body).map_or("absent".into(), |n| n.to_string()),
-            health::breaker(&body).unwrap_or("absent"),
-        )),
-        Err(error) => Err(format!(
-            "no steady state after {}: {error:#}",
-            format_duration(polled.took)
-        )),
     }
 }
 

@@ -12,15 +12,19 @@
 //! - [`client`]: the gateway and llm-service HTTP clients (shared with `validate`).
 //! - [`stack`]: `--controller`, `--lab-dir`, `--compose-file` (shared with `validate`).
 //! - [`context`]: what the checks share, and the restore after a destructive check.
+//! - [`doc`]: a JSON answer read through its `llm-api` type, the raw body beside it.
+//! - [`wait`]: polling, and the steady state every check starts from.
 //! - [`traffic`]: requests at a concurrency or a rate, their summary and percentiles.
 //! - [`checks`]: the checks, a file per group.
 
 pub mod checks;
 pub mod client;
 pub mod context;
+pub mod doc;
 pub mod report;
 pub mod stack;
 pub mod traffic;
+pub mod wait;
 
 #[cfg(test)]
 pub mod tests;

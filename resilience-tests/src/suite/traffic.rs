@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use serde_json::{Value, json};
+use llm_api::generate::GenerateRequest;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
@@ -14,8 +14,11 @@ use super::client::{Answer, GatewayClient};
 
 /// The `/generate` body of the `n`-th request of a run: `{"prompt": "<prompt> #n",
 /// "max_tokens": 50}` (distinct prompts, so no answer is an echo of another).
-pub fn body(prompt: &str, n: usize) -> Value {
-    json!({"prompt": format!("{prompt} #{n}"), "max_tokens": 50})
+pub fn body(prompt: &str, n: usize) -> GenerateRequest {
+    GenerateRequest {
+        max_tokens: Some(50),
+        ..GenerateRequest::new(format!("{prompt} #{n}"))
+    }
 }
 
 /// Sends `total` requests, `concurrency` at a time; the answers in completion order.
@@ -297,7 +300,11 @@ fn as_f64(n: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use llm_api::ErrorBody;
+    use serde_json::Value;
+
     use super::*;
+    use crate::suite::tests::wire;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -305,12 +312,17 @@ mod tests {
 
     fn answer(status: Option<u16>, body: Value, elapsed: u64) -> Answer {
         Answer {
-            status,
-            elapsed: ms(elapsed),
-            body,
-            retry_after: None,
             error: status.is_none().then(|| "refused".to_owned()),
+            ..Answer::new(status, body, ms(elapsed))
         }
+    }
+
+    fn ok(by: &str, fallback: bool) -> Value {
+        serde_json::to_value(wire::served(by, fallback)).unwrap()
+    }
+
+    fn error() -> Value {
+        serde_json::to_value(ErrorBody::new("upstream_error", "failed", None)).unwrap()
     }
 
     #[test]
@@ -329,8 +341,7 @@ mod tests {
 
     #[test]
     fn a_summary_counts_successes_fallbacks_shedding_and_silence() {
-        let ok = |by: &str, fallback: bool| json!({"status": "success", "data": {"served_by": by, "fallback_used": fallback}});
-        let mut shed = answer(Some(503), json!({"status": "error"}), 5);
+        let mut shed = answer(Some(503), error(), 5);
         shed.retry_after = Some("1".into());
         let answers = vec![
             answer(Some(200), ok("llm_service_1", false), 100),
@@ -375,13 +386,7 @@ mod tests {
 
     #[test]
     fn the_instances_kept_serving_only_when_every_answer_is_200_and_few_fell_back() {
-        let served = |by: &str, fallback: bool| {
-            answer(
-                Some(200),
-                json!({"status": "success", "data": {"served_by": by, "fallback_used": fallback}}),
-                10,
-            )
-        };
+        let served = |by: &str, fallback: bool| answer(Some(200), ok(by, fallback), 10);
         let mut answers: Vec<Answer> = (0..9).map(|_| served("llm_service_2", false)).collect();
         answers.push(served("fallback_manager", true));
         let one = Summary::of(&answers);
@@ -400,7 +405,7 @@ mod tests {
             "all from templates"
         );
 
-        answers[0] = answer(Some(502), json!({"status": "error"}), 10);
+        answers[0] = answer(Some(502), error(), 10);
         assert!(!Summary::of(&answers).kept_serving(), "a failed request");
         assert!(!Summary::of(&[]).kept_serving(), "no request at all");
     }

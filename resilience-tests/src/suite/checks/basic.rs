@@ -4,10 +4,13 @@
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use llm_api::envelope::GenerateData;
+use llm_api::gateway::HealthStatus;
+use llm_api::generate::GenerateRequest;
+use serde_json::Value;
 use stack_control::{LLM_SERVICE_1, LLM_SERVICE_2, REDIS, ServiceStatus};
 
-use crate::suite::client::{health, truncate};
+use crate::suite::client::{Answer, truncate};
 use crate::suite::context::Ctx;
 use crate::suite::report::{Category, Verdict, format_duration};
 use crate::suite::stack::{
@@ -61,17 +64,22 @@ pub async fn run(ctx: &Ctx) {
 
 async fn gateway_port(ctx: &Ctx) -> anyhow::Result<Verdict> {
     let started = Instant::now();
-    let (status, _) = ctx.gateway.health().await?;
+    // Any JSON answer will do: this check is about the port; the others grade the body.
+    let doc = ctx.gateway.health().await?;
     Ok(Verdict::pass(format!(
-        "{} answered /health with HTTP {status} in {}",
+        "{} answered /health with HTTP {} in {}",
         ctx.gateway.base(),
+        doc.status,
         format_duration(started.elapsed())
     )))
 }
 
 async fn llm_up(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result<Verdict> {
-    let (_, body) = ctx.gateway.health().await?;
-    let available = health::available(&body).unwrap_or(0);
+    let doc = ctx.gateway.health().await?;
+    let available = doc
+        .typed("GET /health")?
+        .service_discovery
+        .available_services;
     let mut detail = format!("/health: {available} available");
     let mut ok = available >= 2;
     if let Some(status) = status {
@@ -92,26 +100,52 @@ async fn llm_up(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result<V
 
 async fn generate(ctx: &Ctx) -> anyhow::Result<Verdict> {
     // The seed's own request.
-    let body = json!({"prompt": "Hello world", "model": "gpt-3.5-turbo", "max_tokens": 50});
+    let body = GenerateRequest {
+        max_tokens: Some(50),
+        model: Some("gpt-3.5-turbo".into()),
+        ..GenerateRequest::new("Hello world")
+    };
     let answer = ctx.gateway.post_generate(&body, None).await;
-    if !answer.is_success() {
-        return Ok(Verdict::fail(answer.describe()));
-    }
-    let problems = envelope_problems(answer.data());
+    Ok(generate_verdict(&answer))
+}
+
+/// A 200 in the gateway's envelope with a non-empty `response`.
+fn generate_verdict(answer: &Answer) -> Verdict {
+    let problems = match answer.data() {
+        Some(data) => data_problems(data),
+        // A 200 `success` that is not the gateway's envelope: the raw body is graded field
+        // by field, so that the detail names every field of the wrong type, not the first.
+        None if answer.status == Some(200) && answer.body["status"] == "success" => {
+            envelope_problems(&answer.body["data"])
+        }
+        None => return Verdict::fail(answer.describe()),
+    };
     if !problems.is_empty() {
-        return Ok(Verdict::fail(format!(
+        return Verdict::fail(format!(
             "{}: {}",
             problems.join(", "),
             truncate(&answer.body.to_string(), 200)
-        )));
+        ));
     }
-    Ok(Verdict::pass(format!(
+    let Some(data) = answer.data() else {
+        return Verdict::fail(format!(
+            "not the gateway's /generate envelope: {}",
+            answer.describe()
+        ));
+    };
+    Verdict::pass(format!(
         "served by {} ({}), {} tokens, fallback_used {}",
-        answer.served_by().unwrap_or("?"),
-        answer.data()["model_used"].as_str().unwrap_or("?"),
-        answer.data()["tokens_used"],
-        answer.fallback_used()
-    )))
+        data.served_by, data.model_used, data.tokens_used, data.fallback_used
+    ))
+}
+
+/// What the types leave to check in a success's `data`: a non-empty `response`.
+fn data_problems(data: &GenerateData) -> Vec<String> {
+    if data.response.is_empty() {
+        vec!["response is not a non-empty string".to_owned()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// What is wrong with a success's `data` against the lab's contract: the fields of the
@@ -155,13 +189,15 @@ pub fn envelope_problems(data: &Value) -> Vec<String> {
 }
 
 async fn redis(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result<Verdict> {
-    let (_, body) = ctx.gateway.health().await?;
+    let doc = ctx.gateway.health().await?;
+    let checks = &doc.typed("GET /health")?.health_checks;
     let in_stack = status.and_then(|s| find(s, REDIS));
-    match (health::check_status(&body, "redis"), in_stack) {
+    match (checks.get("redis").map(|c| c.status), in_stack) {
         (Some(check), _) => Ok(Verdict::check(
-            check == "healthy",
+            check == HealthStatus::Healthy,
             format!(
-                "/health health_checks.redis: {check}{}",
+                "/health health_checks.redis: {}{}",
+                check.as_str(),
                 in_stack.map_or(String::new(), |s| format!(
                     "; controller: {}",
                     state_name(s.state)
@@ -189,18 +225,18 @@ async fn grafana(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result<
 }
 
 async fn postgres(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result<Verdict> {
-    let (_, body) = ctx.gateway.health().await?;
-    let check = body["health_checks"].as_object().and_then(|checks| {
-        checks
-            .iter()
-            .find(|(name, _)| name.contains("postgres") || name.contains("database"))
-            .map(|(name, c)| (name.clone(), c["status"].as_str().unwrap_or("?").to_owned()))
-    });
+    let doc = ctx.gateway.health().await?;
+    let check = doc
+        .typed("GET /health")?
+        .health_checks
+        .iter()
+        .find(|(name, _)| name.contains("postgres") || name.contains("database"))
+        .map(|(name, c)| (name.clone(), c.status));
     let listed = status.and_then(|s| find(s, "postgres").or_else(|| find(s, "postgresql")));
     Ok(match (check, listed) {
         (Some((name, state)), _) => Verdict::check(
-            state == "healthy",
-            format!("/health health_checks.{name}: {state}"),
+            state == HealthStatus::Healthy,
+            format!("/health health_checks.{name}: {}", state.as_str()),
         ),
         (None, Some(s)) => Verdict::check(
             is_up(s.state),
@@ -211,4 +247,79 @@ async fn postgres(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result
              has no database check",
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use llm_api::ErrorBody;
+    use serde_json::json;
+
+    use super::*;
+    use crate::suite::report::Outcome;
+    use crate::suite::tests::wire;
+
+    fn answer(status: u16, body: Value) -> Answer {
+        Answer::new(Some(status), body, Duration::from_millis(5))
+    }
+
+    #[test]
+    fn a_gateway_envelope_passes_and_names_who_served_it() {
+        let served = wire::answer(200, &wire::success("llm_service_2", None), Duration::ZERO);
+        let verdict = generate_verdict(&served);
+        assert_eq!(verdict.outcome, Outcome::Pass, "{}", verdict.detail);
+        assert_eq!(
+            verdict.detail,
+            "served by llm_service_2 (sim), 2 tokens, fallback_used false"
+        );
+        let mut empty = wire::success("llm_service_2", None);
+        empty.data.response.clear();
+        let verdict = generate_verdict(&wire::answer(200, &empty, Duration::ZERO));
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert!(
+            verdict
+                .detail
+                .starts_with("response is not a non-empty string"),
+            "{}",
+            verdict.detail
+        );
+    }
+
+    #[test]
+    fn a_success_of_another_shape_is_graded_field_by_field() {
+        let mut body = serde_json::to_value(wire::success("llm_service_1", None)).unwrap();
+        body["data"]["tokens_used"] = json!("2");
+        body["data"]["fallback_used"] = json!("no");
+        body["data"]["fallback_type"] = json!("backup");
+        let verdict = generate_verdict(&answer(200, body));
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert!(
+            verdict.detail.starts_with(
+                "tokens_used is not an integer, fallback_used is not a boolean, \
+                 fallback_type is not null, secondary, cache or template: "
+            ),
+            "{}",
+            verdict.detail
+        );
+    }
+
+    #[test]
+    fn an_error_or_an_unreadable_success_fails_with_the_body() {
+        let error = ErrorBody::new("upstream_error", "no tier answered", None);
+        let failed = generate_verdict(&wire::answer(503, &error, Duration::ZERO));
+        assert_eq!(failed.outcome, Outcome::Fail);
+        assert!(failed.detail.starts_with("HTTP 503 "), "{}", failed.detail);
+
+        let mut body = serde_json::to_value(wire::success("llm_service_1", None)).unwrap();
+        body["data"]["fallback_reason"] = json!("bad luck");
+        let odd = generate_verdict(&answer(200, body));
+        assert_eq!(odd.outcome, Outcome::Fail);
+        assert!(
+            odd.detail
+                .starts_with("not the gateway's /generate envelope: HTTP 200"),
+            "{}",
+            odd.detail
+        );
+    }
 }

@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use llm_api::breaker::BreakerState;
+use llm_api::gateway::{GatewayHealth, HealthStatus};
 use stack_control::{LLM_SERVICE_1, REDIS};
 
 use super::nonce;
 use crate::suite::client::{Answer, health, truncate};
 use crate::suite::context::Ctx;
+use crate::suite::doc::Doc;
 use crate::suite::report::{Category, Verdict, format_duration};
 use crate::suite::stack::find;
 use crate::suite::traffic::{self, Summary, Traffic};
@@ -167,10 +170,7 @@ async fn redis_down(ctx: &Ctx) -> Verdict {
     while stopped.elapsed() < ctx.settings.redis_outage {
         let reading = ctx.gateway.health().await;
         healths.push(match reading {
-            Ok((status, body)) => (
-                status,
-                health::overall(&body).unwrap_or("absent").to_owned(),
-            ),
+            Ok(doc) => (doc.status, health::overall(&doc).to_owned()),
             Err(error) => (0, format!("{error:#}")),
         });
         answers.push(
@@ -194,7 +194,7 @@ async fn redis_down(ctx: &Ctx) -> Verdict {
         Err(error) => Err(format!("{error:#}")),
         Ok(()) => {
             let healthy = ctx
-                .wait_health("healthy", ctx.settings.change_timeout)
+                .wait_health(HealthStatus::Healthy, ctx.settings.change_timeout)
                 .await;
             if healthy.ok {
                 Ok(format_duration(restart.elapsed()))
@@ -234,12 +234,12 @@ async fn overload(ctx: &Ctx) -> Verdict {
     let summary = Summary::of(&answers);
     let handled = summary.ok + summary.shed == summary.total;
     let breaker = match ctx.gateway.metrics().await {
-        Ok(metrics) => metrics["circuit_breaker"]["state"]
-            .as_str()
-            .map(str::to_owned),
+        Ok(metrics) => metrics.get().map(|m| m.circuit_breaker.state),
         Err(_) => None,
     };
-    let healthy = ctx.wait_health("healthy", Duration::from_secs(15)).await;
+    let healthy = ctx
+        .wait_health(HealthStatus::Healthy, Duration::from_secs(15))
+        .await;
     let detail = format!(
         "{}{}; /metrics circuit_breaker.state {}; afterwards /health {}",
         summary.describe(),
@@ -248,17 +248,17 @@ async fn overload(ctx: &Ctx) -> Verdict {
         } else {
             String::new()
         },
-        breaker.as_deref().unwrap_or("absent"),
+        breaker.map_or("absent", BreakerState::as_str),
         overall_of(&healthy.value)
     );
     Verdict::check(handled && breaker.is_some() && healthy.ok, detail)
 }
 
 /// The `overall_status` of a `/health` reading, or `unreadable`.
-fn overall_of(reading: &anyhow::Result<(u16, serde_json::Value)>) -> &str {
+fn overall_of(reading: &anyhow::Result<Doc<GatewayHealth>>) -> &'static str {
     reading
         .as_ref()
         .ok()
-        .and_then(|(_, body)| health::overall(body))
-        .unwrap_or("unreadable")
+        .and_then(Doc::get)
+        .map_or("unreadable", |h| h.overall_status.as_str())
 }

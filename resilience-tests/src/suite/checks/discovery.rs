@@ -41,8 +41,8 @@ pub async fn run(ctx: &Ctx) {
 }
 
 async fn registered(ctx: &Ctx) -> anyhow::Result<Verdict> {
-    let (_, body) = ctx.gateway.health().await?;
-    let services = health::services(&body);
+    let doc = ctx.gateway.health().await?;
+    let services = &doc.typed("GET /health")?.service_discovery.services;
     let listed = services
         .iter()
         .map(|s| {
@@ -125,7 +125,7 @@ async fn leave_and_rejoin(ctx: &Ctx) {
 /// the count before, or a failure when it could not be stopped.
 async fn leave(ctx: &Ctx) -> Result<(Verdict, u64), Verdict> {
     let before = match ctx.gateway.health().await {
-        Ok((_, body)) => health::available(&body).unwrap_or(0),
+        Ok(doc) => health::available(&doc).unwrap_or(0),
         Err(error) => return Err(Verdict::fail(format!("{error:#}"))),
     };
     if let Err(error) = ctx.stop(LLM_SERVICE_1).await {
@@ -136,11 +136,14 @@ async fn leave(ctx: &Ctx) -> Result<(Verdict, u64), Verdict> {
         .poll(
             ctx.settings.change_timeout,
             || async {
-                let body = ctx.gateway.health().await.ok()?.1;
-                let gone = !health::services(&body)
-                    .iter()
-                    .any(|s| s.id == LLM_SERVICE_1 && s.healthy);
-                Some((health::available(&body).unwrap_or(0), gone))
+                let doc = ctx.gateway.health().await.ok()?;
+                let gone = !doc.get().is_some_and(|h| {
+                    h.service_discovery
+                        .services
+                        .iter()
+                        .any(|s| s.id == LLM_SERVICE_1 && s.healthy)
+                });
+                Some((health::available(&doc).unwrap_or(0), gone))
             },
             |reading| reading.is_some_and(|(n, gone)| n < before && gone),
         )
@@ -167,8 +170,8 @@ async fn rejoin(ctx: &Ctx, before: u64) -> Verdict {
         .poll(
             ctx.settings.change_timeout,
             || async {
-                let body = ctx.gateway.health().await.ok()?.1;
-                Some(health::available(&body).unwrap_or(0))
+                let doc = ctx.gateway.health().await.ok()?;
+                Some(health::available(&doc).unwrap_or(0))
             },
             |n| n.is_some_and(|n| n >= before),
         )

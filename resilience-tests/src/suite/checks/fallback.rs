@@ -8,10 +8,12 @@ use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use llm_api::envelope::FallbackType;
+use llm_api::generate::GenerateRequest;
 use stack_control::{API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2};
 
 use super::nonce;
-use crate::suite::client::{Answer, health, truncate};
+use crate::suite::client::{Answer, health, reason_name, tier_name, truncate};
 use crate::suite::context::Ctx;
 use crate::suite::report::{Category, Verdict, format_duration};
 
@@ -75,8 +77,8 @@ async fn scenario(ctx: &Ctx) {
         .poll(
             ctx.settings.change_timeout,
             || async {
-                let body = ctx.gateway.health().await.ok()?.1;
-                health::available(&body)
+                let doc = ctx.gateway.health().await.ok()?;
+                health::available(&doc)
             },
             |n| *n == Some(0),
         )
@@ -97,7 +99,10 @@ async fn scenario(ctx: &Ctx) {
     let cached = ctx
         .gateway
         .post_generate(
-            &serde_json::json!({"prompt": COMMON_PROMPT, "max_tokens": 100}),
+            &GenerateRequest {
+                max_tokens: Some(100),
+                ..GenerateRequest::new(COMMON_PROMPT)
+            },
             Some(&cache_id),
         )
         .await;
@@ -105,7 +110,7 @@ async fn scenario(ctx: &Ctx) {
         CATEGORY,
         CACHED,
         started,
-        fallback_verdict(ctx, &cached, "cache", &pool),
+        fallback_verdict(ctx, &cached, FallbackType::Cache, &pool),
     );
 
     let template_id = format!("suite-fallback-template-{run}");
@@ -113,10 +118,12 @@ async fn scenario(ctx: &Ctx) {
     let novel = ctx
         .gateway
         .post_generate(
-            &serde_json::json!({
-                "prompt": format!("Compose a limerick about quaternion drift, run {run}"),
-                "max_tokens": 100
-            }),
+            &GenerateRequest {
+                max_tokens: Some(100),
+                ..GenerateRequest::new(format!(
+                    "Compose a limerick about quaternion drift, run {run}"
+                ))
+            },
             Some(&template_id),
         )
         .await;
@@ -124,7 +131,7 @@ async fn scenario(ctx: &Ctx) {
         CATEGORY,
         TEMPLATE,
         started,
-        fallback_verdict(ctx, &novel, "template", &pool),
+        fallback_verdict(ctx, &novel, FallbackType::Template, &pool),
     );
 
     let started = Instant::now();
@@ -139,22 +146,23 @@ async fn scenario(ctx: &Ctx) {
 }
 
 /// A 200 from the expected tier within the SLA.
-fn fallback_verdict(ctx: &Ctx, answer: &Answer, tier: &str, pool: &str) -> Verdict {
+fn fallback_verdict(ctx: &Ctx, answer: &Answer, tier: FallbackType, pool: &str) -> Verdict {
     if !answer.is_success() {
         return Verdict::fail(format!("{} ({pool})", answer.describe()));
     }
     if answer.fallback_used() {
         ctx.note_fallback_time(answer.elapsed);
     }
-    let got = answer.fallback_type().unwrap_or("none");
+    let got = answer.fallback_type();
     let detail = format!(
-        "fallback_used {}, fallback_type {got}, reason {}, in {} ({pool})",
+        "fallback_used {}, fallback_type {}, reason {}, in {} ({pool})",
         answer.fallback_used(),
-        answer.fallback_reason().unwrap_or("none"),
+        tier_name(got),
+        reason_name(answer.fallback_reason()),
         format_duration(answer.elapsed)
     );
     Verdict::check(
-        answer.fallback_used() && got == tier && answer.elapsed < FALLBACK_SLA,
+        answer.fallback_used() && got == Some(tier) && answer.elapsed < FALLBACK_SLA,
         detail,
     )
 }
@@ -194,10 +202,15 @@ fn missing_lines(
     Ok(expected
         .iter()
         .filter(|(answer, id)| {
-            let tier = answer.fallback_type().unwrap_or("fallback");
+            let tier = answer
+                .fallback_type()
+                .map_or("fallback", FallbackType::as_str);
             !text.lines().any(|line| is_fallback_line(line, id, tier))
         })
-        .map(|(answer, id)| format!("{id} ({})", answer.fallback_type().unwrap_or("?")))
+        .map(|(answer, id)| {
+            let tier = answer.fallback_type().map_or("?", FallbackType::as_str);
+            format!("{id} ({tier})")
+        })
         .collect())
 }
 

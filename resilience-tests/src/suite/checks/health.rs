@@ -4,11 +4,13 @@
 
 use std::time::Instant;
 
+use llm_api::gateway::{GatewayHealth, HealthStatus};
 use stack_control::REDIS;
 
 use super::nonce;
 use crate::suite::client::health;
 use crate::suite::context::Ctx;
+use crate::suite::doc::Doc;
 use crate::suite::report::{Category, Verdict, format_duration};
 use crate::suite::stack::find;
 use crate::suite::traffic::{self, Summary};
@@ -52,8 +54,14 @@ pub async fn run(ctx: &Ctx) {
 }
 
 async fn granular_status(ctx: &Ctx) -> anyhow::Result<Verdict> {
-    let (status, body) = ctx.gateway.health().await?;
-    let overall = health::overall(&body).unwrap_or("absent");
+    let doc = ctx.gateway.health().await?;
+    let status = doc.status;
+    // The rubric grades `overall_status` alone: a body that is not the gateway's type is
+    // graded on the raw field, as written.
+    let overall = match doc.get() {
+        Some(health) => health.overall_status.as_str(),
+        None => doc.raw["overall_status"].as_str().unwrap_or("absent"),
+    };
     let code_agrees = if overall == "unhealthy" {
         status == 503
     } else {
@@ -66,42 +74,59 @@ async fn granular_status(ctx: &Ctx) -> anyhow::Result<Verdict> {
 }
 
 async fn dependencies(ctx: &Ctx) -> anyhow::Result<Verdict> {
-    let (_, body) = ctx.gateway.health().await?;
-    let Some(checks) = body["health_checks"].as_object() else {
-        return Ok(Verdict::fail("/health has no health_checks object"));
+    let doc = ctx.gateway.health().await?;
+    let stack_has_redis = ctx
+        .status()
+        .await
+        .is_some_and(|status| find(&status, REDIS).is_some());
+    Ok(dependencies_verdict(&doc, stack_has_redis))
+}
+
+/// Every check with a valid status, a `redis` one when the stack runs Redis, a system one.
+fn dependencies_verdict(doc: &Doc<GatewayHealth>, stack_has_redis: bool) -> Verdict {
+    // Each check's name and status. A body that is not the gateway's type is read raw, so
+    // that every check without a valid status is named, not only the first that fails to
+    // parse.
+    let checks: Vec<(&str, Option<&str>)> = match doc.get() {
+        Some(health) => health
+            .health_checks
+            .iter()
+            .map(|(name, c)| (name.as_str(), Some(c.status.as_str())))
+            .collect(),
+        None => match doc.raw["health_checks"].as_object() {
+            Some(raw) => raw
+                .iter()
+                .map(|(name, c)| (name.as_str(), c["status"].as_str()))
+                .collect(),
+            None => return Verdict::fail("/health has no health_checks object"),
+        },
     };
     let listed: Vec<String> = checks
         .iter()
-        .map(|(name, c)| format!("{name} {}", c["status"].as_str().unwrap_or("?")))
+        .map(|(name, status)| format!("{name} {}", status.unwrap_or("?")))
         .collect();
     let mut problems = Vec::new();
     if checks.is_empty() {
         problems.push("no check at all".to_owned());
     }
-    for (name, check) in checks {
-        if !check["status"]
-            .as_str()
-            .is_some_and(|s| STATUSES.contains(&s))
-        {
+    for (name, status) in &checks {
+        if !status.is_some_and(|s| STATUSES.contains(&s)) {
             problems.push(format!("{name} has no healthy/degraded/unhealthy status"));
         }
     }
-    let stack_has_redis = ctx
-        .status()
-        .await
-        .is_some_and(|status| find(&status, REDIS).is_some());
-    if stack_has_redis && !checks.contains_key("redis") {
+    let has = |wanted: &str| checks.iter().any(|(name, _)| *name == wanted);
+    if stack_has_redis && !has("redis") {
         problems.push("no `redis` check although the stack runs Redis".into());
     }
-    if !checks.keys().any(|k| k.contains("system")) {
+    if !checks.iter().any(|(name, _)| name.contains("system")) {
         problems.push("no system-resources check (CPU, memory)".into());
     }
     let detail = format!("health_checks: {}", listed.join(", "));
-    Ok(if problems.is_empty() {
+    if problems.is_empty() {
         Verdict::pass(detail)
     } else {
         Verdict::fail(format!("{detail}; {}", problems.join("; ")))
-    })
+    }
 }
 
 async fn llm_health(ctx: &Ctx) -> anyhow::Result<Verdict> {
@@ -110,8 +135,14 @@ async fn llm_health(ctx: &Ctx) -> anyhow::Result<Verdict> {
     let mut ok = true;
     for instance in &ctx.instances {
         match ctx.llm.health(&instance.url).await {
-            Ok((status, body)) => {
-                let overall = health::overall(&body).unwrap_or("absent");
+            Ok(doc) => {
+                // As for the gateway, `overall_status` alone is graded: read raw when the
+                // body is not llm-service's type.
+                let overall = match doc.get() {
+                    Some(health) => health.overall_status.as_str(),
+                    None => doc.raw["overall_status"].as_str().unwrap_or("absent"),
+                };
+                let status = doc.status;
                 ok &= status == 200 && STATUSES.contains(&overall);
                 seen.push(format!("{} HTTP {status} {overall}", instance.id));
             }
@@ -161,13 +192,10 @@ async fn redis_down(ctx: &Ctx) -> (Verdict, bool) {
     }
     let stopped = Instant::now();
     let degraded = ctx
-        .wait_health("degraded", ctx.settings.change_timeout)
+        .wait_health(HealthStatus::Degraded, ctx.settings.change_timeout)
         .await;
     let (status, overall) = match &degraded.value {
-        Ok((status, body)) => (
-            status.to_string(),
-            health::overall(body).unwrap_or("absent").to_owned(),
-        ),
+        Ok(doc) => (doc.status.to_string(), health::overall(doc).to_owned()),
         Err(error) => ("none".into(), format!("{error:#}")),
     };
     let answers = traffic::concurrent(
@@ -198,10 +226,10 @@ async fn redis_back(ctx: &Ctx) -> Verdict {
         return Verdict::fail(format!("{error:#}"));
     }
     let healthy = ctx
-        .wait_health("healthy", ctx.settings.change_timeout)
+        .wait_health(HealthStatus::Healthy, ctx.settings.change_timeout)
         .await;
     let overall = match &healthy.value {
-        Ok((_, body)) => health::overall(body).unwrap_or("absent").to_owned(),
+        Ok(doc) => health::overall(doc).to_owned(),
         Err(error) => format!("{error:#}"),
     };
     Verdict::check(
@@ -212,4 +240,61 @@ async fn redis_back(ctx: &Ctx) -> Verdict {
             format_duration(ctx.settings.change_timeout)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use llm_api::breaker::BreakerState;
+    use serde_json::json;
+
+    use super::*;
+    use crate::suite::report::Outcome;
+    use crate::suite::tests::wire;
+
+    fn health(checks: &[(&str, bool)]) -> Doc<GatewayHealth> {
+        let breaker = wire::breaker(BreakerState::Closed, 0);
+        let body = wire::health(HealthStatus::Healthy, breaker, Vec::new(), checks);
+        Doc::new(200, serde_json::to_value(body).unwrap())
+    }
+
+    #[test]
+    fn the_gateway_s_checks_are_read_through_the_type() {
+        let all = health(&[("redis", true), ("system_resources", false)]);
+        let verdict = dependencies_verdict(&all, true);
+        assert_eq!(verdict.outcome, Outcome::Pass, "{}", verdict.detail);
+        assert_eq!(
+            verdict.detail,
+            "health_checks: redis healthy, system_resources unhealthy"
+        );
+        let no_redis = dependencies_verdict(&health(&[("system_resources", true)]), true);
+        assert_eq!(no_redis.outcome, Outcome::Fail);
+        assert!(
+            no_redis
+                .detail
+                .ends_with("no `redis` check although the stack runs Redis"),
+            "{}",
+            no_redis.detail
+        );
+        let without = dependencies_verdict(&health(&[("system_resources", true)]), false);
+        assert_eq!(without.outcome, Outcome::Pass, "no Redis in the stack");
+    }
+
+    #[test]
+    fn every_check_without_a_valid_status_is_named() {
+        let mut body = health(&[("redis", true), ("system_resources", true)]).raw;
+        body["health_checks"]["redis"]["status"] = json!("ok");
+        body["health_checks"]["system_resources"]["status"] = json!(1);
+        let doc: Doc<GatewayHealth> = Doc::new(200, body);
+        assert!(doc.get().is_none(), "not the gateway's type");
+        let verdict = dependencies_verdict(&doc, true);
+        assert_eq!(verdict.outcome, Outcome::Fail);
+        assert_eq!(
+            verdict.detail,
+            "health_checks: redis ok, system_resources ?; \
+             redis has no healthy/degraded/unhealthy status; \
+             system_resources has no healthy/degraded/unhealthy status"
+        );
+        let none = dependencies_verdict(&Doc::new(200, json!({"status": "ok"})), false);
+        assert_eq!(none.detail, "/health has no health_checks object");
+    }
 }

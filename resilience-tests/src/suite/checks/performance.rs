@@ -132,25 +132,22 @@ fn as_f64(n: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
+    use llm_api::ErrorBody;
 
     use super::*;
     use crate::suite::client::Answer;
     use crate::suite::report::Outcome;
+    use crate::suite::tests::wire;
 
     fn answers(instances: usize, fallbacks: usize, failed: usize) -> Vec<Answer> {
-        let answer = |status: u16, body: Value| Answer {
-            status: Some(status),
-            elapsed: Duration::from_millis(100),
-            body,
-            retry_after: None,
-            error: None,
-        };
-        let ok = |by: &str, fallback: bool| json!({"status": "success", "data": {"served_by": by, "fallback_used": fallback}});
+        let elapsed = Duration::from_millis(100);
+        let ok =
+            |fallback: bool| wire::answer(200, &wire::served("llm_service_1", fallback), elapsed);
+        let error = ErrorBody::new("upstream_error", "failed", None);
         let mut all = Vec::new();
-        all.extend((0..instances).map(|_| answer(200, ok("llm_service_1", false))));
-        all.extend((0..fallbacks).map(|_| answer(200, ok("fallback_manager", true))));
-        all.extend((0..failed).map(|_| answer(502, json!({"status": "error"}))));
+        all.extend((0..instances).map(|_| ok(false)));
+        all.extend((0..fallbacks).map(|_| ok(true)));
+        all.extend((0..failed).map(|_| wire::answer(502, &error, elapsed)));
         all
     }
 

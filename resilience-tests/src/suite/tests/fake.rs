@@ -10,15 +10,25 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures::future::BoxFuture;
+use llm_api::ErrorBody;
+use llm_api::breaker::BreakerState;
+use llm_api::envelope::{FallbackReason, FallbackType, GenerateSuccess};
+use llm_api::fault::{FaultSpec, FaultView};
+use llm_api::gateway::{GatewayHealth, HealthStatus, ResetAnswer};
+use llm_api::health::ServiceHealth;
+use llm_api::stats::GatewayMetrics;
 use serde_json::{Value, json};
 use stack_control::{
     API_GATEWAY, ControlError, Controller, LLM_SERVICE_1, LLM_SERVICE_2, REDIS, RunState,
     ServiceStatus,
 };
 use tokio::task::JoinHandle;
+
+use super::wire;
 
 const LLMS: [&str; 2] = [LLM_SERVICE_1, LLM_SERVICE_2];
 const THRESHOLD: u32 = 5;
@@ -32,7 +42,7 @@ pub struct FakeState {
     calls: Mutex<Vec<String>>,
     faulted: Mutex<BTreeSet<String>>,
     breaker: Mutex<Breaker>,
-    forced_breaker: Mutex<Option<String>>,
+    forced_breaker: Mutex<Option<BreakerState>>,
     /// When false, the gateway never falls back: answers claim an instance served them.
     pub fallback_broken: AtomicBool,
     /// When true, the controller cannot start anything.
@@ -51,19 +61,19 @@ struct Breaker {
 }
 
 impl Breaker {
-    fn state(&self) -> &'static str {
+    fn state(&self) -> BreakerState {
         match self.opened_at {
-            Some(at) if at.elapsed() >= RECOVERY => "HALF_OPEN",
-            Some(_) => "OPEN",
-            None => "CLOSED",
+            Some(at) if at.elapsed() >= RECOVERY => BreakerState::HalfOpen,
+            Some(_) => BreakerState::Open,
+            None => BreakerState::Closed,
         }
     }
 }
 
 impl FakeState {
     /// Forces the breaker state every read reports.
-    pub fn set_breaker(&self, state: &str) {
-        *self.forced_breaker.lock().unwrap() = Some(state.to_owned());
+    pub fn set_breaker(&self, state: BreakerState) {
+        *self.forced_breaker.lock().unwrap() = Some(state);
     }
 
     /// Stops both llm-services (outside the controller).
@@ -93,11 +103,11 @@ impl FakeState {
         self.stopped.lock().unwrap().contains(service)
     }
 
-    fn breaker_state(&self) -> String {
-        if let Some(forced) = self.forced_breaker.lock().unwrap().clone() {
+    fn breaker_state(&self) -> BreakerState {
+        if let Some(forced) = *self.forced_breaker.lock().unwrap() {
             return forced;
         }
-        self.breaker.lock().unwrap().state().to_owned()
+        self.breaker.lock().unwrap().state()
     }
 
     fn running_llms(&self) -> Vec<&'static str> {
@@ -198,65 +208,44 @@ fn app(state: Arc<FakeState>, base: String) -> Router {
         .with_state(AppState { state, base })
 }
 
-async fn health(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn health(State(app): State<AppState>) -> Json<GatewayHealth> {
     let s = &app.state;
-    let services: Vec<Value> = LLMS
+    let services = LLMS
         .iter()
-        .map(|id| {
-            json!({"id": id, "url": format!("{}/llm/{id}", app.base), "tier": "primary",
-                   "model": "sim", "healthy": !s.is_stopped(id), "circuit_state": "CLOSED"})
-        })
+        .map(|id| wire::service(id, format!("{}/llm/{id}", app.base), !s.is_stopped(id)))
         .collect();
     let available = s.running_llms().len();
     let redis_up = !s.is_stopped(REDIS);
     let overall = if redis_up && available > 0 {
-        "healthy"
+        HealthStatus::Healthy
     } else {
-        "degraded"
+        HealthStatus::Degraded
     };
-    let check =
-        |ok: bool| json!({"status": if ok { "healthy" } else { "unhealthy" }, "critical": false});
-    let body = json!({
-        "overall_status": overall,
-        "circuit_breaker": {"state": s.breaker_state()},
-        "service_discovery": {"available_services": available, "services": services},
-        "health_checks": {
-            "redis": check(redis_up),
-            "system_resources": check(true),
-            "service_discovery": check(available > 0),
-        },
-    });
-    (StatusCode::OK, Json(body))
+    let checks = [
+        ("redis", redis_up),
+        ("system_resources", true),
+        ("service_discovery", available > 0),
+    ];
+    let breaker = wire::breaker(s.breaker_state(), 0);
+    Json(wire::health(overall, breaker, services, &checks))
 }
 
-async fn metrics(State(app): State<AppState>) -> Json<Value> {
+async fn metrics(State(app): State<AppState>) -> Json<GatewayMetrics> {
     let s = &app.state;
     let failures = s.breaker.lock().unwrap().failures;
-    Json(json!({
-        "circuit_breaker": {
-            "state": s.breaker_state(),
-            "retry_after_ms": RECOVERY.as_millis(),
-            "counters": {"failures": failures, "transitions": 0},
-        },
-        "circuit_breakers": {},
-        "fallback": {},
-        "requests": {},
-    }))
+    let mut breaker = wire::breaker(s.breaker_state(), failures);
+    breaker.retry_after_ms = u64::try_from(RECOVERY.as_millis()).ok();
+    Json(wire::metrics(breaker))
 }
 
-async fn generate(
-    State(app): State<AppState>,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+/// A 4xx for the seed's invalid input, else a success from an instance or a fallback tier.
+async fn generate(State(app): State<AppState>, Json(body): Json<Value>) -> Response {
     let s = &app.state;
+    // Raw: the seed's invalid input (a negative `max_tokens`) must reach the check.
     let prompt = body["prompt"].as_str().unwrap_or("");
     if prompt.trim().is_empty() || body["max_tokens"].as_i64().is_some_and(|n| n < 1) {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(
-                json!({"status": "error", "error": {"type": "validation_error", "message": "bad", "field": "prompt"}}),
-            ),
-        );
+        let error = ErrorBody::new("validation_error", "bad", Some("prompt".into()));
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response();
     }
     let running = s.running_llms();
     let healthy: Vec<&str> = running
@@ -268,95 +257,84 @@ async fn generate(
     let served = {
         let mut breaker = s.breaker.lock().unwrap();
         match breaker.state() {
-            "OPEN" => Err("circuit_open"),
+            BreakerState::Open => Err(FallbackReason::CircuitOpen),
             state => {
                 if let Some(id) = healthy.get(turn % healthy.len().max(1)) {
-                    if state == "HALF_OPEN" {
+                    if state == BreakerState::HalfOpen {
                         breaker.opened_at = None;
                     }
                     breaker.consecutive = 0;
                     Ok(*id)
                 } else if running.is_empty() {
-                    Err("no_services_available")
+                    Err(FallbackReason::NoServicesAvailable)
                 } else {
                     breaker.consecutive += 1;
                     breaker.failures += 1;
-                    if breaker.consecutive >= THRESHOLD || state == "HALF_OPEN" {
+                    if breaker.consecutive >= THRESHOLD || state == BreakerState::HalfOpen {
                         breaker.opened_at = Some(Instant::now());
                     }
-                    Err("upstream_error")
+                    Err(FallbackReason::UpstreamError)
                 }
             }
         }
     };
-    let broken = s.fallback_broken.load(Ordering::Relaxed);
     let served = if s.template_only.load(Ordering::Relaxed) {
-        Err("upstream_error")
+        Err(FallbackReason::UpstreamError)
     } else {
         served
     };
-    let data = match served {
-        Ok(id) => {
-            json!({"served_by": id, "fallback_used": false, "fallback_type": null, "fallback_reason": null})
-        }
-        Err(_) if broken => {
-            json!({"served_by": LLM_SERVICE_1, "fallback_used": false, "fallback_type": null, "fallback_reason": null})
-        }
+    let answer: GenerateSuccess = match served {
+        Ok(id) => wire::success(id, None),
+        Err(_) if s.fallback_broken.load(Ordering::Relaxed) => wire::success(LLM_SERVICE_1, None),
         Err(reason) => {
             let tier = if prompt == "What is AI?" {
-                "cache"
+                FallbackType::Cache
             } else {
-                "template"
+                FallbackType::Template
             };
-            json!({"served_by": "fallback_manager", "fallback_used": true, "fallback_type": tier, "fallback_reason": reason})
+            wire::success(wire::FALLBACK_MANAGER, Some((tier, reason)))
         }
     };
-    let mut data = data;
-    data["response"] = json!("an answer");
-    data["model_used"] = json!("sim");
-    data["tokens_used"] = json!(2);
-    data["response_time_ms"] = json!(1);
-    data["request_id"] = json!("req-1");
-    (
-        StatusCode::OK,
-        Json(json!({"status": "success", "data": data})),
-    )
+    Json(answer).into_response()
 }
 
-async fn reset(State(app): State<AppState>) -> Json<Value> {
+async fn reset(State(app): State<AppState>) -> Json<ResetAnswer> {
     *app.state.breaker.lock().unwrap() = Breaker::default();
     app.state.log("reset breaker".into());
-    Json(json!({"state": "CLOSED"}))
+    Json(ResetAnswer {
+        message: ResetAnswer::MESSAGE.into(),
+        state: BreakerState::Closed,
+    })
 }
 
 async fn add_fault(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> (StatusCode, Json<Value>) {
+    Json(spec): Json<FaultSpec>,
+) -> (StatusCode, Json<FaultView>) {
     app.state.faulted.lock().unwrap().insert(id.clone());
     app.state.log(format!("fault {id}"));
-    (StatusCode::CREATED, Json(json!({"id": "f1"})))
+    (StatusCode::CREATED, Json(wire::fault("f1", spec)))
 }
 
 async fn clear_faults(State(app): State<AppState>, Path(id): Path<String>) -> Json<Value> {
     app.state.faulted.lock().unwrap().remove(&id);
     app.state.log(format!("clear {id}"));
-    Json(json!({"cleared": 1}))
+    // llm-service's `{"removed": n}` has no llm-api type.
+    Json(json!({"removed": 1}))
 }
 
 async fn llm_health(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> (StatusCode, Json<Value>) {
+) -> (StatusCode, Json<ServiceHealth>) {
     if app.state.is_stopped(&id) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"overall_status": "unhealthy"})),
-        );
+        let body = wire::service_health(&id, HealthStatus::Unhealthy);
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
     (
         StatusCode::OK,
-        Json(json!({"overall_status": "healthy", "service_id": id})),
+        Json(wire::service_health(&id, HealthStatus::Healthy)),
     )
 }
 

@@ -3,6 +3,7 @@
 
 pub mod fake;
 mod report;
+pub mod wire;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

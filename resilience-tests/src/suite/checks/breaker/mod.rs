@@ -4,14 +4,24 @@
 //! answers stay 200 from fallback; HALF_OPEN once the recovery timeout has passed; CLOSED
 //! again once the instances recover; the metrics that report it. Faults are cleared and the
 //! breaker reset afterwards, whatever happened.
+//!
+//! - [`state`]: reading the state until a step's condition holds, and the HALF_OPEN verdict.
+//! - [`mod@metrics`]: the step that reads the breaker's state and failures in `/metrics`.
+
+mod metrics;
+mod state;
 
 use std::time::{Duration, Instant};
 
+use llm_api::breaker::BreakerState;
+use llm_api::envelope::FallbackReason;
 use llm_api::fault::{FaultKind, FaultSpec};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use self::metrics::metrics;
+use self::state::{errors_note, half_open_verdict, read_state, wait_state};
 use super::nonce;
-use crate::suite::client::{Answer, truncate};
+use crate::suite::client::{Answer, reason_name, tier_name, truncate};
 use crate::suite::context::Ctx;
 use crate::suite::report::{Category, Verdict, format_duration};
 
@@ -61,8 +71,8 @@ async fn scenario(ctx: &Ctx) {
     ctx.step(CATEGORY, CLOSED_AT_START, async {
         let state = read_state(ctx).await?;
         Ok(Verdict::check(
-            state == "CLOSED",
-            format!("/metrics circuit_breaker.state: {state}"),
+            state == BreakerState::Closed,
+            format!("/metrics circuit_breaker.state: {}", state.as_str()),
         ))
     })
     .await;
@@ -124,7 +134,7 @@ async fn scenario(ctx: &Ctx) {
         recovery + Duration::from_secs(10),
         ctx.settings.poll_interval,
         || ctx.gateway.breaker_state(),
-        |s| s != "OPEN",
+        |s| s != BreakerState::Open,
     )
     .await;
     let verdict = half_open_verdict(&half, opened_at.elapsed(), recovery);
@@ -150,6 +160,7 @@ fn not_reached(ctx: &Ctx, names: &[&str], why: &str) {
 /// The lab's own snippet posts `{"prompt": "", "max_tokens": -1}` ten times and expects
 /// OPEN. Invalid input is the client's fault: it must get a 4xx and leave the breaker alone.
 async fn seed_variant(ctx: &Ctx) -> anyhow::Result<Verdict> {
+    // Raw JSON: a negative `max_tokens` is what the type cannot hold.
     let body = json!({"prompt": "", "max_tokens": -1});
     let mut statuses = Vec::new();
     for _ in 0..SEED_REQUESTS {
@@ -166,10 +177,11 @@ async fn seed_variant(ctx: &Ctx) -> anyhow::Result<Verdict> {
         .collect();
     seen.dedup();
     Ok(Verdict::check(
-        all_4xx && state == "CLOSED",
+        all_4xx && state == BreakerState::Closed,
         format!(
-            "{SEED_REQUESTS} × HTTP {}, breaker {state} — deviation: invalid input is the client's fault (see README)",
-            seen.join("/")
+            "{SEED_REQUESTS} × HTTP {}, breaker {} — deviation: invalid input is the client's fault (see README)",
+            seen.join("/"),
+            state.as_str()
         ),
     ))
 }
@@ -178,6 +190,7 @@ struct Trip {
     answers: Vec<Answer>,
     opened_at: Option<Instant>,
     recovery: Option<Duration>,
+    /// The last state read, or why none was.
     last_state: String,
 }
 
@@ -215,13 +228,14 @@ async fn trip(ctx: &Ctx) -> Trip {
         let Ok(metrics) = ctx.gateway.metrics().await else {
             continue;
         };
-        let breaker = &metrics["circuit_breaker"];
-        trip.last_state = breaker["state"].as_str().unwrap_or("absent").to_owned();
-        if trip.last_state == "OPEN" {
+        let Some(breaker) = metrics.get().map(|m| &m.circuit_breaker) else {
+            trip.last_state = "unreadable (not the gateway's /metrics)".into();
+            continue;
+        };
+        trip.last_state = breaker.state.as_str().to_owned();
+        if breaker.state == BreakerState::Open {
             trip.opened_at = Some(Instant::now());
-            trip.recovery = breaker["retry_after_ms"]
-                .as_u64()
-                .map(Duration::from_millis);
+            trip.recovery = breaker.retry_after_ms.map(Duration::from_millis);
             break;
         }
     }
@@ -251,7 +265,11 @@ fn answers_verdict(answers: &[Answer], while_open: Option<&Answer>) -> Verdict {
             truncate(&bad.join("; "), 300)
         ));
     }
-    let mut tiers: Vec<&str> = answers.iter().filter_map(Answer::fallback_type).collect();
+    let mut tiers: Vec<&str> = answers
+        .iter()
+        .filter_map(Answer::fallback_type)
+        .map(|t| t.as_str())
+        .collect();
     tiers.sort_unstable();
     tiers.dedup();
     let mut detail = format!(
@@ -260,13 +278,14 @@ fn answers_verdict(answers: &[Answer], while_open: Option<&Answer>) -> Verdict {
         tiers.join(", ")
     );
     if let Some(answer) = while_open {
-        let reason = answer.fallback_reason().unwrap_or("none");
+        let reason = answer.fallback_reason();
         detail.push_str(&format!(
-            "; while OPEN: {} in {} ({reason})",
-            answer.fallback_type().unwrap_or("?"),
-            format_duration(answer.elapsed)
+            "; while OPEN: {} in {} ({})",
+            tier_name(answer.fallback_type()),
+            format_duration(answer.elapsed),
+            reason_name(reason)
         ));
-        if reason != "circuit_open" {
+        if reason != Some(FallbackReason::CircuitOpen) {
             return Verdict::fail(format!(
                 "{detail}: a request while OPEN should not call the pool (fallback_reason circuit_open)"
             ));
@@ -285,7 +304,7 @@ async fn close(ctx: &Ctx, recovery: Duration) -> Verdict {
     }
     let deadline = Instant::now() + recovery + Duration::from_secs(20);
     let mut sent = 0;
-    let mut state: Option<String> = None;
+    let mut state: Option<BreakerState> = None;
     let mut last_error: Option<String> = None;
     let mut errors = 0;
     let run = nonce();
@@ -310,26 +329,26 @@ async fn close(ctx: &Ctx, recovery: Duration) -> Verdict {
             // Nothing readable until the deadline.
             break;
         }
-        state.clone_from(&read.state);
-        if read.state.as_deref() == Some("CLOSED") {
+        state = read.state;
+        if read.state == Some(BreakerState::Closed) {
             return Verdict::pass(format!(
                 "CLOSED after {sent} request(s) once the faults were cleared (last served by {}){}",
                 answer.served_by().unwrap_or("?"),
                 errors_note(errors)
             ));
         }
-        if read.state.as_deref() == Some("OPEN") {
+        if read.state == Some(BreakerState::Open) {
             let left = deadline.saturating_duration_since(Instant::now());
             let reopened = wait_state(
                 left,
                 ctx.settings.poll_interval,
                 || ctx.gateway.breaker_state(),
-                |s| s != "OPEN",
+                |s| s != BreakerState::Open,
             )
             .await;
             errors += reopened.errors;
             if reopened.state.is_some() {
-                state.clone_from(&reopened.state);
+                state = reopened.state;
             }
             if reopened.error.is_some() {
                 last_error.clone_from(&reopened.error);
@@ -338,244 +357,11 @@ async fn close(ctx: &Ctx, recovery: Duration) -> Verdict {
     }
     let mut detail = format!(
         "still {} after {sent} request(s) with the faults cleared",
-        state.as_deref().unwrap_or("unread")
+        state.map_or("unread", BreakerState::as_str)
     );
     if let Some(error) = last_error {
         detail.push_str(&format!("; last /metrics error: {error}"));
     }
     detail.push_str(&errors_note(errors));
     Verdict::fail(detail)
-}
-
-/// The end of [`wait_state`].
-#[derive(Debug, Default, PartialEq, Eq)]
-struct StateWait {
-    /// The last state read, if any read succeeded.
-    state: Option<String>,
-    /// The last read's error, when the last read failed.
-    error: Option<String>,
-    /// Reads that failed along the way.
-    errors: usize,
-    /// Whether a state satisfying the condition was read.
-    done: bool,
-}
-
-/// Reads the breaker's state every `interval` until one satisfies `done` or `timeout`
-/// passes (the first read is immediate). A read that fails — a slow answer on a busy
-/// machine — does not end the wait: only the deadline does.
-async fn wait_state<R, Fut>(
-    timeout: Duration,
-    interval: Duration,
-    mut read: R,
-    done: impl Fn(&str) -> bool,
-) -> StateWait
-where
-    R: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut wait = StateWait::default();
-    loop {
-        match read().await {
-            Ok(state) => {
-                wait.done = done(&state);
-                wait.state = Some(state);
-                wait.error = None;
-            }
-            Err(error) => {
-                wait.errors += 1;
-                wait.error = Some(format!("{error:#}"));
-            }
-        }
-        if wait.done || tokio::time::Instant::now() + interval > deadline {
-            return wait;
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
-/// The state now, read again until a read succeeds (within the change timeout).
-async fn read_state(ctx: &Ctx) -> anyhow::Result<String> {
-    let read = wait_state(
-        ctx.settings.change_timeout,
-        ctx.settings.poll_interval,
-        || ctx.gateway.breaker_state(),
-        |_| true,
-    )
-    .await;
-    match (read.state, read.error) {
-        (Some(state), _) if read.done => Ok(state),
-        (_, error) => Err(anyhow::anyhow!(
-            "no readable breaker state in {}: {}",
-            format_duration(ctx.settings.change_timeout),
-            error.unwrap_or_else(|| "no read".into())
-        )),
-    }
-}
-
-/// The HALF_OPEN step: the wait for a state other than OPEN after the breaker opened.
-fn half_open_verdict(half: &StateWait, open_for: Duration, recovery: Duration) -> Verdict {
-    let timing = format!(
-        "{} after opening (recovery timeout {})",
-        format_duration(open_for),
-        format_duration(recovery)
-    );
-    let errors = errors_note(half.errors);
-    match (half.done, half.state.as_deref(), &half.error) {
-        (true, Some("HALF_OPEN"), _) => {
-            Verdict::pass(format!("HALF_OPEN {timing}, with no request sent{errors}"))
-        }
-        (true, state, _) => Verdict::fail(format!(
-            "read {} {timing}{errors}",
-            state.unwrap_or("nothing")
-        )),
-        (false, state, error) => {
-            let mut detail = format!("still {} {timing}", state.unwrap_or("unread"));
-            if let Some(error) = error {
-                detail.push_str(&format!("; last /metrics error: {error}"));
-            }
-            detail.push_str(&errors);
-            Verdict::fail(detail)
-        }
-    }
-}
-
-/// ` (2 /metrics reads failed and were retried)`, or nothing.
-fn errors_note(errors: usize) -> String {
-    if errors == 0 {
-        String::new()
-    } else {
-        format!(" ({errors} /metrics read(s) failed and were retried)")
-    }
-}
-
-async fn metrics(ctx: &Ctx) -> anyhow::Result<Verdict> {
-    let metrics = ctx.gateway.metrics().await?;
-    let breaker = &metrics["circuit_breaker"];
-    let state = breaker["state"].as_str();
-    let failures = failure_count(breaker);
-    let instances = metrics["circuit_breakers"]
-        .as_object()
-        .map_or(0, serde_json::Map::len);
-    let detail = format!(
-        "circuit_breaker.state {}, failures {}, transitions {}, {instances} instance breaker(s)",
-        state.unwrap_or("absent"),
-        failures.map_or("absent".into(), |f| f.to_string()),
-        breaker["counters"]["transitions"]
-    );
-    let ok = matches!(state, Some("CLOSED" | "OPEN" | "HALF_OPEN"))
-        && failures.is_some_and(|f| f > 0)
-        && metrics["fallback"].is_object();
-    Ok(Verdict::check(ok, detail))
-}
-
-/// The breaker's failure count under any of the usual names.
-fn failure_count(breaker: &Value) -> Option<u64> {
-    [
-        &breaker["counters"]["failures"],
-        &breaker["failures"],
-        &breaker["failure_count"],
-        &breaker["window"]["failures"],
-    ]
-    .into_iter()
-    .find_map(Value::as_u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::suite::report::Outcome;
-
-    #[test]
-    fn the_failure_count_is_read_from_the_snapshot_counters() {
-        let snapshot = json!({"state": "CLOSED", "counters": {"failures": 7, "transitions": 3}});
-        assert_eq!(failure_count(&snapshot), Some(7));
-        assert_eq!(failure_count(&json!({"failure_count": 2})), Some(2));
-        assert_eq!(failure_count(&json!({"state": "CLOSED"})), None);
-    }
-
-    /// A scripted `/metrics`: each read takes the next reading (the last one repeats).
-    fn script(
-        readings: &[Result<&str, &str>],
-    ) -> impl FnMut() -> std::future::Ready<anyhow::Result<String>> {
-        let readings: Vec<Result<String, String>> = readings
-            .iter()
-            .map(|r| r.map(str::to_owned).map_err(str::to_owned))
-            .collect();
-        let mut next = 0;
-        move || {
-            let reading = readings[next.min(readings.len() - 1)].clone();
-            next += 1;
-            std::future::ready(reading.map_err(|e| anyhow::anyhow!(e)))
-        }
-    }
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_read_does_not_end_the_wait_for_half_open() {
-        let reads = script(&[
-            Ok("OPEN"),
-            Err("GET /metrics: operation timed out"),
-            Ok("OPEN"),
-            Err("GET /metrics: operation timed out"),
-            Ok("HALF_OPEN"),
-        ]);
-        let half = wait_state(10 * SECOND, SECOND, reads, |s| s != "OPEN").await;
-        assert_eq!(
-            half,
-            StateWait {
-                state: Some("HALF_OPEN".into()),
-                error: None,
-                errors: 2,
-                done: true,
-            }
-        );
-        let verdict = half_open_verdict(&half, 31 * SECOND, 30 * SECOND);
-        assert_eq!(verdict.outcome, Outcome::Pass, "{}", verdict.detail);
-        assert!(
-            verdict.detail.contains("2 /metrics read(s) failed"),
-            "{}",
-            verdict.detail
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn only_the_deadline_fails_the_wait_with_the_last_error() {
-        let started = tokio::time::Instant::now();
-        let reads = script(&[Ok("OPEN"), Err("GET /metrics: connection reset")]);
-        let half = wait_state(5 * SECOND, SECOND, reads, |s| s != "OPEN").await;
-        assert!(started.elapsed() >= 4 * SECOND, "polled until the deadline");
-        assert!(!half.done);
-        assert_eq!(half.state.as_deref(), Some("OPEN"));
-        assert_eq!(
-            half.errors, 5,
-            "reads at 0 (OPEN), then 1 to 5 s, all failing"
-        );
-        let verdict = half_open_verdict(&half, 45 * SECOND, 30 * SECOND);
-        assert_eq!(verdict.outcome, Outcome::Fail);
-        assert!(
-            verdict
-                .detail
-                .starts_with("still OPEN 45.0 s after opening")
-                && verdict
-                    .detail
-                    .contains("last /metrics error: GET /metrics: connection reset"),
-            "{}",
-            verdict.detail
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_state_other_than_half_open_fails_at_once() {
-        let reads = script(&[Ok("OPEN"), Ok("CLOSED")]);
-        let half = wait_state(10 * SECOND, SECOND, reads, |s| s != "OPEN").await;
-        let verdict = half_open_verdict(&half, 31 * SECOND, 30 * SECOND);
-        assert_eq!(verdict.outcome, Outcome::Fail);
-        assert!(
-            verdict.detail.starts_with("read CLOSED"),
-            "{}",
-            verdict.detail
-        );
-    }
 }
