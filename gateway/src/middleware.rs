@@ -39,7 +39,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 /// Above `MAX_CONCURRENT_REQUESTS` in flight, answers 503 at once (with `Retry-After`)
 /// instead of queueing.
 pub async fn shed_load(State(gateway): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    let max = gateway.config.args.max_concurrent_requests;
+    let max = gateway.settings.max_concurrent_requests;
     let now = gateway.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
     let mut slot = Slot {
         gateway: &gateway,

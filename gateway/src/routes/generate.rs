@@ -40,7 +40,7 @@ pub async fn generate(
     let req = GatewayRequest::new(
         Payload::Generate(request),
         request_id.clone(),
-        gateway.config.request_timeout(),
+        gateway.settings.request_timeout,
     );
     let (_route, result) = gateway.routes.serve(&req).await;
     match result {
@@ -77,11 +77,7 @@ pub async fn generate(
             response
         }
         Err(error) => {
-            let failure = LabFailure::new(
-                &error,
-                &request_id,
-                gateway.config.args.circuit_breaker_recovery_timeout,
-            );
+            let failure = LabFailure::new(&error, &request_id, gateway.settings.retry_after_s());
             let label = failure_label(&error, &request_id);
             gateway
                 .metrics

@@ -85,7 +85,7 @@ pub(crate) fn validated<T>(
     validate: impl FnOnce(&T, u32) -> Result<(), FieldError>,
 ) -> Result<T, BadInput> {
     let result = body.and_then(|JsonBody(request)| {
-        validate(&request, gateway.config.file_max_tokens())
+        validate(&request, gateway.settings.max_tokens)
             .map(|()| request)
             .map_err(BadInput::invalid)
     });
