@@ -1,6 +1,7 @@
 //! `gateway`: the single entry point in front of the LLM services.
 //!
-//! - [`config`]: the seed's environment variables and flags, plus an optional TOML file.
+//! - [`config`]: one typed [`config::Settings`] from the seed's environment variables and
+//!   flags and an optional TOML file, checked at once.
 //! - [`state`]: wiring (discovery, health checks, pools, breakers, fallback chain, metrics).
 //! - [`pool`]: the request path of one pool (balancing, per-try timeout, budgeted retries
 //!   on other instances, instance and pool breakers); [`upstream`]: the HTTP client.
@@ -27,23 +28,22 @@ pub mod wire;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::state::Gateway;
 
-/// Runs the gateway on `listener` until `shutdown` completes; then readiness turns false,
+/// Runs the gateway with `settings` on `listener` until `shutdown` completes; then readiness turns false,
 /// new connections are refused and in-flight requests finish (up to `DRAIN_TIMEOUT_MS`).
 pub async fn run(
-    config: Config,
+    settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
-    let drain = Duration::from_millis(config.args.drain_timeout_ms);
-    let gateway = Gateway::start(config).await?;
+    let drain = settings.drain_timeout;
+    let gateway = Gateway::start(settings).await?;
     // Nothing is answered before one health round: a request would find no healthy
     // instance (and count against the pool breaker), and /health must not say 2xx yet.
     // The listener is bound, so early clients wait in its backlog.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gateway::config::{Args, Config};
+use gateway::config::{Args, Settings};
 use tokio::net::TcpListener;
 
 /// The gateway's settings, and the optional subcommand.
@@ -28,18 +28,16 @@ enum Command {
 fn main() -> ExitCode {
     let Cli { args, command } = Cli::parse();
     if let Some(Command::Healthcheck(check)) = command {
-        return check.run(args.host, args.port, "/ready");
+        return match args.listen() {
+            Ok((host, port)) => check.run(host, port, "/ready"),
+            Err(problems) => invalid(problems),
+        };
     }
-    let config = match Config::load(args) {
-        Ok(config) => config,
-        Err(problems) => {
-            for problem in problems {
-                eprintln!("gateway: invalid setting {problem}");
-            }
-            return ExitCode::from(2);
-        }
+    let settings = match Settings::load(&args) {
+        Ok(settings) => settings,
+        Err(problems) => return invalid(problems),
     };
-    http_edge::process::init_tracing(&config.args.log_format);
+    http_edge::process::init_tracing(settings.log_format.as_str());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -47,7 +45,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(start(config)) {
+    match runtime.block_on(start(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("gateway failed: {error:#}");
@@ -57,11 +55,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn start(config: Config) -> anyhow::Result<()> {
+/// Prints every invalid setting; exit code 2.
+fn invalid(problems: Vec<llm_api::FieldError>) -> ExitCode {
+    for problem in problems {
+        eprintln!("gateway: invalid setting {problem}");
+    }
+    ExitCode::from(2)
+}
+
+async fn start(settings: Settings) -> anyhow::Result<()> {
     let shutdown = http_edge::process::shutdown_signal();
-    let addr = SocketAddr::new(config.args.host, config.args.port);
+    let addr = SocketAddr::new(settings.host, settings.port);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (PORT/HOST): {e}"))?;
-    gateway::run(config, listener, shutdown).await
+    gateway::run(settings, listener, shutdown).await
 }

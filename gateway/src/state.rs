@@ -17,17 +17,17 @@ use resilience_core::health::{
     ActiveHealthChecker, CheckOutcome, CheckerHandle, CompositeHealthChecker, FnCheck,
     HealthTracker, ProbeTarget, RedisPingCheck, SystemResourcesCheck,
 };
-use resilience_core::registry::{LLM_SERVICE, RedisRegistry, StaticRegistry};
+use resilience_core::registry::{LLM_SERVICE, RedisRegistry};
 use resilience_core::retry::RetryBudget;
 use serde::Serialize;
 
 use crate::answer::{Answer, WholeAnswer};
 use crate::cache::AnswerCache;
-use crate::config::{Config, Target};
+use crate::config::{Settings, Target, endpoint_key};
 use crate::metrics::Metrics;
 use crate::pool::{EndpointSpec, GatewayRequest, Pool, PoolSettings};
 use crate::routing::{Route, Routes};
-use crate::upstream::{HttpProbe, Protocol, UpstreamClient, count_words};
+use crate::upstream::{HttpProbe, UpstreamClient, count_words};
 
 /// Transitions kept for `/admin/status`.
 const TRANSITIONS_KEPT: usize = 200;
@@ -50,7 +50,7 @@ pub struct TransitionEntry {
 /// Everything the handlers share.
 pub struct Gateway {
     /// The settings.
-    pub config: Arc<Config>,
+    pub settings: Arc<Settings>,
     /// Instances, static and registered.
     pub discovery: Arc<DiscoveryClient>,
     /// Instance health.
@@ -90,28 +90,22 @@ pub struct Gateway {
 impl Gateway {
     /// Builds and starts everything (discovery refresh, health checks); must run inside a
     /// Tokio runtime.
-    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
-        let config = Arc::new(config);
+    pub async fn start(settings: Settings) -> anyhow::Result<Arc<Self>> {
+        let config = Arc::new(settings);
         let clock: SharedClock = SystemClock::shared();
-        let statics = StaticRegistry::from_urls(LLM_SERVICE, &config.args.llm_service_urls)?
-            .instances()
-            .to_vec();
-        let mut discovery = DiscoveryClient::new(LLM_SERVICE, statics)?;
+        let mut discovery = DiscoveryClient::new(LLM_SERVICE, config.static_instances.clone())?;
         let mut checks = CompositeHealthChecker::new().with_check(SystemResourcesCheck::new());
-        if let Some(url) = &config.args.redis_url {
+        if let Some(url) = &config.redis_url {
             discovery = discovery
                 .with_registry(Arc::new(RedisRegistry::new(url)?))
-                .with_grace(std::time::Duration::from_millis(
-                    config.file.registry_grace_ms,
-                ));
+                .with_grace(config.registry_grace);
             checks = checks.with_check(RedisPingCheck::from_url(url)?);
         }
         let discovery = Arc::new(discovery);
-        let discovery_task = config.args.redis_url.as_ref().map(|_| {
-            Arc::clone(&discovery).spawn(std::time::Duration::from_millis(
-                config.args.discovery_refresh_ms,
-            ))
-        });
+        let discovery_task = config
+            .redis_url
+            .as_ref()
+            .map(|_| Arc::clone(&discovery).spawn(config.discovery_refresh));
         match discovery_task {
             // The first round is bounded by the refresh timeout; failed or not, it publishes.
             Some(_) => discovery.wait_for_generation(1).await,
@@ -121,33 +115,39 @@ impl Gateway {
         let transitions = Arc::new(Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)));
         let hook = transition_log(Arc::clone(&transitions), Arc::clone(&clock));
         let pool_breaker = Arc::new(
-            Breaker::new(LLM_SERVICE, config.pool_breaker(), Arc::clone(&clock))?
-                .with_hook(Arc::clone(&hook)),
+            Breaker::new(
+                LLM_SERVICE,
+                config.breakers.pool.clone(),
+                Arc::clone(&clock),
+            )?
+            .with_hook(Arc::clone(&hook)),
         );
-        let health = Arc::new(HealthTracker::new(
-            config.health_config(),
-            Arc::clone(&clock),
-        )?);
+        let health = Arc::new(HealthTracker::new(config.health, Arc::clone(&clock))?);
         let client = UpstreamClient::new()?;
         let metrics = Arc::new(Metrics::new()?);
         // Each target keeps its own retry budget: a failing model never spends the retries
-        // of another one.
+        // of another one; and its own instance breakers' settings.
         let pool = |name: &str,
                     tier: &str,
                     endpoint: Option<EndpointSpec>,
                     breaker|
          -> anyhow::Result<Arc<Pool>> {
-            let budget = Arc::new(RetryBudget::new(config.budget(), Arc::clone(&clock))?);
+            let budget = Arc::new(RetryBudget::new(config.budget.clone(), Arc::clone(&clock))?);
+            let instance_breaker = match &endpoint {
+                Some(endpoint) => config.breakers.for_endpoint(endpoint),
+                None => config.breakers.for_pool(tier),
+            }
+            .clone();
             Ok(Arc::new(Pool::new(
                 PoolSettings {
                     name: name.to_owned(),
                     tier: tier.to_owned(),
                     endpoint,
-                    per_try_timeout: config.per_try_timeout(),
-                    first_token_timeout: config.first_token_timeout(),
-                    max_retry_after: config.max_retry_after(),
-                    retry: config.retry_policy(),
-                    instance_breaker: config.instance_breaker(),
+                    per_try_timeout: config.per_try_timeout,
+                    first_token_timeout: config.first_token_timeout,
+                    max_retry_after: config.max_retry_after,
+                    retry: config.retry.clone(),
+                    instance_breaker,
                 },
                 Arc::clone(&discovery),
                 Arc::clone(&health),
@@ -168,18 +168,8 @@ impl Gateway {
         // One endpoint pool (and breaker) per (base URL, upstream model), shared by every
         // route naming it: a failing model never blocks another one on the same host.
         let mut endpoints: BTreeMap<(String, String), Arc<Pool>> = BTreeMap::new();
-        let specs = config.routes().map_err(|problems| {
-            anyhow::anyhow!(
-                "invalid routes: {}",
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
         let mut route_targets = Vec::new();
-        for spec in &specs {
+        for spec in &config.routes {
             let mut targets: Vec<Arc<Pool>> = Vec::new();
             for target in &spec.targets {
                 let target = match target {
@@ -192,11 +182,7 @@ impl Gateway {
                         }
                     },
                     Target::Endpoint(endpoint) => {
-                        let model = match &endpoint.protocol {
-                            Protocol::OpenAi { model, .. } => model.clone(),
-                            Protocol::Lab => String::new(),
-                        };
-                        let key = (endpoint.url.clone(), model);
+                        let key = endpoint_key(endpoint);
                         match endpoints.get(&key) {
                             Some(known) => Arc::clone(known),
                             None => {
@@ -214,14 +200,14 @@ impl Gateway {
         }
 
         let cache = Arc::new(AnswerCache::new(
-            &config.file.cache,
-            config.args.redis_url.as_deref(),
+            &config.cache,
+            config.redis_url.as_deref(),
             Arc::clone(&clock),
         )?);
-        let tiers = &config.file.tiers;
+        let tiers = &config.tiers;
         // The pools end at the request's deadline themselves (and count the failure); the
         // tier timeout is only a backstop, so it must not fire first.
-        let live = config.request_timeout() + std::time::Duration::from_secs(1);
+        let live = config.request_timeout + std::time::Duration::from_secs(1);
         let mut routes = Vec::new();
         for (spec, targets) in route_targets {
             let mut targets = targets.into_iter();
@@ -287,8 +273,8 @@ impl Gateway {
         }));
 
         let probe = Arc::new(
-            HttpProbe::new(client, config.args.health_check_path.clone())
-                .with_timeout(config.health_config().timeout),
+            HttpProbe::new(client, config.health_check_path.clone())
+                .with_timeout(config.health.timeout),
         );
         let checker = ActiveHealthChecker::new(Arc::clone(&health), probe).on_transition(|id, t| {
             tracing::warn!(instance = id, from = %t.from, to = %t.to, reason = %t.reason, "instance health changed");
@@ -304,7 +290,7 @@ impl Gateway {
         });
 
         Ok(Arc::new(Self {
-            config,
+            settings: config,
             discovery,
             health,
             primary,
@@ -388,3 +374,6 @@ fn template_answer(req: &GatewayRequest) -> Answer {
         "fallback_manager",
     ))
 }
+
+#[cfg(test)]
+mod tests;

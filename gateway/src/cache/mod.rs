@@ -17,7 +17,6 @@ mod redis;
 pub use self::redis::RedisCache;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use resilience_core::SharedClock;
 use resilience_core::fallback::{
@@ -26,7 +25,7 @@ use resilience_core::fallback::{
 };
 
 use crate::answer::{Answer, WholeAnswer};
-use crate::config::CacheSection;
+use crate::config::CacheSettings;
 use crate::pool::GatewayRequest;
 use crate::upstream::count_words;
 
@@ -46,11 +45,11 @@ impl AnswerCache {
     /// The cache `settings` describe, seeded from its seed file (or the built-in one), and
     /// shared through Redis at `redis_url` when given.
     pub fn new(
-        settings: &CacheSection,
+        settings: &CacheSettings,
         redis_url: Option<&str>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let ttl = Duration::from_secs(settings.ttl_s);
+        let ttl = settings.ttl;
         let local = Arc::new(ResponseCache::new(clock, ttl, settings.capacity));
         let seed = match &settings.seed_file {
             Some(path) => SeedFile::load(path)?,

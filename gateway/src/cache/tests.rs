@@ -10,9 +10,9 @@ use resilience_core::fallback::{FallbackChain, FallbackError, TierKind};
 use super::*;
 use crate::upstream::Payload;
 
-fn settings() -> CacheSection {
-    CacheSection {
-        ttl_s: 60,
+fn settings() -> CacheSettings {
+    CacheSettings {
+        ttl: Duration::from_secs(60),
         capacity: 10,
         seed_file: None,
     }

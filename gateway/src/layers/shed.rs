@@ -17,7 +17,7 @@ use crate::state::Gateway;
 
 /// Admits the request with a slot, or sheds it.
 pub async fn shed_load(State(gateway): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    let max = gateway.config.args.max_concurrent_requests;
+    let max = gateway.settings.max_concurrent_requests;
     let now = gateway.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
     let mut slot = Slot {
         gateway: &gateway,

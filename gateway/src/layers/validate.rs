@@ -54,7 +54,7 @@ pub async fn validate<T: Validate>(
         .unwrap_or_default();
     let checked = http_edge::read_json::<T>(&parts.headers, &bytes).and_then(|request| {
         request
-            .check(gateway.config.file_max_tokens())
+            .check(gateway.settings.max_tokens)
             .map(|()| request)
             .map_err(BadInput::invalid)
     });

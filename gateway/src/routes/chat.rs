@@ -49,7 +49,7 @@ pub async fn chat_completions(
     let req = GatewayRequest::new(
         Payload::Chat(request),
         request_id.clone(),
-        gateway.config.request_timeout(),
+        gateway.settings.request_timeout,
     );
     let (_route, result) = gateway.routes.serve(&req).await;
     match result {
@@ -74,8 +74,7 @@ pub async fn chat_completions(
             response
         }
         Err(error) => {
-            let failure =
-                OpenAiFailure::new(&error, gateway.config.args.circuit_breaker_recovery_timeout);
+            let failure = OpenAiFailure::new(&error, gateway.settings.retry_after_s());
             let label = failure_label(&error, &request_id);
             let mut response = failure.into_response();
             response.extensions_mut().insert(Recorded::Failed(label));

@@ -30,7 +30,7 @@ pub async fn generate(
     let req = GatewayRequest::new(
         Payload::Generate(request),
         request_id.clone(),
-        gateway.config.request_timeout(),
+        gateway.settings.request_timeout,
     );
     let (_route, result) = gateway.routes.serve(&req).await;
     match result {
@@ -46,12 +46,8 @@ pub async fn generate(
                     tracing::error!(request_id = %request_id, upstream = %live.served_by,
                         "a stream answered /generate; dropped");
                     let error = FallbackError::AllTiersFailed(AllTiersFailed::default());
-                    return LabFailure::new(
-                        &error,
-                        &request_id,
-                        gateway.config.args.circuit_breaker_recovery_timeout,
-                    )
-                    .into_response();
+                    return LabFailure::new(&error, &request_id, gateway.settings.retry_after_s())
+                        .into_response();
                 }
             };
             let took = started.elapsed();
@@ -77,11 +73,7 @@ pub async fn generate(
             response
         }
         Err(error) => {
-            let failure = LabFailure::new(
-                &error,
-                &request_id,
-                gateway.config.args.circuit_breaker_recovery_timeout,
-            );
+            let failure = LabFailure::new(&error, &request_id, gateway.settings.retry_after_s());
             let label = failure_label(&error, &request_id);
             let mut response = failure.into_response();
             response.extensions_mut().insert(Recorded::Failed(label));

@@ -42,7 +42,7 @@ pub(super) fn relay(gateway: &Arc<Gateway>, req: &GatewayRequest, live: LiveStre
     let (tx, rx) = mpsc::channel(RELAY_BUFFER);
     let relay = Relay {
         gateway: Arc::clone(gateway),
-        idle: gateway.config.idle_timeout(),
+        idle: gateway.settings.idle_timeout,
         prompt_tokens: prompt_tokens(req),
         key: crate::cache::cache_key(req),
         request_id: req.request_id.clone(),

@@ -1,6 +1,6 @@
 //! The pool breaker (the lab's "circuit breaker"): CLOSED → OPEN after the threshold of
 //! failed requests, fast fallbacks while OPEN, HALF_OPEN when read after the recovery
-//! timeout, CLOSED once the pool answers again; every transition in `/admin/status`.
+//! timeout, CLOSED once two probes in a row succeed; every transition in `/admin/status`.
 
 use std::time::{Duration, Instant};
 
@@ -113,7 +113,7 @@ async fn pool_breaker_opens_half_opens_and_closes_with_timed_transitions() {
         "OPEN for the recovery timeout ({RECOVERY_S} s), read HALF_OPEN after {open_for:?}"
     );
 
-    // Faults gone: a few requests close it.
+    // Faults gone: a few requests close it (two successful probes; see the test below).
     a.clear_faults().await;
     b.clear_faults().await;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -176,6 +176,84 @@ async fn pool_breaker_opens_half_opens_and_closes_with_timed_transitions() {
             "each transition has a reason: {t}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_recovery_timeout_one_success_leaves_it_half_open_and_a_second_closes_it() {
+    let a = LlmService::builder().start().await;
+    let b = LlmService::builder().start().await;
+    let gw = Gateway::builder()
+        .upstreams(&[&a, &b])
+        .breaker(THRESHOLD, RECOVERY_S)
+        .start()
+        .await;
+    a.add_fault(error_500()).await;
+    b.add_fault(error_500()).await;
+    for n in 0..THRESHOLD {
+        gw.generate(&format!("two probes trip {n} zq")).await;
+    }
+    assert_eq!(
+        gw.breaker_state().await,
+        "OPEN",
+        "OPEN after {THRESHOLD} failures"
+    );
+    a.clear_faults().await;
+    b.clear_faults().await;
+    // Both instances pass their health checks again, and the recovery timeout has passed.
+    let healthy = poll(
+        Duration::from_secs(5),
+        || gw.available_services(),
+        |n| *n == Some(2),
+    )
+    .await;
+    assert!(
+        healthy.ok,
+        "both instances healthy again: {:?}",
+        healthy.value
+    );
+    let half = poll(
+        Duration::from_secs(RECOVERY_S + 2),
+        || gw.breaker_state(),
+        |s| s != "OPEN",
+    )
+    .await;
+    assert_eq!(
+        half.value, "HALF_OPEN",
+        "HALF_OPEN after the recovery timeout"
+    );
+
+    let first = gw.generate("first probe zq").await;
+    assert!(
+        first.is_primary_success(),
+        "the first probe is served by the pool: {first:?}"
+    );
+    assert_eq!(
+        gw.breaker_state().await,
+        "HALF_OPEN",
+        "one successful probe does not close the pool breaker"
+    );
+    let second = gw.generate("second probe zq").await;
+    assert!(
+        second.is_primary_success(),
+        "the second probe is served by the pool: {second:?}"
+    );
+    assert_eq!(
+        gw.breaker_state().await,
+        "CLOSED",
+        "the second successful probe closes it"
+    );
+
+    let admin = gw.admin_status().await;
+    let closed: Vec<Value> = pool_transitions(&admin, &[&a, &b])
+        .into_iter()
+        .filter(|t| t["from"] == "HALF_OPEN" && t["to"] == "CLOSED")
+        .collect();
+    assert_eq!(closed.len(), 1, "one HALF_OPEN→CLOSED: {closed:?}");
+    assert_eq!(
+        closed[0]["reason"]["count"], 2,
+        "closed by two successful probes: {}",
+        closed[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

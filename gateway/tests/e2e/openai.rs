@@ -519,6 +519,14 @@ async fn a_flapping_primary_opens_the_breaker_then_gets_its_traffic_back() {
         .iter()
         .any(|t| t["breaker"] == "llm-service" && t["to"] == "OPEN");
     assert!(opened, "{transitions}");
+    // The first answer back was one successful probe; the pool breaker needs a second.
+    let second = gw.chat(chat("m", false)).await;
+    assert_eq!(
+        second.header("x-fallback-tier"),
+        None,
+        "the second probe is served by the primary: {:?}",
+        second.body
+    );
     let closed = poll(
         Duration::from_secs(3),
         || gw.breaker_state(),

@@ -1,0 +1,122 @@
+//! The command line: every setting a flag and an environment variable, as the seed named
+//! them. Values are kept as written here and typed in [`super::validate`], so that every
+//! bad one is reported at once rather than the first one alone.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser};
+use llm_api::FieldError;
+
+use super::validate::Problems;
+
+/// The API gateway in front of the LLM services.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about)]
+pub struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value = "8000")]
+    pub port: String,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Redis for the service registry and the response cache; unset: static list only.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// PostgreSQL URL (accepted for the lab's compose file; persistence is not wired yet).
+    #[arg(long, env = "POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// Database URL, `postgres://…` or `sqlite://PATH` (accepted; persistence not wired yet).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Failed requests in a row that open the pool breaker [default: 5]; wins over
+    /// `pool_breaker.failure_threshold` in the file.
+    #[arg(long, env = "CIRCUIT_BREAKER_FAILURE_THRESHOLD")]
+    pub circuit_breaker_failure_threshold: Option<String>,
+    /// Seconds the pool breaker stays OPEN before probing [default: 30]; wins over
+    /// `pool_breaker.recovery_timeout_ms` in the file.
+    #[arg(long, env = "CIRCUIT_BREAKER_RECOVERY_TIMEOUT")]
+    pub circuit_breaker_recovery_timeout: Option<String>,
+    /// Requests in flight above which new ones get an immediate 503.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value = "100")]
+    pub max_concurrent_requests: String,
+    /// Seconds a whole request may take, retries and fallbacks included.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30")]
+    pub request_timeout: String,
+    /// Comma-separated base URLs of LLM services (static discovery).
+    #[arg(long, env = "LLM_SERVICE_URLS", default_value = "")]
+    pub llm_service_urls: String,
+    /// Milliseconds between active health checks of each instance.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL_MS", default_value = "5000")]
+    pub health_check_interval_ms: String,
+    /// Path probed on each instance.
+    #[arg(long, env = "HEALTH_CHECK_PATH", default_value = "/health")]
+    pub health_check_path: String,
+    /// Milliseconds between registry refreshes.
+    #[arg(long, env = "DISCOVERY_REFRESH_MS", default_value = "1000")]
+    pub discovery_refresh_ms: String,
+    /// Milliseconds one try on one instance may take (overrides the file).
+    #[arg(long, env = "PER_TRY_TIMEOUT_MS")]
+    pub per_try_timeout_ms: Option<String>,
+    /// Streams: the longest wait for the first token (overrides `stream.first_token_timeout_ms`).
+    #[arg(long, env = "STREAM_FIRST_TOKEN_TIMEOUT_MS")]
+    pub stream_first_token_timeout_ms: Option<String>,
+    /// Streams: the longest silence between two events (overrides `stream.idle_timeout_ms`).
+    #[arg(long, env = "STREAM_IDLE_TIMEOUT_MS")]
+    pub stream_idle_timeout_ms: Option<String>,
+    /// Milliseconds to wait for in-flight requests at shutdown.
+    #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value = "10000")]
+    pub drain_timeout_ms: String,
+    /// Optional TOML file with the settings below the environment's.
+    #[arg(long, env = "GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
+}
+
+impl Args {
+    /// `args` as if given on the command line (the program name first is added), each
+    /// variable of `env` as its flag unless the flag is given; the process environment
+    /// fills in what neither gives (clap reads it).
+    pub fn from_sources<I, T>(args: I, env: &[(&str, &str)]) -> Result<Self, FieldError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        let mut argv: Vec<std::ffi::OsString> = std::iter::once("gateway".into())
+            .chain(args.into_iter().map(Into::into))
+            .collect();
+        let command = Self::command();
+        for (name, value) in env {
+            let flag = command
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == *name))
+                .and_then(|a| a.get_long());
+            let Some(flag) = flag else {
+                return Err(FieldError::new(*name, "not a variable of the gateway"));
+            };
+            let given = argv.iter().any(|a| {
+                a.to_str().is_some_and(|a| {
+                    a == format!("--{flag}") || a.starts_with(&format!("--{flag}="))
+                })
+            });
+            if !given {
+                argv.push(format!("--{flag}={value}").into());
+            }
+        }
+        Self::try_parse_from(argv).map_err(|e| FieldError::new("args", e.to_string()))
+    }
+
+    /// The address to listen on (`HOST`, `PORT`), the only settings `gateway healthcheck`
+    /// needs.
+    pub fn listen(&self) -> Result<(IpAddr, u16), Vec<FieldError>> {
+        let mut problems = Problems::default();
+        let host = problems.parse::<IpAddr>("HOST", &self.host, "an IP address");
+        let port = problems.parse::<u16>("PORT", &self.port, "a port number (0 to 65535)");
+        match (host, port) {
+            (Some(host), Some(port)) => Ok((host, port)),
+            _ => Err(problems.into_vec()),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Model routes (`[routes.<model>]`): their targets checked, API keys read once, and the
+//! breaker sections a target sets for its own breaker (an endpoint's breaker, or the
+//! instance breakers of a pool).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::breaker::BreakerSection;
+use super::validate::{Env, Problems};
+use crate::pool::EndpointSpec;
+use crate::upstream::{ApiKey, Protocol};
+
+/// The route every unrouted model name takes.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// `[routes.<model>]`: the targets of one public model name, tried in order.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// The first answers; the others are the secondary tier, in order.
+    pub targets: Vec<TargetSection>,
+    /// The route a request goes to when a target says its prompt exceeds the context
+    /// (`context_length_exceeded`).
+    #[serde(default)]
+    pub context_fallback: Option<String>,
+}
+
+/// One target: `{ pool = "primary" }`, or an OpenAI-compatible endpoint
+/// `{ url = "http://127.0.0.1:11434/v1", model = "llama3.1:8b", api_key_env = "KEY" }`;
+/// either may add `breaker = { … }` for its own breaker.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetSection {
+    /// The discovered instances of this tier (`primary`, `secondary`…).
+    pub pool: Option<String>,
+    /// An endpoint's base URL (up to `/v1`).
+    pub url: Option<String>,
+    /// The endpoint's model name.
+    pub model: Option<String>,
+    /// The environment variable holding the endpoint's API key.
+    pub api_key_env: Option<String>,
+    /// The endpoint's id in metrics and `x-served-by` (default `model@url`).
+    pub name: Option<String>,
+    /// The endpoint's breaker, or the instance breakers of the pool, over
+    /// `[instance_breaker]` (and `[pools.<tier>.instance_breaker]`).
+    pub breaker: Option<BreakerSection>,
+}
+
+/// A checked target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Discovered instances of a tier.
+    Pool(String),
+    /// An OpenAI-compatible endpoint.
+    Endpoint(EndpointSpec),
+}
+
+/// A checked route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// The public model name.
+    pub name: String,
+    /// In order.
+    pub targets: Vec<Target>,
+    /// Where `context_length_exceeded` goes.
+    pub context_fallback: Option<String>,
+}
+
+/// One endpoint model: its base URL and upstream model (one breaker, name and key each).
+pub type EndpointKey = (String, String);
+
+/// A breaker section a target set, with the key path it was set at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetBreaker {
+    /// `routes.<model>.targets[i].breaker`.
+    pub field: String,
+    /// Its keys.
+    pub section: BreakerSection,
+}
+
+/// The routes, and the breaker sections their targets set.
+#[derive(Debug, Clone, Default)]
+pub struct CheckedRoutes {
+    /// Every route, `default` included.
+    pub routes: Vec<RouteSpec>,
+    /// Tier → the section its pool targets set.
+    pub pools: BTreeMap<String, TargetBreaker>,
+    /// Endpoint model → the section its targets set.
+    pub endpoints: BTreeMap<EndpointKey, TargetBreaker>,
+}
+
+/// The key of an endpoint.
+pub fn endpoint_key(endpoint: &EndpointSpec) -> EndpointKey {
+    let model = match &endpoint.protocol {
+        Protocol::OpenAi { model, .. } => model.clone(),
+        Protocol::Lab => String::new(),
+    };
+    (endpoint.url.clone(), model)
+}
+
+/// The routes of `sections`, checked, `default` included (the primary then the secondary
+/// pool when the file does not say); API keys read through `env`.
+pub fn check(
+    sections: &BTreeMap<String, RouteSection>,
+    env: Env<'_>,
+    problems: &mut Problems,
+) -> CheckedRoutes {
+    let mut sections = sections.clone();
+    sections
+        .entry(DEFAULT_ROUTE.to_owned())
+        .or_insert_with(|| RouteSection {
+            targets: ["primary", "secondary"]
+                .map(|tier| TargetSection {
+                    pool: Some(tier.to_owned()),
+                    ..TargetSection::default()
+                })
+                .to_vec(),
+            context_fallback: None,
+        });
+    let mut checked = CheckedRoutes::default();
+    let mut endpoints_seen: BTreeMap<EndpointKey, EndpointSpec> = BTreeMap::new();
+    for (name, section) in &sections {
+        let field = |what: &str| format!("routes.{name}{what}");
+        if section.targets.is_empty() {
+            problems.push(field(".targets"), "needs at least one target");
+        }
+        let mut targets = Vec::new();
+        for (i, target_section) in section.targets.iter().enumerate() {
+            let at = field(&format!(".targets[{i}]"));
+            let target = match check_target(target_section, env) {
+                Ok(target) if targets.contains(&target) => {
+                    problems.push(at, "appears twice in the route");
+                    continue;
+                }
+                Ok(target) => target,
+                Err(why) => {
+                    problems.push(at, why);
+                    continue;
+                }
+            };
+            if let Target::Endpoint(endpoint) = &target {
+                let key = endpoint_key(endpoint);
+                match endpoints_seen.get(&key) {
+                    Some(earlier) if earlier != endpoint => problems.push(
+                        field(".targets"),
+                        format!(
+                            "{} at {} is configured twice with a different name or key; \
+                             one endpoint model has one breaker, name and key",
+                            key.1, key.0
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        endpoints_seen.insert(key, endpoint.clone());
+                    }
+                }
+            }
+            if let Some(section) = &target_section.breaker {
+                let set = TargetBreaker {
+                    field: format!("{at}.breaker"),
+                    section: section.clone(),
+                };
+                match &target {
+                    Target::Pool(tier) => keep_one(
+                        &mut checked.pools,
+                        tier.clone(),
+                        set,
+                        "one pool has one set of instance breakers",
+                        problems,
+                    ),
+                    Target::Endpoint(endpoint) => keep_one(
+                        &mut checked.endpoints,
+                        endpoint_key(endpoint),
+                        set,
+                        "one endpoint model has one breaker",
+                        problems,
+                    ),
+                }
+            }
+            targets.push(target);
+        }
+        if let Some(other) = &section.context_fallback
+            && (other == name || !sections.contains_key(other))
+        {
+            problems.push(
+                field(".context_fallback"),
+                format!("`{other}` is not another route"),
+            );
+        }
+        checked.routes.push(RouteSpec {
+            name: name.clone(),
+            targets,
+            context_fallback: section.context_fallback.clone(),
+        });
+    }
+    checked
+}
+
+/// Keeps `set` as the section of `key`, or notes that it differs from the one kept.
+fn keep_one<K: Ord>(
+    kept: &mut BTreeMap<K, TargetBreaker>,
+    key: K,
+    set: TargetBreaker,
+    why: &str,
+    problems: &mut Problems,
+) {
+    match kept.get(&key) {
+        Some(earlier) if earlier.section != set.section => {
+            problems.push(set.field, format!("differs from {}: {why}", earlier.field))
+        }
+        Some(_) => {}
+        None => {
+            kept.insert(key, set);
+        }
+    }
+}
+
+/// A target section as a [`Target`], or why it is not one.
+fn check_target(target: &TargetSection, env: Env<'_>) -> Result<Target, String> {
+    match (&target.pool, &target.url) {
+        (Some(pool), None) => {
+            if target.model.is_some() || target.api_key_env.is_some() || target.name.is_some() {
+                return Err("a pool target takes only `pool` (and `breaker`)".to_owned());
+            }
+            if pool.trim().is_empty() {
+                return Err("`pool` must name a tier".to_owned());
+            }
+            Ok(Target::Pool(pool.clone()))
+        }
+        (None, Some(url)) => {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("`url`: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err("`url` must be an http(s) URL with a host".to_owned());
+            }
+            let Some(model) = target.model.clone().filter(|m| !m.trim().is_empty()) else {
+                return Err("an endpoint needs `model`, the name the endpoint knows".to_owned());
+            };
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err("`url` must not hold credentials: use `api_key_env`".to_owned());
+            }
+            let api_key = match &target.api_key_env {
+                None => None,
+                Some(var) => match env(var) {
+                    Some(key) if !key.is_empty() => {
+                        if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err()
+                        {
+                            return Err(format!(
+                                "`api_key_env`: ${var} holds characters a header cannot carry"
+                            ));
+                        }
+                        Some(ApiKey::new(key))
+                    }
+                    _ => return Err(format!("`api_key_env`: ${var} is not set")),
+                },
+            };
+            let url = url.trim_end_matches('/').to_owned();
+            // The default id names the host and path only: never a query that may hold a key.
+            let shown = format!(
+                "{}://{}{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or_default(),
+                parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + parsed.path().trim_end_matches('/');
+            Ok(Target::Endpoint(EndpointSpec {
+                id: target
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{model}@{shown}")),
+                url,
+                protocol: Protocol::OpenAi { model, api_key },
+            }))
+        }
+        _ => Err("give either `pool` or `url` (with `model`)".to_owned()),
+    }
+}
