@@ -50,6 +50,32 @@ pub fn respond(plan: StreamPlan) -> Response {
     Sse::new(ReceiverStream::new(rx)).into_response()
 }
 
+/// The client went away: the stream is over.
+struct Gone;
+
+/// The chunks of one completion: its id, creation time and model on each.
+struct Chunks {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Chunks {
+    /// A delta chunk (with `finish`), or the usage chunk when `usage` is given alone.
+    fn event(&self, delta: Delta, finish: Option<&str>, usage: Option<Usage>) -> Event {
+        let (id, model) = (self.id.clone(), self.model.clone());
+        let chunk = match usage {
+            Some(usage) if finish.is_none() && delta == Delta::default() => {
+                ChatCompletionChunk::usage(id, self.created, model, usage)
+            }
+            _ => ChatCompletionChunk::delta(id, self.created, model, delta, finish),
+        };
+        Event::default()
+            .json_data(&chunk)
+            .unwrap_or_else(|_| Event::default().data("{}"))
+    }
+}
+
 async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
     let StreamPlan {
         state,
@@ -60,99 +86,113 @@ async fn produce(plan: StreamPlan, tx: mpsc::Sender<Item>) {
         started,
         in_flight,
     } = plan;
-    let model = state.config.model_name.clone();
-    let created = unix_seconds();
-    let chunk = |delta: Delta, finish: Option<&str>, usage: Option<Usage>| {
-        let chunk = match usage {
-            Some(usage) if finish.is_none() && delta == Delta::default() => {
-                ChatCompletionChunk::usage(id.clone(), created, model.clone(), usage)
-            }
-            _ => ChatCompletionChunk::delta(id.clone(), created, model.clone(), delta, finish),
-        };
-        Event::default()
-            .json_data(&chunk)
-            .unwrap_or_else(|_| Event::default().data("{}"))
+    let chunks = Chunks {
+        id,
+        created: unix_seconds(),
+        model: state.config.model_name.clone(),
     };
     let interval = state.sim.token_interval();
-    let status = 'send: {
-        let role = Delta {
-            role: Some("assistant".to_owned()),
-            content: Some(String::new()),
-        };
-        if tx.send(Ok(chunk(role, None, None))).await.is_err() {
-            break 'send 499;
-        }
-        if let Some(delay) = faults.slow_first_token
-            && !pause(&tx, delay).await
-        {
-            break 'send 499;
-        }
-        let total = generation.len();
-        // Positions 0..=total: a fault set at or past the end plays before the final chunk.
-        for sent in 0..=total {
-            let here = |after: u32| after == sent || (sent == total && after > total);
-            if faults.cut_after.is_some_and(here) {
-                tracing::warn!(after_tokens = sent, "fault: cutting the stream");
-                cut(&tx).await;
-                break 'send 200;
-            }
-            if faults.malformed_after.is_some_and(here) {
-                tracing::warn!(after_tokens = sent, "fault: sending a malformed event");
-                let bad = Event::default().data("{\"choices\": [{\"delta\": ");
-                if tx.send(Ok(bad)).await.is_err() {
-                    break 'send 499;
-                }
-            }
-            if let Some((after, stall)) = faults.stall
-                && here(after)
-            {
-                tracing::warn!(after_tokens = sent, "fault: stalling the stream");
-                if !pause(&tx, stall).await {
-                    break 'send 499;
-                }
-            }
-            let Some(token) = generation.tokens.get(sent as usize) else {
-                break;
-            };
-            if sent > 0 && !interval.is_zero() && !pause(&tx, interval).await {
-                break 'send 499;
-            }
-            let delta = Delta {
-                role: None,
-                content: Some(token.clone()),
-            };
-            if tx.send(Ok(chunk(delta, None, None))).await.is_err() {
-                break 'send 499;
-            }
-        }
-        let last = chunk(Delta::default(), Some(generation.finish_reason), None);
-        if tx.send(Ok(last)).await.is_err() {
-            break 'send 499;
-        }
-        if let Some(usage) = usage
-            && tx
-                .send(Ok(chunk(Delta::default(), None, Some(usage))))
-                .await
-                .is_err()
-        {
-            break 'send 499;
-        }
-        if faults.no_done {
-            tracing::warn!("fault: ending the stream without [DONE]");
-        } else if tx.send(Ok(Event::default().data(DONE))).await.is_err() {
-            break 'send 499;
-        }
-        200
+    let status = match play(&tx, &chunks, &generation, usage, &faults, interval).await {
+        Ok(()) => 200,
+        Err(Gone) => 499,
     };
     state.metrics.observe(ENDPOINT, status, started.elapsed());
     drop(in_flight);
 }
 
-/// Waits `duration`, or less if the client goes away; false when it went away.
-async fn pause(tx: &mpsc::Sender<Item>, duration: Duration) -> bool {
+/// The whole stream: role, tokens with the faults at their positions, the final chunk,
+/// usage, `[DONE]`.
+async fn play(
+    tx: &mpsc::Sender<Item>,
+    chunks: &Chunks,
+    generation: &Generation,
+    usage: Option<Usage>,
+    faults: &StreamFaults,
+    interval: Duration,
+) -> Result<(), Gone> {
+    let role = Delta {
+        role: Some("assistant".to_owned()),
+        content: Some(String::new()),
+    };
+    send(tx, chunks.event(role, None, None)).await?;
+    if let Some(delay) = faults.slow_first_token {
+        pause(tx, delay).await?;
+    }
+    let total = generation.len();
+    // Positions 0..=total: a fault set at or past the end plays before the final chunk.
+    for sent in 0..=total {
+        if let Position::Cut = faults_at(tx, faults, sent, total).await? {
+            return Ok(());
+        }
+        let Some(token) = generation.tokens.get(sent as usize) else {
+            break;
+        };
+        if sent > 0 && !interval.is_zero() {
+            pause(tx, interval).await?;
+        }
+        let delta = Delta {
+            role: None,
+            content: Some(token.clone()),
+        };
+        send(tx, chunks.event(delta, None, None)).await?;
+    }
+    let finish = Some(generation.finish_reason);
+    send(tx, chunks.event(Delta::default(), finish, None)).await?;
+    if let Some(usage) = usage {
+        send(tx, chunks.event(Delta::default(), None, Some(usage))).await?;
+    }
+    if faults.no_done {
+        tracing::warn!("fault: ending the stream without [DONE]");
+        return Ok(());
+    }
+    send(tx, Event::default().data(DONE)).await
+}
+
+/// What the faults did at one position of the stream.
+enum Position {
+    /// The stream goes on.
+    Continue,
+    /// The stream was cut.
+    Cut,
+}
+
+/// Plays the faults set at position `sent` of `total` tokens: a cut, a malformed event, a
+/// stall.
+async fn faults_at(
+    tx: &mpsc::Sender<Item>,
+    faults: &StreamFaults,
+    sent: u32,
+    total: u32,
+) -> Result<Position, Gone> {
+    let here = |after: u32| after == sent || (sent == total && after > total);
+    if faults.cut_after.is_some_and(here) {
+        tracing::warn!(after_tokens = sent, "fault: cutting the stream");
+        cut(tx).await;
+        return Ok(Position::Cut);
+    }
+    if faults.malformed_after.is_some_and(here) {
+        tracing::warn!(after_tokens = sent, "fault: sending a malformed event");
+        send(tx, Event::default().data("{\"choices\": [{\"delta\": ")).await?;
+    }
+    if let Some((after, stall)) = faults.stall
+        && here(after)
+    {
+        tracing::warn!(after_tokens = sent, "fault: stalling the stream");
+        pause(tx, stall).await?;
+    }
+    Ok(Position::Continue)
+}
+
+/// Sends `event`; `Gone` when the client left.
+async fn send(tx: &mpsc::Sender<Item>, event: Event) -> Result<(), Gone> {
+    tx.send(Ok(event)).await.map_err(|_| Gone)
+}
+
+/// Waits `duration`, or less if the client goes away; `Gone` when it went away.
+async fn pause(tx: &mpsc::Sender<Item>, duration: Duration) -> Result<(), Gone> {
     tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        () = tx.closed() => false,
+        () = tokio::time::sleep(duration) => Ok(()),
+        () = tx.closed() => Err(Gone),
     }
 }
 
@@ -163,11 +203,11 @@ async fn pause(tx: &mpsc::Sender<Item>, duration: Duration) -> bool {
 async fn cut(tx: &mpsc::Sender<Item>) {
     let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
     while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
-        if !pause(tx, Duration::from_millis(1)).await {
+        if pause(tx, Duration::from_millis(1)).await.is_err() {
             return;
         }
     }
-    if pause(tx, IDLE_BEFORE_CUT).await {
+    if pause(tx, IDLE_BEFORE_CUT).await.is_ok() {
         let _ = tx.send(Err(StreamCut)).await;
     }
 }
