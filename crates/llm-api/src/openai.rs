@@ -242,6 +242,18 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Usage>,
 }
 
+/// A new completion id: `chatcmpl-` and 32 random hex digits.
+pub fn completion_id() -> String {
+    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Seconds since the Unix epoch (a completion's `created`); 0 on a clock before 1970.
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl ChatCompletionChunk {
     /// A chunk of one choice carrying `delta`, and `finish_reason` when it ends the choice.
     pub fn delta(

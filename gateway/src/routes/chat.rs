@@ -18,7 +18,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
@@ -26,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use llm_api::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, DONE,
-    Delta, Model, ModelList, Usage,
+    Delta, Model, ModelList, Usage, completion_id, unix_seconds,
 };
 use serde_json::Map;
 
@@ -203,15 +202,4 @@ pub(super) fn prompt_tokens(req: &GatewayRequest) -> u32 {
             .fold(0, u32::saturating_add),
         Payload::Generate(generate) => count_words(&generate.prompt),
     }
-}
-
-pub(super) fn completion_id() -> String {
-    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
-}
-
-pub(super) fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use llm_api::openai::{ChatCompletionChunk, DONE, Usage};
+use llm_api::openai::{ChatCompletionChunk, DONE, Usage, completion_id, unix_seconds};
 use resilience_core::fallback::CacheKey;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::chat::{completion_id, json_event, prompt_tokens, unix_seconds};
+use super::chat::{json_event, prompt_tokens};
 use super::errors::interrupted_event;
 use crate::answer::WholeAnswer;
 use crate::layers::Occupancy;

@@ -1,12 +1,13 @@
 //! `POST /v1/chat/completions` (whole answers and server-sent events) and `GET /v1/models`.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use llm_api::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Model, ModelList, Usage,
+    completion_id, unix_seconds,
 };
 use serde_json::Map;
 
@@ -107,17 +108,4 @@ fn observed(state: &AppState, started: Instant, response: Response) -> Response 
         .metrics
         .observe(ENDPOINT, response.status().as_u16(), started.elapsed());
     response
-}
-
-/// `chatcmpl-` and a random suffix.
-pub(crate) fn completion_id() -> String {
-    format!("chatcmpl-{:016x}", rand::random::<u64>())
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use llm_api::openai::{ChatCompletionChunk, DONE, Delta, Usage};
+use llm_api::openai::{ChatCompletionChunk, DONE, Delta, Usage, unix_seconds};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::chat::{ENDPOINT, unix_seconds};
+use super::chat::ENDPOINT;
 use crate::faults::StreamFaults;
 use crate::sim::Generation;
 use crate::state::{AppState, InFlightGuard};
