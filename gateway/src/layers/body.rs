@@ -3,6 +3,7 @@
 //! the deadline). Over the limit: 413; too slow: 408; both in the API's error shape. The
 //! layers and the handler after it find the body in memory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,6 +14,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use http_edge::BadInput;
 
 use super::{Api, RequestId};
+use crate::metrics::Metrics;
 
 /// How much body a request may have, and how long it may take to arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +25,19 @@ pub struct BodyLimits {
     pub deadline: Duration,
 }
 
-/// Reads the body whole within `limits`, or answers 413 / 408.
-pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+/// The body layer's state: its limits, and the metrics that count its refusals (as
+/// `validation` errors, with their status).
+#[derive(Clone)]
+pub struct BodyReader {
+    /// The limits.
+    pub limits: BodyLimits,
+    /// Where refusals are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Reads the body whole within the limits, or answers 413 / 408.
+pub async fn read_body(State(reader): State<BodyReader>, req: Request, next: Next) -> Response {
+    let limits = reader.limits;
     let api = Api::of(&req);
     let (parts, body) = req.into_parts();
     let read = Limited::new(body, limits.max_bytes).collect();
@@ -40,5 +53,8 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
         Ok(Err(_)) => BadInput::too_slow(limits.deadline),
         Err(_elapsed) => BadInput::too_slow(limits.deadline),
     };
+    reader
+        .metrics
+        .gateway_error("validation", bad.status.as_u16());
     api.reject(bad, parts.extensions.get::<RequestId>())
 }

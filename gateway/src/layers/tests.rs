@@ -1,6 +1,7 @@
 //! The layers that need no gateway, each on a small router (the rest are exercised by the
 //! end-to-end suite: validation and shedding in `protection`, metrics everywhere).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,9 +13,10 @@ use futures::stream;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::body::{BodyLimits, read_body};
+use super::body::{BodyLimits, BodyReader, read_body};
 use super::request_id::request_id;
 use super::{RequestId, X_REQUEST_ID};
+use crate::metrics::Metrics;
 
 const LIMITS: BodyLimits = BodyLimits {
     max_bytes: 16,
@@ -30,13 +32,21 @@ async fn echo(id: Option<axum::Extension<RequestId>>, body: Bytes) -> String {
 }
 
 fn app() -> Router {
+    app_counting(Arc::new(Metrics::new().unwrap()))
+}
+
+fn app_counting(metrics: Arc<Metrics>) -> Router {
+    let reader = BodyReader {
+        limits: LIMITS,
+        metrics,
+    };
     Router::new()
         .route("/generate", post(echo))
         .route("/v1/chat/completions", post(echo))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(from_fn(request_id))
-                .layer(from_fn_with_state(LIMITS, read_body)),
+                .layer(from_fn_with_state(reader, read_body)),
         )
 }
 
@@ -132,4 +142,26 @@ async fn a_body_trickling_past_the_deadline_is_408_even_though_bytes_keep_coming
     assert_eq!(started.elapsed(), LIMITS.deadline);
     let lab: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(lab["error"]["type"], "request_timeout");
+}
+
+#[tokio::test]
+async fn refused_bodies_are_counted_as_validation_errors() {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let req = Request::post("/generate")
+        .body(Body::from("x".repeat(17)))
+        .unwrap();
+    let response = app_counting(Arc::clone(&metrics))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let text = metrics.render(&[], 0).unwrap();
+    assert!(
+        text.contains(r#"llm_errors_total{error_type="validation",service="gateway"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"llm_requests_total{model="none",service="gateway",status_code="413"} 1"#),
+        "{text}"
+    );
 }

@@ -20,7 +20,7 @@ use llm_api::openai::{ChatCompletionRequest, OpenAiError};
 use resilience_core::fallback::TierKind;
 use tower::ServiceBuilder;
 
-use crate::layers::body::{BodyLimits, read_body};
+use crate::layers::body::{BodyLimits, BodyReader, read_body};
 use crate::layers::validate::{Validate, validate};
 use crate::layers::{Api, RequestId, access_log, metrics, request_id, shed};
 use crate::state::Gateway;
@@ -35,9 +35,12 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// The whole API, its layers in the order `crate::layers` lists them.
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    let limits = BodyLimits {
-        max_bytes: http_edge::BODY_LIMIT,
-        deadline: BODY_READ_TIMEOUT,
+    let body = BodyReader {
+        limits: BodyLimits {
+            max_bytes: http_edge::BODY_LIMIT,
+            deadline: BODY_READ_TIMEOUT,
+        },
+        metrics: Arc::clone(&gateway.metrics),
     };
     Router::new()
         .route(
@@ -68,7 +71,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
                 .layer(from_fn(request_id::request_id))
                 .layer(access_log::layer())
                 // security headers, authentication and rate limit go here, in that order.
-                .layer(from_fn_with_state(limits, read_body)),
+                .layer(from_fn_with_state(body, read_body)),
         )
         .with_state(gateway)
 }
