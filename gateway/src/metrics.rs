@@ -48,99 +48,12 @@ pub struct Answered<'a> {
 impl Metrics {
     /// Fresh metrics in their own registry, with the process collector.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "llm_requests_total",
-                "Answers the gateway gave, by answering service, model and status.",
-            ),
-            &["service", "model", "status_code"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "llm_request_duration_seconds",
-                "Time to answer, fallbacks included.",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
-            &["service", "model", "endpoint"],
-        )?;
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "llm_errors_total",
-                "Errors, by service (an instance, or `gateway`) and type.",
-            ),
-            &["service", "error_type"],
-        )?;
-        let upstream_attempts = IntCounterVec::new(
-            Opts::new(
-                "upstream_attempts_total",
-                "Tries on LLM instances, by instance and outcome.",
-            ),
-            &["service", "outcome"],
-        )?;
-        let fallback = IntCounterVec::new(
-            Opts::new(
-                "fallback_responses_total",
-                "Answers by the tier that served them.",
-            ),
-            &["tier"],
-        )?;
-        let in_flight = IntGauge::new(
-            "in_flight_requests",
-            "Requests in flight through the gateway.",
-        )?;
-        let breaker_state = IntGaugeVec::new(
-            Opts::new(
-                "circuit_breaker_state",
-                "Breaker state: 0 closed, 1 open, 2 half-open.",
-            ),
-            &["service"],
-        )?;
-        let available = IntGauge::new("available_instances", "Instances passing health checks.")?;
-        let first_token = HistogramVec::new(
-            HistogramOpts::new(
-                "llm_time_to_first_token_seconds",
-                "Streams: from the try's start to the first token, by upstream.",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
-            &["service"],
-        )?;
-        let stream_events = IntCounterVec::new(
-            Opts::new(
-                "llm_stream_events_total",
-                "Streams: how they ended (completed, finalized, interrupted, abandoned) and \
-                 malformed events skipped, by upstream.",
-            ),
-            &["service", "event"],
-        )?;
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(errors.clone()),
-            Box::new(upstream_attempts.clone()),
-            Box::new(fallback.clone()),
-            Box::new(in_flight.clone()),
-            Box::new(breaker_state.clone()),
-            Box::new(available.clone()),
-            Box::new(first_token.clone()),
-            Box::new(stream_events.clone()),
-        ] {
-            registry.register(collector)?;
-        }
-        // Series that exist from the start, at 0, so dashboards and alerts see them before
-        // the first error of each kind.
-        for error_type in ["validation", "overloaded", "exhausted", "rejected_upstream"] {
-            errors.with_label_values(&["gateway", error_type]);
-        }
-        for tier in ["primary", "secondary", "cache", "template"] {
-            fallback.with_label_values(&[tier]);
-        }
-        #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
-        Ok(Self {
-            registry,
+        let (requests, duration, errors) = golden_signals()?;
+        let (upstream_attempts, fallback) = upstreams_and_tiers()?;
+        let (in_flight, breaker_state, available) = state_gauges()?;
+        let (first_token, stream_events) = stream_metrics()?;
+        let metrics = Self {
+            registry: Registry::new(),
             requests,
             duration,
             errors,
@@ -151,7 +64,44 @@ impl Metrics {
             available,
             first_token,
             stream_events,
-        })
+        };
+        metrics.register()?;
+        metrics.seed_series();
+        #[cfg(target_os = "linux")]
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(metrics)
+    }
+
+    /// Registers every family in the registry.
+    fn register(&self) -> Result<(), prometheus::Error> {
+        for collector in [
+            Box::new(self.requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.duration.clone()),
+            Box::new(self.errors.clone()),
+            Box::new(self.upstream_attempts.clone()),
+            Box::new(self.fallback.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.breaker_state.clone()),
+            Box::new(self.available.clone()),
+            Box::new(self.first_token.clone()),
+            Box::new(self.stream_events.clone()),
+        ] {
+            self.registry.register(collector)?;
+        }
+        Ok(())
+    }
+
+    /// Series that exist from the start, at 0, so dashboards and alerts see them before
+    /// the first error of each kind.
+    fn seed_series(&self) {
+        for error_type in ["validation", "overloaded", "exhausted", "rejected_upstream"] {
+            self.errors.with_label_values(&["gateway", error_type]);
+        }
+        for tier in ["primary", "secondary", "cache", "template"] {
+            self.fallback.with_label_values(&[tier]);
+        }
     }
 
     /// One answer to a client on `endpoint` (`generate`, `chat_completions`).
@@ -213,6 +163,92 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+/// The answers (`llm_requests_total`), their latency (`llm_request_duration_seconds`) and
+/// the errors (`llm_errors_total`).
+fn golden_signals() -> Result<(IntCounterVec, HistogramVec, IntCounterVec), prometheus::Error> {
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "llm_requests_total",
+            "Answers the gateway gave, by answering service, model and status.",
+        ),
+        &["service", "model", "status_code"],
+    )?;
+    let duration = HistogramVec::new(
+        HistogramOpts::new(
+            "llm_request_duration_seconds",
+            "Time to answer, fallbacks included.",
+        )
+        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+        &["service", "model", "endpoint"],
+    )?;
+    let errors = IntCounterVec::new(
+        Opts::new(
+            "llm_errors_total",
+            "Errors, by service (an instance, or `gateway`) and type.",
+        ),
+        &["service", "error_type"],
+    )?;
+    Ok((requests, duration, errors))
+}
+
+/// The tries on instances (`upstream_attempts_total`) and the answers by tier
+/// (`fallback_responses_total`).
+fn upstreams_and_tiers() -> Result<(IntCounterVec, IntCounterVec), prometheus::Error> {
+    let upstream_attempts = IntCounterVec::new(
+        Opts::new(
+            "upstream_attempts_total",
+            "Tries on LLM instances, by instance and outcome.",
+        ),
+        &["service", "outcome"],
+    )?;
+    let fallback = IntCounterVec::new(
+        Opts::new(
+            "fallback_responses_total",
+            "Answers by the tier that served them.",
+        ),
+        &["tier"],
+    )?;
+    Ok((upstream_attempts, fallback))
+}
+
+/// The gauges of load and state: requests in flight, breaker states, available instances.
+fn state_gauges() -> Result<(IntGauge, IntGaugeVec, IntGauge), prometheus::Error> {
+    let in_flight = IntGauge::new(
+        "in_flight_requests",
+        "Requests in flight through the gateway.",
+    )?;
+    let breaker_state = IntGaugeVec::new(
+        Opts::new(
+            "circuit_breaker_state",
+            "Breaker state: 0 closed, 1 open, 2 half-open.",
+        ),
+        &["service"],
+    )?;
+    let available = IntGauge::new("available_instances", "Instances passing health checks.")?;
+    Ok((in_flight, breaker_state, available))
+}
+
+/// Streams: time to the first token, and how they ended.
+fn stream_metrics() -> Result<(HistogramVec, IntCounterVec), prometheus::Error> {
+    let first_token = HistogramVec::new(
+        HistogramOpts::new(
+            "llm_time_to_first_token_seconds",
+            "Streams: from the try's start to the first token, by upstream.",
+        )
+        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
+        &["service"],
+    )?;
+    let stream_events = IntCounterVec::new(
+        Opts::new(
+            "llm_stream_events_total",
+            "Streams: how they ended (completed, finalized, interrupted, abandoned) and \
+             malformed events skipped, by upstream.",
+        ),
+        &["service", "event"],
+    )?;
+    Ok((first_token, stream_events))
 }
 
 impl UpstreamObserver for Metrics {

@@ -106,6 +106,23 @@ pub fn check(
     env: Env<'_>,
     problems: &mut Problems,
 ) -> CheckedRoutes {
+    let sections = with_default(sections);
+    let mut checker = Checker {
+        env,
+        problems,
+        checked: CheckedRoutes::default(),
+        endpoints_seen: BTreeMap::new(),
+    };
+    for (name, section) in &sections {
+        let route = checker.route(name, section, &sections);
+        checker.checked.routes.push(route);
+    }
+    checker.checked
+}
+
+/// `sections`, with the `default` route when they have none: the primary then the
+/// secondary pool.
+fn with_default(sections: &BTreeMap<String, RouteSection>) -> BTreeMap<String, RouteSection> {
     let mut sections = sections.clone();
     sections
         .entry(DEFAULT_ROUTE.to_owned())
@@ -118,83 +135,128 @@ pub fn check(
                 .to_vec(),
             context_fallback: None,
         });
-    let mut checked = CheckedRoutes::default();
-    let mut endpoints_seen: BTreeMap<EndpointKey, EndpointSpec> = BTreeMap::new();
-    for (name, section) in &sections {
+    sections
+}
+
+/// The routes checked so far, and what their targets must agree on.
+struct Checker<'a, 'p> {
+    /// Where API keys are read.
+    env: Env<'a>,
+    /// Where problems are noted.
+    problems: &'p mut Problems,
+    /// The routes so far, and their targets' breaker sections.
+    checked: CheckedRoutes,
+    /// The first spec of each endpoint model.
+    endpoints_seen: BTreeMap<EndpointKey, EndpointSpec>,
+}
+
+impl Checker<'_, '_> {
+    /// The route `name`, its valid targets kept in order; `sections` are every route.
+    fn route(
+        &mut self,
+        name: &str,
+        section: &RouteSection,
+        sections: &BTreeMap<String, RouteSection>,
+    ) -> RouteSpec {
         let field = |what: &str| format!("routes.{name}{what}");
         if section.targets.is_empty() {
-            problems.push(field(".targets"), "needs at least one target");
+            self.problems
+                .push(field(".targets"), "needs at least one target");
         }
         let mut targets = Vec::new();
         for (i, target_section) in section.targets.iter().enumerate() {
             let at = field(&format!(".targets[{i}]"));
-            let target = match check_target(target_section, env) {
-                Ok(target) if targets.contains(&target) => {
-                    problems.push(at, "appears twice in the route");
-                    continue;
-                }
-                Ok(target) => target,
-                Err(why) => {
-                    problems.push(at, why);
-                    continue;
-                }
-            };
-            if let Target::Endpoint(endpoint) = &target {
-                let key = endpoint_key(endpoint);
-                match endpoints_seen.get(&key) {
-                    Some(earlier) if earlier != endpoint => problems.push(
-                        field(".targets"),
-                        format!(
-                            "{} at {} is configured twice with a different name or key; \
-                             one endpoint model has one breaker, name and key",
-                            key.1, key.0
-                        ),
-                    ),
-                    Some(_) => {}
-                    None => {
-                        endpoints_seen.insert(key, endpoint.clone());
-                    }
-                }
+            if let Some(target) = self.target(&at, &field(".targets"), target_section, &targets) {
+                targets.push(target);
             }
-            if let Some(section) = &target_section.breaker {
-                let set = TargetBreaker {
-                    field: format!("{at}.breaker"),
-                    section: section.clone(),
-                };
-                match &target {
-                    Target::Pool(tier) => keep_one(
-                        &mut checked.pools,
-                        tier.clone(),
-                        set,
-                        "one pool has one set of instance breakers",
-                        problems,
-                    ),
-                    Target::Endpoint(endpoint) => keep_one(
-                        &mut checked.endpoints,
-                        endpoint_key(endpoint),
-                        set,
-                        "one endpoint model has one breaker",
-                        problems,
-                    ),
-                }
-            }
-            targets.push(target);
         }
         if let Some(other) = &section.context_fallback
             && (other == name || !sections.contains_key(other))
         {
-            problems.push(
+            self.problems.push(
                 field(".context_fallback"),
                 format!("`{other}` is not another route"),
             );
         }
-        checked.routes.push(RouteSpec {
-            name: name.clone(),
+        RouteSpec {
+            name: name.to_owned(),
             targets,
             context_fallback: section.context_fallback.clone(),
-        });
+        }
     }
-    checked
+
+    /// The target at `at` (in the list `targets_field`), unless it is invalid or already
+    /// among `earlier`; its endpoint and breaker section checked against the other routes'.
+    fn target(
+        &mut self,
+        at: &str,
+        targets_field: &str,
+        section: &TargetSection,
+        earlier: &[Target],
+    ) -> Option<Target> {
+        let target = match check_target(section, self.env) {
+            Ok(target) if earlier.contains(&target) => {
+                self.problems.push(at, "appears twice in the route");
+                return None;
+            }
+            Ok(target) => target,
+            Err(why) => {
+                self.problems.push(at, why);
+                return None;
+            }
+        };
+        if let Target::Endpoint(endpoint) = &target {
+            self.endpoint_once(endpoint, targets_field);
+        }
+        if let Some(breaker) = &section.breaker {
+            self.breaker_once(&target, at, breaker);
+        }
+        Some(target)
+    }
+
+    /// Notes under `targets_field` an endpoint model configured before with another name
+    /// or key.
+    fn endpoint_once(&mut self, endpoint: &EndpointSpec, targets_field: &str) {
+        let key = endpoint_key(endpoint);
+        match self.endpoints_seen.get(&key) {
+            Some(earlier) if earlier != endpoint => self.problems.push(
+                targets_field,
+                format!(
+                    "{} at {} is configured twice with a different name or key; \
+                     one endpoint model has one breaker, name and key",
+                    key.1, key.0
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                self.endpoints_seen.insert(key, endpoint.clone());
+            }
+        }
+    }
+
+    /// Keeps the `breaker` section the target at `at` sets for its pool or endpoint.
+    fn breaker_once(&mut self, target: &Target, at: &str, breaker: &BreakerSection) {
+        let set = TargetBreaker {
+            field: format!("{at}.breaker"),
+            section: breaker.clone(),
+        };
+        match target {
+            Target::Pool(tier) => keep_one(
+                &mut self.checked.pools,
+                tier.clone(),
+                set,
+                "one pool has one set of instance breakers",
+                self.problems,
+            ),
+            Target::Endpoint(endpoint) => keep_one(
+                &mut self.checked.endpoints,
+                endpoint_key(endpoint),
+                set,
+                "one endpoint model has one breaker",
+                self.problems,
+            ),
+        }
+    }
 }
 
 /// Keeps `set` as the section of `key`, or notes that it differs from the one kept.

@@ -2,7 +2,8 @@
 //! collected with the variable or TOML key it concerns, and the precedence between them
 //! (a variable or flag wins over the file, the file over the built-in defaults).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,13 +11,13 @@ use llm_api::FieldError;
 use resilience_core::breaker::BreakerConfig;
 use resilience_core::error::Error;
 use resilience_core::health::HealthCheckConfig;
-use resilience_core::registry::{LLM_SERVICE, StaticRegistry};
+use resilience_core::registry::{Instance, LLM_SERVICE, StaticRegistry};
 use resilience_core::retry::{BudgetConfig, RetryPolicy};
 
 use super::args::Args;
 use super::breaker::{self, BreakerSection, Layer, Source};
 use super::file::{self, FileConfig};
-use super::routes;
+use super::routes::{self, EndpointKey};
 use super::{Breakers, CacheSettings, LogFormat, Settings};
 
 /// Reads an environment variable (the API keys `api_key_env` names).
@@ -64,22 +65,87 @@ impl Problems {
 const COUNT: &str = "a whole number";
 
 /// Everything from `args` (the flags and variables), the file it names and `env`, checked.
+/// Each step notes its problems and goes on, so every invalid value is reported at once; the
+/// steps run in the order their problems are listed.
 pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> {
     let mut p = Problems::default();
     let file = match &args.config {
         Some(path) => FileConfig::read(path, &mut p),
         None => FileConfig::default(),
     };
+    let serving = serving(args, &mut p);
+    let discovery = discovery(args, &mut p);
+    let (drain_timeout, log_format) = drain_and_logs(args, &mut p);
+    let timeouts = timeouts(args, &file, &mut p);
+    let health = health(&file, discovery.health_interval_ms, &mut p);
+    let (retry, budget) = retry_and_budget(&file, &mut p);
+    let cache = cache(&file, &mut p);
+    let routes = routes::check(&file.routes, env, &mut p);
+    let breakers = breakers(args, &file, &routes, &mut p);
+
+    let problems = p.into_vec();
+    let Ok((host, port)) = serving.listen else {
+        return Err(problems);
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Settings {
+        host,
+        port,
+        redis_url: args.redis_url.clone(),
+        static_instances: discovery.static_instances,
+        max_concurrent_requests: serving.max_concurrent_requests,
+        request_timeout: serving.request_timeout,
+        per_try_timeout: timeouts.per_try,
+        first_token_timeout: timeouts.first_token,
+        idle_timeout: timeouts.idle,
+        max_retry_after: Duration::from_millis(file.retry.max_retry_after_ms),
+        max_tokens: file.max_tokens.unwrap_or(file::MAX_TOKENS),
+        registry_grace: Duration::from_millis(
+            file.registry_grace_ms.unwrap_or(file::REGISTRY_GRACE_MS),
+        ),
+        discovery_refresh: discovery.refresh,
+        drain_timeout,
+        log_format,
+        health,
+        health_check_path: args.health_check_path.clone(),
+        retry,
+        budget,
+        breakers,
+        cache,
+        tiers: file.tiers,
+        routes: routes.routes,
+    })
+}
+
+/// `raw` as a whole number, noted under `name` when it is not one.
+fn count(p: &mut Problems, name: &str, raw: &str) -> Option<u64> {
+    p.parse::<u64>(name, raw, COUNT)
+}
+
+/// `raw`, when set, as a whole number.
+fn optional(p: &mut Problems, name: &str, raw: &Option<String>) -> Option<u64> {
+    raw.as_ref().and_then(|raw| count(p, name, raw))
+}
+
+/// Where and how much the gateway serves.
+struct Serving {
+    /// `HOST` and `PORT`, or `Err` when their problems are noted.
+    listen: Result<(IpAddr, u16), ()>,
+    /// `MAX_CONCURRENT_REQUESTS`.
+    max_concurrent_requests: usize,
+    /// `REQUEST_TIMEOUT`.
+    request_timeout: Duration,
+}
+
+/// `HOST`, `PORT`, `MAX_CONCURRENT_REQUESTS` and `REQUEST_TIMEOUT`.
+fn serving(args: &Args, p: &mut Problems) -> Serving {
     let listen = args.listen().map_err(|found| {
         for problem in found {
             p.push(problem.field, problem.message);
         }
     });
-    let count = |p: &mut Problems, name: &str, raw: &str| p.parse::<u64>(name, raw, COUNT);
-    let optional = |p: &mut Problems, name: &str, raw: &Option<String>| {
-        raw.as_ref().and_then(|raw| count(p, name, raw))
-    };
-
     let max_concurrent_requests = p
         .parse::<usize>(
             "MAX_CONCURRENT_REQUESTS",
@@ -90,10 +156,30 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
     if max_concurrent_requests == 0 {
         p.push("MAX_CONCURRENT_REQUESTS", "must be at least 1");
     }
-    let request_timeout = count(&mut p, "REQUEST_TIMEOUT", &args.request_timeout).unwrap_or(1);
+    let request_timeout = count(p, "REQUEST_TIMEOUT", &args.request_timeout).unwrap_or(1);
     if !(1..=3600).contains(&request_timeout) {
         p.push("REQUEST_TIMEOUT", "must be 1 to 3600 seconds");
     }
+    Serving {
+        listen,
+        max_concurrent_requests,
+        request_timeout: Duration::from_secs(request_timeout),
+    }
+}
+
+/// Where the instances come from, and how often they are probed and looked up again.
+struct Discovery {
+    /// `LLM_SERVICE_URLS`, parsed.
+    static_instances: Vec<Instance>,
+    /// `HEALTH_CHECK_INTERVAL_MS`.
+    health_interval_ms: u64,
+    /// `DISCOVERY_REFRESH_MS`.
+    refresh: Duration,
+}
+
+/// `LLM_SERVICE_URLS`, `REDIS_URL`, `HEALTH_CHECK_INTERVAL_MS`, `HEALTH_CHECK_PATH` and
+/// `DISCOVERY_REFRESH_MS`.
+fn discovery(args: &Args, p: &mut Problems) -> Discovery {
     let static_instances = match StaticRegistry::from_urls(LLM_SERVICE, &args.llm_service_urls) {
         Ok(registry) => registry.instances().to_vec(),
         Err(e) => {
@@ -113,17 +199,25 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         p.push("REDIS_URL", e.to_string());
     }
     let interval_ms = count(
-        &mut p,
+        p,
         "HEALTH_CHECK_INTERVAL_MS",
         &args.health_check_interval_ms,
     );
-    let interval_ms = within(&mut p, "HEALTH_CHECK_INTERVAL_MS", interval_ms);
+    let health_interval_ms = within(p, "HEALTH_CHECK_INTERVAL_MS", interval_ms);
     if !args.health_check_path.starts_with('/') {
         p.push("HEALTH_CHECK_PATH", "must start with /");
     }
-    let refresh_ms = count(&mut p, "DISCOVERY_REFRESH_MS", &args.discovery_refresh_ms);
-    let refresh_ms = within(&mut p, "DISCOVERY_REFRESH_MS", refresh_ms);
-    let drain_ms = count(&mut p, "DRAIN_TIMEOUT_MS", &args.drain_timeout_ms).unwrap_or(0);
+    let refresh_ms = count(p, "DISCOVERY_REFRESH_MS", &args.discovery_refresh_ms);
+    Discovery {
+        static_instances,
+        health_interval_ms,
+        refresh: Duration::from_millis(within(p, "DISCOVERY_REFRESH_MS", refresh_ms)),
+    }
+}
+
+/// `DRAIN_TIMEOUT_MS` and `LOG_FORMAT`.
+fn drain_and_logs(args: &Args, p: &mut Problems) -> (Duration, LogFormat) {
+    let drain_ms = count(p, "DRAIN_TIMEOUT_MS", &args.drain_timeout_ms).unwrap_or(0);
     let log_format = match args.log_format.as_str() {
         "pretty" => LogFormat::Pretty,
         "json" => LogFormat::Json,
@@ -132,29 +226,45 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
             LogFormat::Pretty
         }
     };
+    (Duration::from_millis(drain_ms), log_format)
+}
 
-    // A variable wins over its file key.
-    let per_try = optional(&mut p, "PER_TRY_TIMEOUT_MS", &args.per_try_timeout_ms)
+/// The bounds of one try and of a stream's silences.
+struct Timeouts {
+    /// One try.
+    per_try: Duration,
+    /// A stream's first token.
+    first_token: Duration,
+    /// A stream's silence between events.
+    idle: Duration,
+}
+
+/// The per-try, first-token and idle timeouts: a variable wins over its file key.
+fn timeouts(args: &Args, file: &FileConfig, p: &mut Problems) -> Timeouts {
+    let per_try = optional(p, "PER_TRY_TIMEOUT_MS", &args.per_try_timeout_ms)
         .or(file.per_try_timeout_ms)
         .unwrap_or(file::PER_TRY_TIMEOUT_MS);
     if per_try == 0 {
         p.push("per_try_timeout_ms", "must be above zero");
     }
     let first_token = optional(
-        &mut p,
+        p,
         "STREAM_FIRST_TOKEN_TIMEOUT_MS",
         &args.stream_first_token_timeout_ms,
     )
     .unwrap_or(file.stream.first_token_timeout_ms);
-    let first_token = above_zero(&mut p, "stream.first_token_timeout_ms", first_token);
-    let idle = optional(
-        &mut p,
-        "STREAM_IDLE_TIMEOUT_MS",
-        &args.stream_idle_timeout_ms,
-    )
-    .unwrap_or(file.stream.idle_timeout_ms);
-    let idle = above_zero(&mut p, "stream.idle_timeout_ms", idle);
+    let first_token = above_zero(p, "stream.first_token_timeout_ms", first_token);
+    let idle = optional(p, "STREAM_IDLE_TIMEOUT_MS", &args.stream_idle_timeout_ms)
+        .unwrap_or(file.stream.idle_timeout_ms);
+    Timeouts {
+        per_try: Duration::from_millis(per_try),
+        first_token,
+        idle: above_zero(p, "stream.idle_timeout_ms", idle),
+    }
+}
 
+/// Active health checks every `interval_ms`, with `[health]`.
+fn health(file: &FileConfig, interval_ms: u64, p: &mut Problems) -> HealthCheckConfig {
     let health = HealthCheckConfig {
         interval: Duration::from_millis(interval_ms),
         // A probe never takes longer than the interval between them.
@@ -173,6 +283,11 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
             p.core(setting, &problem);
         }
     }
+    health
+}
+
+/// `[retry]`: the retry policy and the retry budget.
+fn retry_and_budget(file: &FileConfig, p: &mut Problems) -> (RetryPolicy, BudgetConfig) {
     let retry = RetryPolicy {
         max_attempts: file.retry.max_attempts,
         base_delay: Duration::from_millis(file.retry.base_delay_ms),
@@ -195,51 +310,19 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
     if let Err(e) = budget.validate() {
         p.core("retry.budget_ratio", &e);
     }
+    (retry, budget)
+}
+
+/// `[cache]`.
+fn cache(file: &FileConfig, p: &mut Problems) -> CacheSettings {
     if file.cache.ttl_s == 0 {
         p.push("cache.ttl_s", "must be above zero");
     }
-
-    let routes = routes::check(&file.routes, env, &mut p);
-    let breakers = breakers(args, &file, &routes, &mut p);
-
-    let problems = p.into_vec();
-    let Ok((host, port)) = listen else {
-        return Err(problems);
-    };
-    if !problems.is_empty() {
-        return Err(problems);
+    CacheSettings {
+        ttl: Duration::from_secs(file.cache.ttl_s),
+        capacity: file.cache.capacity,
+        seed_file: file.cache.seed_file.clone(),
     }
-    Ok(Settings {
-        host,
-        port,
-        redis_url: args.redis_url.clone(),
-        static_instances,
-        max_concurrent_requests,
-        request_timeout: Duration::from_secs(request_timeout),
-        per_try_timeout: Duration::from_millis(per_try),
-        first_token_timeout: first_token,
-        idle_timeout: idle,
-        max_retry_after: Duration::from_millis(file.retry.max_retry_after_ms),
-        max_tokens: file.max_tokens.unwrap_or(file::MAX_TOKENS),
-        registry_grace: Duration::from_millis(
-            file.registry_grace_ms.unwrap_or(file::REGISTRY_GRACE_MS),
-        ),
-        discovery_refresh: Duration::from_millis(refresh_ms),
-        drain_timeout: Duration::from_millis(drain_ms),
-        log_format,
-        health,
-        health_check_path: args.health_check_path.clone(),
-        retry,
-        budget,
-        breakers,
-        cache: CacheSettings {
-            ttl: Duration::from_secs(file.cache.ttl_s),
-            capacity: file.cache.capacity,
-            seed_file: file.cache.seed_file.clone(),
-        },
-        tiers: file.tiers,
-        routes: routes.routes,
-    })
 }
 
 /// `ms` when it is 10 ms to an hour; else noted (and a valid stand-in returned).
@@ -272,6 +355,28 @@ fn breakers(
     routes: &routes::CheckedRoutes,
     p: &mut Problems,
 ) -> Breakers {
+    let variables = variables_layer(args, p);
+    let pool = resolve(
+        p,
+        breaker::pool_default(),
+        &[file_layer("pool_breaker", &file.pool_breaker), variables],
+    );
+    let cap = pool.recovery_timeout;
+    let instance_layer = file_layer("instance_breaker", &file.instance_breaker);
+    let instance = instance_breaker(p, cap, std::slice::from_ref(&instance_layer));
+    let by_pool = pool_breakers(file, routes, &instance_layer, cap, p);
+    let by_endpoint = endpoint_breakers(routes, &instance_layer, cap, p);
+    Breakers {
+        pool,
+        instance,
+        by_pool,
+        by_endpoint,
+    }
+}
+
+/// The pool breaker's keys `CIRCUIT_BREAKER_FAILURE_THRESHOLD` and
+/// `CIRCUIT_BREAKER_RECOVERY_TIMEOUT` set (seconds), the invalid ones noted and left out.
+fn variables_layer(args: &Args, p: &mut Problems) -> Layer {
     let threshold = args
         .circuit_breaker_failure_threshold
         .as_ref()
@@ -289,7 +394,7 @@ fn breakers(
             "must be 1 to 86400 seconds",
         );
     }
-    let variables = Layer {
+    Layer {
         source: Source::Variables,
         section: BreakerSection {
             failure_threshold: threshold.filter(|t| *t > 0),
@@ -298,34 +403,43 @@ fn breakers(
                 .map(|s| s * 1000),
             ..BreakerSection::default()
         },
-    };
-    let file_layer = |prefix: &str, section: &BreakerSection| Layer {
+    }
+}
+
+/// The file's `section` at `prefix`, as a layer.
+fn file_layer(prefix: &str, section: &BreakerSection) -> Layer {
+    Layer {
         source: Source::File(prefix.to_owned()),
         section: section.clone(),
-    };
-    let mut resolve = |base: BreakerConfig, layers: &[Layer]| {
-        let (config, found) = breaker::resolve(base, layers);
-        for problem in found {
-            p.push(problem.field, problem.message);
-        }
-        config
-    };
-    let pool = resolve(
-        breaker::pool_default(),
-        &[file_layer("pool_breaker", &file.pool_breaker), variables],
-    );
-    let cap = pool.recovery_timeout;
-    let bounded = |mut config: BreakerConfig| {
-        config.recovery_timeout = config.recovery_timeout.min(cap);
-        config
-    };
-    let instance_layer = file_layer("instance_breaker", &file.instance_breaker);
-    let instance = bounded(resolve(
-        breaker::instance_default(cap),
-        std::slice::from_ref(&instance_layer),
-    ));
-    let tiers: std::collections::BTreeSet<&String> =
-        file.pools.keys().chain(routes.pools.keys()).collect();
+    }
+}
+
+/// `layers` over `base`, their problems noted.
+fn resolve(p: &mut Problems, base: BreakerConfig, layers: &[Layer]) -> BreakerConfig {
+    let (config, found) = breaker::resolve(base, layers);
+    for problem in found {
+        p.push(problem.field, problem.message);
+    }
+    config
+}
+
+/// An instance breaker: `layers` over the defaults, OPEN no longer than `cap`.
+fn instance_breaker(p: &mut Problems, cap: Duration, layers: &[Layer]) -> BreakerConfig {
+    let mut config = resolve(p, breaker::instance_default(cap), layers);
+    config.recovery_timeout = config.recovery_timeout.min(cap);
+    config
+}
+
+/// The instance breakers of every tier the file or a route names: `instance_layer`, then
+/// `[pools.<tier>.instance_breaker]`, then the `breaker` its pool targets set.
+fn pool_breakers(
+    file: &FileConfig,
+    routes: &routes::CheckedRoutes,
+    instance_layer: &Layer,
+    cap: Duration,
+    p: &mut Problems,
+) -> BTreeMap<String, BreakerConfig> {
+    let tiers: BTreeSet<&String> = file.pools.keys().chain(routes.pools.keys()).collect();
     let mut by_pool = BTreeMap::new();
     for tier in tiers {
         let mut layers = vec![instance_layer.clone()];
@@ -338,19 +452,23 @@ fn breakers(
         if let Some(set) = routes.pools.get(tier) {
             layers.push(file_layer(&set.field, &set.section));
         }
-        let config = bounded(resolve(breaker::instance_default(cap), &layers));
-        by_pool.insert(tier.clone(), config);
+        by_pool.insert(tier.clone(), instance_breaker(p, cap, &layers));
     }
+    by_pool
+}
+
+/// The breaker of every endpoint model a route names: `instance_layer`, then the `breaker`
+/// its targets set.
+fn endpoint_breakers(
+    routes: &routes::CheckedRoutes,
+    instance_layer: &Layer,
+    cap: Duration,
+    p: &mut Problems,
+) -> BTreeMap<EndpointKey, BreakerConfig> {
     let mut by_endpoint = BTreeMap::new();
     for (key, set) in &routes.endpoints {
         let layers = [instance_layer.clone(), file_layer(&set.field, &set.section)];
-        let config = bounded(resolve(breaker::instance_default(cap), &layers));
-        by_endpoint.insert(key.clone(), config);
+        by_endpoint.insert(key.clone(), instance_breaker(p, cap, &layers));
     }
-    Breakers {
-        pool,
-        instance,
-        by_pool,
-        by_endpoint,
-    }
+    by_endpoint
 }
