@@ -1,12 +1,12 @@
 //! Execution order, per-tier timeouts and disabled tiers.
 
-use crate::policy::{AttemptFailure, FailureClass};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::support::{CallLog, Scripted, Step, req, tier};
 use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{FallbackChain, FallbackReason, ProviderError, Tier};
+use crate::policy::{AttemptFailure, FailureClass};
 
 fn upstream(text: &str) -> ProviderError {
     ProviderError::Upstream(Box::new(AttemptFailure::new(

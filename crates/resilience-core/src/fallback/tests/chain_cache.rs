@@ -1,6 +1,5 @@
 //! The chain feeding the response cache and the cache tier serving from it.
 
-use crate::policy::{AttemptFailure, FailureClass};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{
     CacheProvider, CacheStore, FallbackChain, FallbackReason, ProviderError, ResponseCache, Tier,
 };
+use crate::policy::{AttemptFailure, FailureClass};
 
 fn cache_tier(cache: &Arc<ResponseCache<String>>) -> Tier<Req, String> {
     Tier::new(Cache).with_provider(CacheProvider::new("memory", Arc::clone(cache), key))

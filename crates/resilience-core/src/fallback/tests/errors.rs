@@ -1,6 +1,5 @@
 //! Classification of provider errors, the `fallback_reason` mapping and tier names.
 
-use crate::policy::{AttemptFailure, FailureClass};
 use std::time::Duration;
 
 use super::support::{Scripted, req, tier};
@@ -9,6 +8,7 @@ use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{
     AllTiersFailed, FallbackChain, FallbackReason, ProviderError, TierFailure, TierKind,
 };
+use crate::policy::{AttemptFailure, FailureClass};
 
 #[tokio::test(start_paused = true)]
 async fn fallback_reason_follows_the_primary_failure() {

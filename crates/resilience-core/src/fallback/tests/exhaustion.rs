@@ -1,6 +1,5 @@
 //! Client errors that stop the chain, exhaustion with every cause, and invalid chains.
 
-use crate::policy::{AttemptFailure, FailureClass};
 use std::time::Duration;
 
 use super::support::{Scripted, req, tier};
@@ -10,6 +9,7 @@ use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{
     FallbackChain, FallbackError, FallbackReason, ProviderError, TierFailure, TierKind,
 };
+use crate::policy::{AttemptFailure, FailureClass};
 
 fn upstream(text: &str) -> ProviderError {
     ProviderError::Upstream(Box::new(AttemptFailure::new(

@@ -6,6 +6,7 @@ mod chain_cache;
 mod errors;
 mod exhaustion;
 mod key;
+mod positions;
 mod seed;
 mod stats;
 mod support;

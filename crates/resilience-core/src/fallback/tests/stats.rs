@@ -1,11 +1,11 @@
 //! Counters after a sequence of requests, and their JSON shape.
 
-use crate::policy::{AttemptFailure, FailureClass};
 use std::time::Duration;
 
 use super::support::{Scripted, Step, req, tier};
 use crate::fallback::TierKind::{Primary, Secondary, Template};
 use crate::fallback::{FallbackChain, ProviderError};
+use crate::policy::{AttemptFailure, FailureClass};
 
 #[tokio::test(start_paused = true)]
 async fn stats_count_every_outcome_after_a_sequence() {
