@@ -80,9 +80,113 @@ impl Routes {
             tracing::info!(request_id = %req.request_id, from = %route.name, to = %larger.name,
                 "context length exceeded; trying the larger-context route");
             let larger = Arc::clone(larger);
-            let result = larger.chain.execute(req).await;
+            let result = match (larger.chain.execute(req).await, result) {
+                // Nothing answered there either: the first route's refusal stays among the
+                // causes, so the client still learns of it when no later attempt was made.
+                (
+                    Err(FallbackError::AllTiersFailed(mut all)),
+                    Err(FallbackError::Rejected(refusal)),
+                ) => {
+                    all.failures.insert(0, refusal);
+                    Err(FallbackError::AllTiersFailed(all))
+                }
+                (larger_result, _) => larger_result,
+            };
             return (larger, result);
         }
         (route, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use llm_api::generate::GenerateRequest;
+    use resilience_core::fallback::{
+        BoxFuture, FallbackProvider, ProviderError, Tier, TierFailure, TierKind,
+    };
+    use resilience_core::policy::{AttemptFailure, FailureClass};
+
+    use super::*;
+    use crate::upstream::Payload;
+
+    /// A target that always fails with the same error.
+    struct Failing(ProviderError);
+
+    impl FallbackProvider<GatewayRequest, Answer> for Failing {
+        fn name(&self) -> &str {
+            "target"
+        }
+
+        fn call<'a>(
+            &'a self,
+            _: &'a GatewayRequest,
+        ) -> BoxFuture<'a, Result<Answer, ProviderError>> {
+            let error = self.0.clone();
+            Box::pin(async move { Err(error) })
+        }
+    }
+
+    fn route(name: &str, error: ProviderError, fallback: Option<&str>) -> Route {
+        let tier = Tier::new(TierKind::Primary).with_provider(Failing(error));
+        Route {
+            name: name.to_owned(),
+            chain: FallbackChain::new([tier]).unwrap(),
+            context_fallback: fallback.map(str::to_owned),
+        }
+    }
+
+    fn too_long() -> ProviderError {
+        ProviderError::Client(Box::new(AttemptFailure {
+            status: Some(400),
+            code: Some("context_length_exceeded".to_owned()),
+            ..AttemptFailure::new("small-1", FailureClass::ContextTooLong, "too long")
+        }))
+    }
+
+    fn request() -> GatewayRequest {
+        let mut generate = GenerateRequest::new("a very long prompt");
+        generate.model = Some("small".to_owned());
+        GatewayRequest::new(Payload::Generate(generate), "r", Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn a_context_refusal_goes_to_the_larger_route_and_stays_among_the_causes() {
+        let routes = Routes::new(vec![
+            route("default", ProviderError::NoneAvailable, None),
+            route("small", too_long(), Some("large")),
+            route("large", ProviderError::NoneAvailable, None),
+        ])
+        .unwrap();
+        let (served_by, result) = routes.serve(&request()).await;
+        assert_eq!(served_by.name, "large");
+        let Err(error @ FallbackError::AllTiersFailed(_)) = result else {
+            panic!("nothing answered: {result:?}");
+        };
+        let last = error.last_attempt().expect("the refusal is kept");
+        assert_eq!(last.class, FailureClass::ContextTooLong);
+        assert_eq!(last.target, "small-1");
+    }
+
+    #[tokio::test]
+    async fn another_refusal_or_no_fallback_route_stays_on_the_first_route() {
+        let refused = ProviderError::Client(Box::new(AttemptFailure::new(
+            "small-1",
+            FailureClass::Refused,
+            "bad max_tokens",
+        )));
+        let routes = Routes::new(vec![
+            route("default", ProviderError::NoneAvailable, None),
+            route("small", refused, Some("large")),
+            route("large", ProviderError::NoneAvailable, None),
+        ])
+        .unwrap();
+        let (served_by, result) = routes.serve(&request()).await;
+        assert_eq!(served_by.name, "small");
+        assert!(matches!(
+            result,
+            Err(FallbackError::Rejected(TierFailure { .. }))
+        ));
     }
 }

@@ -27,14 +27,41 @@ const BACK_OFF: Duration = Duration::from_secs(2);
 /// Stores in flight at most; more are dropped (a cache may forget).
 const STORES_IN_FLIGHT: usize = 32;
 
-/// An answer as it is kept in Redis.
+/// An answer as it is kept in Redis. Read leniently (other writers, other versions): a
+/// `model_used` that is no string reads as `cache`, a `tokens_used` that is no count as 0.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredAnswer {
     response: String,
     #[serde(default)]
-    model_used: Option<String>,
+    model_used: Option<serde_json::Value>,
     #[serde(default)]
-    tokens_used: u32,
+    tokens_used: Option<serde_json::Value>,
+}
+
+impl StoredAnswer {
+    fn new(answer: &WholeAnswer) -> Self {
+        Self {
+            response: answer.response.clone(),
+            model_used: Some(answer.model_used.clone().into()),
+            tokens_used: Some(answer.tokens_used.into()),
+        }
+    }
+
+    fn into_answer(self) -> WholeAnswer {
+        let model = self
+            .model_used
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("cache")
+            .to_owned();
+        let tokens = self
+            .tokens_used
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        WholeAnswer::text(self.response, model, tokens, "fallback_manager")
+    }
 }
 
 /// Reads and writes cached answers in Redis under `cache:llm:<model|*>:<normalised prompt>`.
@@ -117,12 +144,7 @@ impl RedisCache {
         let Some(mut con) = self.connection().await else {
             return;
         };
-        let stored = StoredAnswer {
-            response: answer.response.clone(),
-            model_used: Some(answer.model_used.clone()),
-            tokens_used: answer.tokens_used,
-        };
-        let Ok(value) = serde_json::to_string(&stored) else {
+        let Ok(value) = serde_json::to_string(&StoredAnswer::new(answer)) else {
             return;
         };
         let seconds = self.ttl.as_secs().max(1);
@@ -154,12 +176,7 @@ impl RedisCache {
             }
         };
         let stored: StoredAnswer = serde_json::from_str(&text).map_err(|_| ProviderError::Miss)?;
-        Ok(WholeAnswer::text(
-            stored.response,
-            stored.model_used.unwrap_or_else(|| "cache".to_owned()),
-            stored.tokens_used,
-            "fallback_manager",
-        ))
+        Ok(stored.into_answer())
     }
 }
 
@@ -180,5 +197,44 @@ impl FallbackProvider<GatewayRequest, Answer> for RedisCache {
             };
             found.map(Answer::Whole)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Option<WholeAnswer> {
+        serde_json::from_str::<StoredAnswer>(text)
+            .ok()
+            .map(StoredAnswer::into_answer)
+    }
+
+    #[test]
+    fn stored_answers_round_trip_and_odd_ones_read_leniently() {
+        let answer = WholeAnswer::text("hi there", "m-1", 2, "llm-a");
+        let text = serde_json::to_string(&StoredAnswer::new(&answer)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"response":"hi there","model_used":"m-1","tokens_used":2}"#
+        );
+        let back = read(&text).unwrap();
+        assert_eq!(
+            (
+                back.response.as_str(),
+                back.model_used.as_str(),
+                back.tokens_used
+            ),
+            ("hi there", "m-1", 2)
+        );
+        assert_eq!(back.served_by, "fallback_manager");
+        let odd = read(r#"{"response":"x","model_used":7,"tokens_used":-1.5}"#).unwrap();
+        assert_eq!((odd.model_used.as_str(), odd.tokens_used), ("cache", 0));
+        let bare = read(r#"{"response":"x"}"#).unwrap();
+        assert_eq!((bare.model_used.as_str(), bare.tokens_used), ("cache", 0));
+        assert!(
+            read(r#"{"model_used":"m"}"#).is_none(),
+            "no response: a miss"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::response::Response;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, TraceLayer};
+use tower_http::trace::{DefaultOnBodyChunk, DefaultOnEos, TraceLayer};
 use tracing::Span;
 
 use super::RequestId;
@@ -20,7 +20,7 @@ pub type AccessLogLayer = TraceLayer<
     fn(&Response, Duration, &Span),
     DefaultOnBodyChunk,
     DefaultOnEos,
-    DefaultOnFailure,
+    (),
 >;
 
 /// The access-log layer: a span per request, a line per answer.
@@ -29,6 +29,8 @@ pub fn layer() -> AccessLogLayer {
         .make_span_with(span as fn(&Request) -> Span)
         .on_request(on_request as fn(&Request, &Span))
         .on_response(on_response as fn(&Response, Duration, &Span))
+        // The access line carries the status already; no second line per 5xx.
+        .on_failure(())
 }
 
 fn span(req: &Request) -> Span {

@@ -46,8 +46,13 @@ pub async fn generate(
                     tracing::error!(request_id = %request_id, upstream = %live.served_by,
                         "a stream answered /generate; dropped");
                     let error = FallbackError::AllTiersFailed(AllTiersFailed::default());
-                    return LabFailure::new(&error, &request_id, gateway.settings.retry_after_s())
-                        .into_response();
+                    let mut response =
+                        LabFailure::new(&error, &request_id, gateway.settings.retry_after_s())
+                            .into_response();
+                    response
+                        .extensions_mut()
+                        .insert(Recorded::Failed("exhausted"));
+                    return response;
                 }
             };
             let took = started.elapsed();

@@ -76,13 +76,14 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// A model route: `handler` behind validation into `T`, load shedding and metrics.
+/// A model route: `handler` behind validation into `T`, load shedding and metrics (on the
+/// route's own method only: another method still gets 405).
 fn model_route<T: Validate>(
     gateway: &Arc<Gateway>,
     endpoint: &'static str,
     handler: MethodRouter<Arc<Gateway>>,
 ) -> MethodRouter<Arc<Gateway>> {
-    handler.layer(
+    handler.route_layer(
         ServiceBuilder::new()
             .layer(from_fn_with_state(Arc::clone(gateway), validate::<T>))
             .layer(from_fn_with_state(Arc::clone(gateway), shed::shed_load))

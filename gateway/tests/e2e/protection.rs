@@ -267,3 +267,24 @@ async fn concurrency_above_the_limit_is_shed_fast_without_a_crash() {
         shed.iter().map(|a| a.elapsed).max()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_route_asked_with_another_method_is_405_and_reaches_no_upstream() {
+    let a = LlmService::builder().start().await;
+    let gw = Gateway::builder().upstreams(&[&a]).start().await;
+    let client = reqwest::Client::new();
+    for path in ["/generate", "/v1/chat/completions"] {
+        for method in [reqwest::Method::GET, reqwest::Method::PUT] {
+            let response = client
+                .request(method.clone(), format!("{}{path}", gw.url))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        }
+    }
+    assert_eq!(a.generate_count().await, 0.0);
+    assert_eq!(a.chat_count().await, 0.0);
+}
