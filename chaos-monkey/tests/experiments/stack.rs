@@ -251,7 +251,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: under a full test run on two cores an experiment may take a while to reach
+    // its injection (it probes the steady state first); success returns at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if probe().await {
             return true;
