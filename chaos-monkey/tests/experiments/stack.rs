@@ -245,7 +245,7 @@ pub fn kinds(journal: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Polls `probe` every 50 ms for up to 10 s until it holds.
+/// Polls `probe` every 50 ms for up to 30 s until it holds.
 pub async fn eventually<F, Fut>(mut probe: F) -> bool
 where
     F: FnMut() -> Fut,
