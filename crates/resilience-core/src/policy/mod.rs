@@ -19,7 +19,7 @@ pub mod outcome;
 pub mod plan;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use fallback::{ChainStep, after_provider_failure, follow_context_fallback};
 pub use outcome::{AttemptFailure, FailureClass};

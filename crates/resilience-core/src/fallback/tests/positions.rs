@@ -3,30 +3,11 @@
 //! in): a refusal of the request stops the chain where it happened; anything else moves on
 //! to the next tier, and after the last one every tier failed.
 
-use std::time::Duration;
-
 use super::support::{Scripted, req, tier};
 use crate::fallback::TierKind::{Cache, Primary, Secondary, Template};
 use crate::fallback::{FallbackChain, FallbackError, ProviderError, TierKind};
-use crate::policy::{AttemptFailure, FailureClass};
-
-/// Every error a provider may fail with, carrying a failure of `class` where it can.
-fn every_error(class: FailureClass) -> Vec<ProviderError> {
-    let failure = || Box::new(AttemptFailure::new("a", class, "x"));
-    vec![
-        ProviderError::CircuitOpen,
-        ProviderError::NoneAvailable,
-        ProviderError::Miss,
-        ProviderError::Unavailable("store down".to_owned()),
-        ProviderError::timeout(Duration::from_secs(1)),
-        ProviderError::Timeout {
-            after: Duration::from_secs(1),
-            last: Some(failure()),
-        },
-        ProviderError::Upstream(failure()),
-        ProviderError::Client(failure()),
-    ]
-}
+use crate::policy::FailureClass;
+use crate::policy::tests::support::every_error;
 
 const TIERS: [TierKind; 4] = [Primary, Secondary, Cache, Template];
 

@@ -2,27 +2,11 @@
 
 use std::time::Duration;
 
+use super::support::every_error;
 use crate::fallback::{AllTiersFailed, FallbackError, ProviderError, TierFailure, TierKind};
 use crate::policy::{
     AttemptFailure, ChainStep, FailureClass, after_provider_failure, follow_context_fallback,
 };
-
-fn every_error(class: FailureClass) -> Vec<ProviderError> {
-    let failure = AttemptFailure::new("a", class, "x");
-    vec![
-        ProviderError::CircuitOpen,
-        ProviderError::NoneAvailable,
-        ProviderError::Miss,
-        ProviderError::Unavailable("store down".to_owned()),
-        ProviderError::timeout(Duration::from_secs(1)),
-        ProviderError::Timeout {
-            after: Duration::from_secs(1),
-            last: Some(Box::new(failure.clone())),
-        },
-        ProviderError::Upstream(Box::new(failure.clone())),
-        ProviderError::Client(Box::new(failure)),
-    ]
-}
 
 #[test]
 fn only_a_refusal_of_the_request_stops_the_chain() {

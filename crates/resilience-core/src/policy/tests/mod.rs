@@ -5,4 +5,4 @@
 mod fallback;
 mod matrix;
 mod plan;
-mod support;
+pub(crate) mod support;

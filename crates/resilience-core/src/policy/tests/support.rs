@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::ManualClock;
+use crate::fallback::ProviderError;
 use crate::policy::{AttemptFailure, Candidate, FailureClass, PlanSettings};
 use crate::retry::{BudgetConfig, RetryBudget, RetryPolicy};
 
@@ -88,3 +89,22 @@ pub(super) fn start() -> (Instant, Instant) {
 }
 
 pub(super) const MS: Duration = Duration::from_millis(1);
+
+/// Every error a provider may fail with, carrying a failure of `class` where it can (the
+/// chain's tests use it too).
+pub(crate) fn every_error(class: FailureClass) -> Vec<ProviderError> {
+    let failure = || Box::new(AttemptFailure::new("a", class, "x"));
+    vec![
+        ProviderError::CircuitOpen,
+        ProviderError::NoneAvailable,
+        ProviderError::Miss,
+        ProviderError::Unavailable("store down".to_owned()),
+        ProviderError::timeout(Duration::from_secs(1)),
+        ProviderError::Timeout {
+            after: Duration::from_secs(1),
+            last: Some(failure()),
+        },
+        ProviderError::Upstream(failure()),
+        ProviderError::Client(failure()),
+    ]
+}
