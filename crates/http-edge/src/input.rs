@@ -78,17 +78,19 @@ impl BadInput {
         }
         (self.status, axum::Json(body)).into_response()
     }
+
+    /// Rendered in the lab's error shape, carrying the request's id when given.
+    pub fn lab(self, request_id: Option<String>) -> Response {
+        let mut body = ErrorBody::new(self.kind, self.error.message, Some(self.error.field));
+        body.request_id = request_id;
+        (self.status, axum::Json(body)).into_response()
+    }
 }
 
 /// Rendered in the lab's error shape, for `/generate`.
 impl IntoResponse for BadInput {
     fn into_response(self) -> Response {
-        let body = ErrorBody::new(
-            self.kind,
-            self.error.message.clone(),
-            Some(self.error.field),
-        );
-        (self.status, axum::Json(body)).into_response()
+        self.lab(None)
     }
 }
 

@@ -38,9 +38,8 @@ pub use shed::Occupancy;
 pub use validate::Valid;
 
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http_edge::BadInput;
-use llm_api::ErrorBody;
 
 /// Which API a request is on, for the shape of the errors the gateway answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +64,7 @@ impl Api {
     pub fn reject(self, bad: BadInput, request_id: Option<&RequestId>) -> Response {
         match self {
             Self::OpenAi => bad.openai(),
-            Self::Lab => {
-                let mut body =
-                    ErrorBody::new(bad.kind, bad.error.message.clone(), Some(bad.error.field));
-                body.request_id = request_id.map(|id| id.0.clone());
-                (bad.status, axum::Json(body)).into_response()
-            }
+            Self::Lab => bad.lab(request_id.map(|id| id.0.clone())),
         }
     }
 }
