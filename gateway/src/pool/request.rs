@@ -82,8 +82,9 @@ impl Pool {
             now(),
             req.deadline.into_std(),
         );
+        let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(endpoints.len());
         loop {
-            let candidates = self.candidates(endpoints);
+            self.candidates(endpoints, &mut candidates);
             let (selection, within) = match plan.next(now(), &candidates) {
                 Step::Try { selection, within } => (selection, within),
                 Step::Wait(wait) => {
@@ -131,7 +132,8 @@ impl Pool {
             };
             let failure = self.failed(member, req, &error, instance_guard, call_started);
             drop(picked);
-            plan.attempt_failed(failure, now(), &self.candidates(endpoints));
+            self.candidates(endpoints, &mut candidates);
+            plan.attempt_failed(failure, now(), &candidates);
         }
     }
 
@@ -165,12 +167,10 @@ impl Pool {
         failure
     }
 
-    /// The members as the plan sees them now.
-    fn candidates<'m>(&self, endpoints: &'m [MemberEndpoint]) -> Vec<Candidate<'m>> {
-        endpoints
-            .iter()
-            .map(|e| self.candidate(e.value()))
-            .collect()
+    /// The members as the plan sees them now, into `into` (one buffer per request).
+    fn candidates<'m>(&self, endpoints: &'m [MemberEndpoint], into: &mut Vec<Candidate<'m>>) {
+        into.clear();
+        into.extend(endpoints.iter().map(|e| self.candidate(e.value())));
     }
 
     /// One member as the plan sees it now.
