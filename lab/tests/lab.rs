@@ -76,6 +76,21 @@ async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// Asserts that the gateway at `base` answers `prompt` from an upstream, not a fallback.
+async fn assert_served_by_an_upstream(client: &reqwest::Client, base: u16, prompt: &str) {
+    let answer: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{base}/generate"))
+        .json(&serde_json::json!({"prompt": prompt, "max_tokens": 8}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "success", "{answer}");
+    assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
+}
+
 fn text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
 }
@@ -168,17 +183,7 @@ async fn up_control_and_down_leave_nothing_behind() {
 
     // The stack works: the gateway answers from an llm-service it found in lab's Redis.
     let client = reqwest::Client::new();
-    let answer: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{base}/generate"))
-        .json(&serde_json::json!({"prompt": "hello lab", "max_tokens": 8}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["status"], "success", "{answer}");
-    assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
+    assert_served_by_an_upstream(&client, base, "hello lab").await;
 
     // llm_service_1 is reached through the fault proxy: the gateway knows it by the
     // proxy's address, and the proxy's Toxiproxy API lists it.
@@ -368,17 +373,7 @@ async fn without_redis_server_the_stack_runs_on_static_discovery() {
     urls.sort();
     let expected = [1, 2].map(|o| format!("http://127.0.0.1:{}", base + o));
     assert_eq!(urls, expected, "{health}");
-    let answer: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{base}/generate"))
-        .json(&serde_json::json!({"prompt": "hello static lab", "max_tokens": 8}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["status"], "success", "{answer}");
-    assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
+    assert_served_by_an_upstream(&client, base, "hello static lab").await;
 
     let down = lab_command(&dir, &["down"])
         .env("PATH", &bin)

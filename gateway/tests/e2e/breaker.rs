@@ -16,6 +16,25 @@ fn error_500() -> Value {
     json!({"kind": "error", "status": 500, "rate": 1.0})
 }
 
+/// Fails `THRESHOLD` requests on every instance of `upstreams` so the pool breaker opens,
+/// then heals the instances (the breaker stays OPEN until its recovery timeout or a reset).
+async fn trip(gw: &Gateway, upstreams: &[&LlmService], label: &str) {
+    for llm in upstreams {
+        llm.add_fault(error_500()).await;
+    }
+    for n in 0..THRESHOLD {
+        gw.generate(&format!("{label} {n} zq")).await;
+    }
+    assert_eq!(
+        gw.breaker_state().await,
+        "OPEN",
+        "OPEN after {THRESHOLD} failures"
+    );
+    for llm in upstreams {
+        llm.clear_faults().await;
+    }
+}
+
 /// The pool breaker's transitions: those of the breaker that is none of the instances.
 fn pool_transitions(admin: &Value, instances: &[&LlmService]) -> Vec<Value> {
     let transitions = admin["transitions"].as_array().cloned().unwrap_or_default();
@@ -187,18 +206,7 @@ async fn after_the_recovery_timeout_one_success_leaves_it_half_open_and_a_second
         .breaker(THRESHOLD, RECOVERY_S)
         .start()
         .await;
-    a.add_fault(error_500()).await;
-    b.add_fault(error_500()).await;
-    for n in 0..THRESHOLD {
-        gw.generate(&format!("two probes trip {n} zq")).await;
-    }
-    assert_eq!(
-        gw.breaker_state().await,
-        "OPEN",
-        "OPEN after {THRESHOLD} failures"
-    );
-    a.clear_faults().await;
-    b.clear_faults().await;
+    trip(&gw, &[&a, &b], "two probes trip").await;
     // Both instances pass their health checks again, and the recovery timeout has passed.
     let healthy = poll(
         Duration::from_secs(5),
@@ -266,18 +274,7 @@ async fn admin_reset_closes_an_open_breaker() {
         .breaker(THRESHOLD, 60)
         .start()
         .await;
-    a.add_fault(error_500()).await;
-    b.add_fault(error_500()).await;
-    for n in 0..THRESHOLD {
-        gw.generate(&format!("reset trip {n} zq")).await;
-    }
-    assert_eq!(
-        gw.breaker_state().await,
-        "OPEN",
-        "OPEN after {THRESHOLD} failures"
-    );
-    a.clear_faults().await;
-    b.clear_faults().await;
+    trip(&gw, &[&a, &b], "reset trip").await;
 
     let status = gw.reset_breaker().await;
     assert!(
