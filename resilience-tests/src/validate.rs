@@ -187,7 +187,7 @@ mod tests {
 
     use super::*;
     use crate::suite::report::Outcome;
-    use crate::suite::stack::ControllerKind;
+    use crate::suite::stack::{ComposeEngine, ControllerKind};
     use crate::suite::tests::fake::{FakeGateway, FakeProbe, closed_port_url};
 
     fn args(gateway: &str) -> ValidateArgs {
@@ -196,7 +196,8 @@ mod tests {
             stack: StackArgs {
                 controller: ControllerKind::Local,
                 lab_dir: Some(PathBuf::from("/nonexistent/resilience-tests-lab")),
-                compose_file: PathBuf::from("docker-compose.yml"),
+                compose_files: vec![PathBuf::from("docker-compose.yml")],
+                compose_engine: ComposeEngine::Auto,
             },
             grafana: closed_port_url(),
             prometheus: closed_port_url(),

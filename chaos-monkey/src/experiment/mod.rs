@@ -75,9 +75,11 @@ pub struct RunArgs {
     /// The `lab` run directory.
     #[arg(long, env = "LAB_DIR")]
     pub lab_dir: Option<PathBuf>,
-    /// The compose file.
-    #[arg(long, default_value = "docker-compose.yml")]
-    pub compose_file: PathBuf,
+    /// The compose file (`--controller compose`); repeat it for override files, in order.
+    /// The compose command is `docker compose` when a Docker engine answers, else
+    /// podman-compose.
+    #[arg(long = "compose-file", default_value = "docker-compose.yml")]
+    pub compose_files: Vec<PathBuf>,
     /// The fault proxy's Toxiproxy-compatible API (`chaos-monkey proxy`), for the network
     /// experiments; the target is then the proxy's name.
     #[arg(long, default_value = "http://127.0.0.1:8474")]
@@ -132,7 +134,7 @@ pub async fn run(
         args.probe_interval_ms >= 10,
         "--probe-interval-ms must be at least 10"
     );
-    let controller = controller(&args)?;
+    let controller = controller(&args).await?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -283,7 +285,7 @@ async fn watch_guard(
 }
 
 /// The controller `--controller` names; `None` for `none`.
-fn controller(args: &RunArgs) -> anyhow::Result<Option<Box<dyn Controller>>> {
+async fn controller(args: &RunArgs) -> anyhow::Result<Option<Box<dyn Controller>>> {
     Ok(match args.controller.as_str() {
         "none" => None,
         "local" => {
@@ -294,7 +296,7 @@ fn controller(args: &RunArgs) -> anyhow::Result<Option<Box<dyn Controller>>> {
                 Err(_) => None,
             }
         }
-        "compose" => Some(Box::new(Compose::new(args.compose_file.clone()))),
+        "compose" => Some(Box::new(Compose::detect(&args.compose_files).await)),
         other => anyhow::bail!("--controller must be local, compose or none, not `{other}`"),
     })
 }

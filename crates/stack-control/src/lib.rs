@@ -4,7 +4,8 @@
 //!
 //! - [`local::LocalStack`]: the local processes `lab up` started, described by the state file
 //!   in the run directory (`$LAB_DIR`, default `./.lab/`): any process may control them.
-//! - [`compose::Compose`]: `docker compose` on the project's compose file.
+//! - [`compose::Compose`]: `docker compose` or `podman-compose` ([`compose::Engine`]) on the
+//!   project's compose file.
 //!
 //! Service names are the compose names ([`API_GATEWAY`], [`LLM_SERVICE_1`], [`LLM_SERVICE_2`],
 //! [`CHAOS_MONKEY`], [`REDIS`], [`PROMETHEUS`]).
@@ -53,7 +54,7 @@ pub enum ControlError {
         /// The port.
         port: u16,
     },
-    /// A command (a binary of the stack, `docker compose`, `kill`) failed.
+    /// A command (a binary of the stack, `docker compose`, `podman-compose`, `kill`) failed.
     #[error("{0}")]
     Command(String),
     /// Reading or writing the run directory failed.
@@ -118,4 +119,8 @@ pub trait Controller: Send + Sync {
 
     /// Thaws a paused `service` (SIGCONT).
     fn resume<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// What `service` has logged so far (its standard output and error), for checks that
+    /// look for a line in it.
+    fn logs<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<String, ControlError>>;
 }

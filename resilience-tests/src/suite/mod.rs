@@ -271,9 +271,10 @@ fn how_to_get_a_controller(kind: ControllerKind) -> &'static str {
              controller"
         }
         ControllerKind::Compose => {
-            "without it the checks that stop services cannot run: start Docker and pass the \
-             stack's --compose-file, or use --controller local for a `lab up` stack; or pass \
-             --no-controller to grade only what needs no controller"
+            "without it the checks that stop services cannot run: start the stack with \
+             `docker compose up` (or, without Docker, deploy/compose-local.sh up) and pass its \
+             --compose-file (each override too), or use --controller local for a `lab up` \
+             stack; or pass --no-controller to grade only what needs no controller"
         }
     }
 }

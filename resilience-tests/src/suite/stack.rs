@@ -1,11 +1,11 @@
 //! Which stack is under test and how to control it: `--controller local|compose`,
-//! `--lab-dir`, `--compose-file` (shared by `suite` and `validate`), opened into a
-//! [`Stack`]: a [`Controller`] and, for local processes, where each service logs.
+//! `--lab-dir`, `--compose-file`, `--compose-engine` (shared by `suite` and `validate`),
+//! opened into a [`Stack`]: a [`Controller`] and, for local processes, where each service
+//! logs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use stack_control::compose::Compose;
+use stack_control::compose::{Compose, Engine};
 use stack_control::local::LocalStack;
 use stack_control::{Controller, PROMETHEUS, RunState, ServiceStatus};
 
@@ -17,70 +17,98 @@ use super::report::Verdict;
 pub enum ControllerKind {
     /// The local processes `lab up` started (its run directory).
     Local,
-    /// `docker compose` on the compose file.
+    /// `docker compose` or `podman-compose` on the compose file (`--compose-engine`).
     Compose,
+}
+
+/// Which compose command drives a compose stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComposeEngine {
+    /// Docker when `docker info` answers (a running engine), else podman-compose when it is
+    /// installed, else Docker.
+    Auto,
+    /// `docker compose`.
+    Docker,
+    /// `podman-compose` (and `podman healthcheck run`, for podman without systemd).
+    Podman,
+}
+
+impl ComposeEngine {
+    /// The engine to use, detecting it for [`ComposeEngine::Auto`].
+    pub async fn resolve(self) -> Engine {
+        match self {
+            Self::Auto => Engine::detect().await,
+            Self::Docker => Engine::Docker,
+            Self::Podman => Engine::Podman,
+        }
+    }
 }
 
 /// The stack options of `suite` and `validate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StackArgs {
     /// How to stop and start the stack's services: the local processes of `lab up`, or
-    /// Docker Compose.
+    /// the compose file's services (Docker Compose or podman-compose).
     #[arg(long, value_enum, default_value_t = ControllerKind::Local)]
     pub controller: ControllerKind,
     /// The run directory of `lab up` (local controller); default `./.lab`.
     #[arg(long, env = "LAB_DIR")]
     pub lab_dir: Option<PathBuf>,
-    /// The compose file (compose controller).
-    #[arg(long, default_value = "docker-compose.yml")]
-    pub compose_file: PathBuf,
+    /// The compose file (compose controller); repeat it for override files, in order
+    /// (`--compose-file docker-compose.yml --compose-file deploy/compose.local.yml`).
+    #[arg(long = "compose-file", default_value = "docker-compose.yml")]
+    pub compose_files: Vec<PathBuf>,
+    /// Which compose command drives the compose controller: `docker compose`,
+    /// `podman-compose`, or auto (Docker when `docker info` answers, else podman-compose
+    /// when installed).
+    #[arg(long, value_enum, env = "COMPOSE_ENGINE", default_value_t = ComposeEngine::Auto)]
+    pub compose_engine: ComposeEngine,
 }
-
-/// Where a service writes its log.
-pub type LogPaths = Arc<dyn Fn(&str) -> PathBuf + Send + Sync>;
 
 /// A stack the checks can act on.
 pub struct Stack {
-    /// Stops, starts and lists its services.
+    /// Stops, starts and lists its services, and reads their logs.
     pub controller: Box<dyn Controller>,
-    /// Each service's log file; only for local processes (a compose service logs to Docker).
-    pub logs: Option<LogPaths>,
 }
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
             .field("controller", &self.controller.kind())
-            .field("logs", &self.logs.is_some())
             .finish()
     }
 }
 
 impl StackArgs {
     /// Opens the stack and reads its status once; the error says why there is none (no
-    /// `lab up` in the run directory, no Docker…).
+    /// `lab up` in the run directory, no Docker…), and for compose which command it ran.
     pub async fn open(&self) -> Result<(Stack, Vec<ServiceStatus>), String> {
+        let mut label = String::from("local controller");
         let stack = match self.controller {
             ControllerKind::Local => {
                 let dir = self.lab_dir.clone().unwrap_or_else(LocalStack::default_dir);
                 let local = LocalStack::open(&dir).map_err(|e| e.to_string())?;
-                let for_logs = local.clone();
-                let logs: LogPaths = Arc::new(move |service: &str| for_logs.log_path(service));
                 Stack {
                     controller: Box::new(local),
-                    logs: Some(logs),
                 }
             }
-            ControllerKind::Compose => Stack {
-                controller: Box::new(Compose::new(&self.compose_file)),
-                logs: None,
-            },
+            ControllerKind::Compose => {
+                let engine = self.compose_engine.resolve().await;
+                let how = match self.compose_engine {
+                    ComposeEngine::Auto => "detected",
+                    ComposeEngine::Docker | ComposeEngine::Podman => "--compose-engine",
+                };
+                label = format!("compose controller ({engine}, {how})");
+                Stack {
+                    controller: Box::new(Compose::with_engine(&self.compose_files, engine)),
+                }
+            }
         };
         let status = stack.controller.status().await.map_err(|e| {
             // `docker compose` errors come with its usage text: the first line says it.
             let error = e.to_string();
             let first = error.lines().next().unwrap_or_default().trim().to_owned();
-            format!("{} controller: {first}", stack.controller.kind())
+            format!("{label}: {first}")
         })?;
         Ok((stack, status))
     }

@@ -407,6 +407,14 @@ impl Controller for LocalStack {
     fn resume<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(self.signal_service(service, "-CONT"))
     }
+
+    fn logs<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<String, ControlError>> {
+        Box::pin(async move {
+            self.spec(service)?;
+            let bytes = tokio::fs::read(self.log_path(service)).await?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    }
 }
 
 /// Sends `sig` to `id`; a process that exited meanwhile is no error.

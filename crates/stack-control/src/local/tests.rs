@@ -236,3 +236,18 @@ async fn down_returns_once_every_process_it_stopped_has_exited_and_its_port_is_f
     assert_eq!(stack.status().await.unwrap()[1].state, RunState::Stopped);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_services_log_is_its_log_file_and_an_unknown_service_is_an_error() {
+    let dir = temp_dir("logs");
+    let stack = LocalStack::create(&dir, sleeper(&dir, "napper")).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(stack.log_path("napper"), "first\nsecond\n").unwrap();
+
+    assert_eq!(stack.logs("napper").await.unwrap(), "first\nsecond\n");
+    assert!(matches!(
+        stack.logs("grafana").await,
+        Err(ControlError::UnknownService(s)) if s == "grafana"
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,11 +1,10 @@
 //! Rubric 4, fallback (20 points): with both llm-services stopped (the lab's `docker-compose
 //! stop llm_service_1 llm_service_2`), a common prompt is answered from the response cache
 //! and a novel one from the template, each in under a second; the gateway logs one WARN
-//! line per fallback answer with the request id (read from its log file with the local
-//! controller); once the services are back, they serve again.
+//! line per fallback answer with the request id (read through the controller: the log file
+//! of a local service, `docker compose logs` or `podman logs`); once the services are back,
+//! they serve again.
 
-use std::io::{Read as _, Seek as _, SeekFrom};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use llm_api::envelope::FallbackType;
@@ -53,12 +52,18 @@ pub async fn run(ctx: &Ctx) {
 
 async fn scenario(ctx: &Ctx) {
     let started = Instant::now();
-    let log = ctx
-        .stack
-        .as_ref()
-        .and_then(|s| s.logs.as_ref())
-        .map(|logs| logs(API_GATEWAY));
-    let log_offset = log.as_deref().map_or(0, file_len);
+    // The log as it was before (the ids are new, but a check run twice must not pass on the
+    // first run's lines): only what comes after is searched.
+    let log_before = match &ctx.stack {
+        Some(stack) => stack
+            .controller
+            .logs(API_GATEWAY)
+            .await
+            .map(|text| text.len()),
+        None => Err(stack_control::ControlError::NoStack(
+            "no controller".to_owned(),
+        )),
+    };
     let mut stop_problems = Vec::new();
     for service in [LLM_SERVICE_1, LLM_SERVICE_2] {
         if let Err(error) = ctx.stop(service).await {
@@ -135,11 +140,11 @@ async fn scenario(ctx: &Ctx) {
     );
 
     let started = Instant::now();
-    let verdict = match log {
-        None => Verdict::skip("the gateway's log is read with the local controller only"),
-        Some(path) => {
+    let verdict = match log_before {
+        Err(error) => Verdict::skip(format!("the gateway's log cannot be read: {error}")),
+        Ok(offset) => {
             let expected = [(&cached, cache_id.as_str()), (&novel, template_id.as_str())];
-            logged(ctx, &path, log_offset, &expected).await
+            logged(ctx, offset, &expected).await
         }
     };
     ctx.record(CATEGORY, LOGGED, started, verdict);
@@ -167,38 +172,44 @@ fn fallback_verdict(ctx: &Ctx, answer: &Answer, tier: FallbackType, pool: &str) 
     )
 }
 
-/// Looks in the gateway's log, past `offset`, for a WARN line naming `fallback`, the tier
-/// and the request id of each answer.
-async fn logged(ctx: &Ctx, path: &Path, offset: u64, expected: &[(&Answer, &str)]) -> Verdict {
+/// Looks in the gateway's log, past `offset` bytes, for a WARN line naming `fallback`, the
+/// tier and the request id of each answer.
+async fn logged(ctx: &Ctx, offset: usize, expected: &[(&Answer, &str)]) -> Verdict {
     let polled = ctx
         .poll(
             Duration::from_secs(3),
-            || async { missing_lines(path, offset, expected) },
+            || async { missing_lines(ctx, offset, expected).await },
             |missing| missing.as_ref().is_ok_and(Vec::is_empty),
         )
         .await;
     match polled.value {
         Ok(missing) if missing.is_empty() => Verdict::pass(format!(
-            "{} WARN fallback line(s) with their request ids in {}",
-            expected.len(),
-            path.display()
+            "{} WARN fallback line(s) with their request ids in the gateway's log",
+            expected.len()
         )),
         Ok(missing) => Verdict::fail(format!(
-            "no WARN line with `fallback`, the tier and the request id for {} in {}",
-            missing.join(", "),
-            path.display()
+            "no WARN line with `fallback`, the tier and the request id for {} in the \
+             gateway's log",
+            missing.join(", ")
         )),
-        Err(error) => Verdict::fail(format!("cannot read {}: {error}", path.display())),
+        Err(error) => Verdict::fail(format!("cannot read the gateway's log: {error}")),
     }
 }
 
 /// The request ids (with their tier) that have no WARN fallback line yet.
-fn missing_lines(
-    path: &Path,
-    offset: u64,
+async fn missing_lines(
+    ctx: &Ctx,
+    offset: usize,
     expected: &[(&Answer, &str)],
-) -> std::io::Result<Vec<String>> {
-    let text = read_from(path, offset)?;
+) -> Result<Vec<String>, stack_control::ControlError> {
+    let Some(stack) = &ctx.stack else {
+        return Err(stack_control::ControlError::NoStack(
+            "no controller".to_owned(),
+        ));
+    };
+    let log = stack.controller.logs(API_GATEWAY).await?;
+    // A log rotated, truncated or recreated since: search it whole.
+    let text = log.get(offset..).unwrap_or(&log);
     Ok(expected
         .iter()
         .filter(|(answer, id)| {
@@ -221,20 +232,6 @@ pub fn is_fallback_line(line: &str, request_id: &str, tier: &str) -> bool {
         && lower.contains("warn")
         && lower.contains("fallback")
         && line.contains(tier)
-}
-
-fn read_from(path: &Path, offset: u64) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    // A log rotated or truncated since: read it whole.
-    file.seek(SeekFrom::Start(if offset > len { 0 } else { offset }))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// After the restore: a request is served by an instance again (a few tries: the

@@ -407,4 +407,11 @@ impl Controller for FakeController {
     fn resume<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move { self.act("resume", service) })
     }
+    fn logs<'a>(&'a self, _service: &'a str) -> BoxFuture<'a, Result<String, ControlError>> {
+        Box::pin(async {
+            Err(ControlError::Command(
+                "the fake stack keeps no log".to_owned(),
+            ))
+        })
+    }
 }

@@ -15,7 +15,7 @@ use super::checks::{breaker, discovery, fallback, health};
 use super::client::{GatewayClient, LlmClient, http_client};
 use super::context::{Ctx, CtxParts, Settings};
 use super::report::{Counts, Outcome};
-use super::stack::{ControllerKind, Stack};
+use super::stack::{ComposeEngine, ControllerKind, Stack};
 use super::{INTERRUPTED, SuiteArgs, exit_status, interrupted_note, open_stack};
 
 /// A context on the fake stack, at steady state, with short waits.
@@ -27,7 +27,6 @@ async fn ctx_on(gateway: &FakeGateway) -> Ctx {
         llm: LlmClient::new(http),
         stack: Some(Stack {
             controller: Box::new(gateway.controller()),
-            logs: None,
         }),
         no_stack: String::new(),
         settings: Settings {
@@ -79,7 +78,7 @@ async fn a_failed_fallback_check_still_starts_the_stopped_services_again() {
     assert_eq!(
         outcome(&ctx, fallback::LOGGED),
         Some(Outcome::Skip),
-        "no log file without the local controller"
+        "the fake stack keeps no log"
     );
     assert_eq!(
         gateway.state.calls(),
@@ -286,14 +285,18 @@ async fn redis_down_answered_from_templates_is_not_traffic_kept_flowing() {
     assert!(gateway.state.stopped().is_empty(), "Redis started again");
 }
 
-fn suite_args(cli: &[&str]) -> SuiteArgs {
+fn try_suite_args(cli: &[&str]) -> Result<SuiteArgs, clap::Error> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
         suite: SuiteArgs,
     }
     let argv = std::iter::once("suite").chain(cli.iter().copied());
-    Cli::try_parse_from(argv).unwrap().suite
+    Cli::try_parse_from(argv).map(|cli| cli.suite)
+}
+
+fn suite_args(cli: &[&str]) -> SuiteArgs {
+    try_suite_args(cli).unwrap()
 }
 
 #[tokio::test]
@@ -330,6 +333,48 @@ async fn no_controller_grades_without_a_stack_and_without_a_failure() {
     assert!(opened.stack.is_none());
     assert!(opened.setup.is_none(), "skipping is what was asked for");
     assert_eq!(opened.no_stack, "--no-controller");
+}
+
+#[test]
+fn the_compose_engine_is_a_setting_of_the_compose_controller() {
+    let args = suite_args(&["--controller", "compose", "--compose-engine", "podman"]);
+    assert_eq!(args.stack.controller, ControllerKind::Compose);
+    assert_eq!(args.stack.compose_engine, ComposeEngine::Podman);
+    let docker = suite_args(&["--controller", "compose", "--compose-engine", "docker"]);
+    assert_eq!(docker.stack.compose_engine, ComposeEngine::Docker);
+    if std::env::var_os("COMPOSE_ENGINE").is_none() {
+        assert_eq!(suite_args(&[]).stack.compose_engine, ComposeEngine::Auto);
+    }
+    let error = try_suite_args(&["--compose-engine", "lxc"]).unwrap_err();
+    assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue);
+}
+
+#[tokio::test]
+async fn the_compose_engine_picks_the_command_the_compose_controller_runs() {
+    let file = "/nonexistent/resilience-tests/compose.yml";
+    let args = suite_args(&[
+        "--controller",
+        "compose",
+        "--compose-engine",
+        "podman",
+        "--compose-file",
+        file,
+    ]);
+
+    let opened = open_stack(&args).await;
+
+    assert!(opened.stack.is_none());
+    let expected = format!(
+        "compose controller (podman-compose, --compose-engine): podman-compose -f {file} ps \
+         --format json: "
+    );
+    assert!(
+        opened.no_stack.starts_with(&expected),
+        "{}",
+        opened.no_stack
+    );
+    let setup = opened.setup.unwrap();
+    assert_eq!(setup.outcome, Outcome::Fail);
 }
 
 #[test]
