@@ -266,3 +266,70 @@ async fn static_and_registered_instances_serve_from_the_first_request() {
     );
     assert_eq!(gw.breaker_state().await, "CLOSED");
 }
+
+/// Start order does not matter (podman-compose starts every container at once, whatever
+/// `depends_on` says): an llm-service and the gateway started before Redis come up, serve and
+/// read `degraded`; once Redis arrives the llm-service registers and the gateway finds it,
+/// with no restart of either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_arriving_last_is_found_without_a_restart() {
+    let mut redis = RedisServer::start().await;
+    // Its port, with nothing listening on it yet.
+    redis.stop().await;
+    let llm = LlmService::builder()
+        .registry(&redis.url(), 2_000)
+        .start()
+        .await;
+    let gw = Gateway::builder().redis(&redis.url()).start().await;
+
+    let (status, before) = gw.health().await;
+    assert_eq!(status, 200, "degraded answers 200: {before}");
+    assert_eq!(
+        before["overall_status"], "degraded",
+        "no Redis yet: {before}"
+    );
+    assert_eq!(
+        gw.ready_status().await,
+        Some(200),
+        "the gateway is up before Redis"
+    );
+    let answer = gw.generate("before redis").await;
+    assert_eq!(
+        answer.status, 200,
+        "answered from a fallback tier: {:?}",
+        answer.body
+    );
+    assert_eq!(answer.fallback_used(), Some(true), "no instance known yet");
+
+    redis.start_again().await;
+    let arrived = Instant::now();
+    let found = poll(
+        Duration::from_secs(20),
+        || gw.available_services(),
+        |n| *n == Some(1),
+    )
+    .await;
+    assert!(
+        found.ok,
+        "the llm-service registered and the gateway found it within 20 s of Redis arriving: {:?}",
+        found.value
+    );
+    let healthy = poll(
+        Duration::from_secs(10),
+        || async { gw.health().await.1["overall_status"].clone() },
+        |s| s == "healthy",
+    )
+    .await;
+    assert!(healthy.ok, "healthy once Redis is there: {}", healthy.value);
+    let answer = gw.generate("after redis").await;
+    assert!(
+        answer.is_primary_success() && answer.served_by() == llm.service_id,
+        "served by the llm-service found through Redis: {:?}",
+        answer.body
+    );
+    eprintln!(
+        "redis arriving last: found after {:?}, healthy after {:?}",
+        found.took,
+        arrived.elapsed()
+    );
+}
