@@ -262,3 +262,102 @@ async fn each_service_starts_with_its_compose_environment_and_its_health_check_f
         );
     }
 }
+
+/// A YAML document as JSON, tags (`!override`, `!reset`) dropped.
+fn untagged(value: yaml_serde::Value) -> Value {
+    match value {
+        yaml_serde::Value::Tagged(tagged) => untagged(tagged.value),
+        yaml_serde::Value::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.as_str().unwrap().to_owned(), untagged(v)))
+                .collect(),
+        ),
+        yaml_serde::Value::Sequence(items) => {
+            Value::Array(items.into_iter().map(untagged).collect())
+        }
+        scalar => serde_json::to_value(scalar).unwrap(),
+    }
+}
+
+/// `deploy/compose.local.yml`, the override `deploy/compose-local.sh` runs the compose file
+/// with on a machine without Docker or a registry, changes only what such a machine needs:
+/// images (Debian-built stand-ins), host ports (beside a host's own Redis and PostgreSQL)
+/// and the base images of our Dockerfiles, whose defaults stay the public images. The script
+/// starts every service of the compose file but Grafana.
+#[test]
+fn the_local_override_changes_only_images_ports_and_base_images() {
+    let compose = yaml("docker-compose.yml");
+    let text = read("deploy/compose.local.yml");
+    let local = untagged(yaml_serde::from_str(&text).unwrap());
+    // Replaced, not added to: compose merges the `ports` of an override into the file's.
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ports:"))
+    {
+        assert_eq!(line.trim(), "ports: !override", "{line}");
+    }
+    let services = compose["services"].as_object().unwrap();
+    let overridden = local["services"].as_object().unwrap();
+    let mut base_args = BTreeSet::new();
+    for (name, service) in overridden {
+        assert!(
+            services.contains_key(name),
+            "{name} is not a compose service"
+        );
+        for (key, value) in service.as_object().unwrap() {
+            match key.as_str() {
+                "image" => assert!(
+                    value.as_str().unwrap().starts_with("localhost/lab-"),
+                    "{name}: a locally built image, not {value}"
+                ),
+                "ports" => {
+                    let text = value.to_string();
+                    for host in ["\"6379:", "\"5432:", "\"8000:"] {
+                        assert!(
+                            !text.contains(host),
+                            "{name}: {text} collides with the host"
+                        );
+                    }
+                }
+                "build" => {
+                    assert!(services[name]["build"].is_object(), "{name} builds nothing");
+                    for (arg, image) in value["args"].as_object().unwrap() {
+                        assert!(image.as_str().unwrap().starts_with("localhost/lab-"));
+                        base_args.insert(arg.clone());
+                    }
+                }
+                other => panic!("{name}: the override changes `{other}`"),
+            }
+        }
+    }
+    assert_eq!(
+        base_args,
+        BTreeSet::from(["BUILDER_IMAGE".to_owned(), "RUNTIME_IMAGE".to_owned()])
+    );
+    for dockerfile in ["Dockerfile.gateway", "Dockerfile.llm", "Dockerfile.chaos"] {
+        let text = read(dockerfile);
+        for line in [
+            "ARG BUILDER_IMAGE=rust:1.95-slim-bookworm",
+            "ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot",
+            "FROM ${BUILDER_IMAGE} AS build",
+            "FROM ${RUNTIME_IMAGE}",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{dockerfile}: no `{line}`");
+        }
+    }
+
+    let script = read("deploy/compose-local.sh");
+    let started: BTreeSet<&str> = script
+        .lines()
+        .find_map(|l| l.strip_prefix("SERVICES=("))
+        .and_then(|l| l.strip_suffix(')'))
+        .expect("SERVICES=(…) in compose-local.sh")
+        .split_whitespace()
+        .collect();
+    let expected: BTreeSet<&str> = services
+        .keys()
+        .map(String::as_str)
+        .filter(|s| *s != "grafana")
+        .collect();
+    assert_eq!(started, expected, "compose-local.sh starts all but Grafana");
+}
