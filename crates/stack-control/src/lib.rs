@@ -54,6 +54,9 @@ pub enum ControlError {
         /// The port.
         port: u16,
     },
+    /// This controller cannot do that (a test double without logs, say).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A command (a binary of the stack, `docker compose`, `podman-compose`, `kill`) failed.
     #[error("{0}")]
     Command(String),

@@ -1,7 +1,7 @@
 //! Which stack is under test and how to control it: `--controller local|compose`,
 //! `--lab-dir`, `--compose-file`, `--compose-engine` (shared by `suite` and `validate`),
-//! opened into a [`Stack`]: a [`Controller`] and, for local processes, where each service
-//! logs.
+//! opened into a [`Stack`]: the [`Controller`] that stops, starts and lists its services and
+//! reads their logs.
 
 use std::path::PathBuf;
 
@@ -96,7 +96,7 @@ impl StackArgs {
                 let engine = self.compose_engine.resolve().await;
                 let how = match self.compose_engine {
                     ComposeEngine::Auto => "detected",
-                    ComposeEngine::Docker | ComposeEngine::Podman => "--compose-engine",
+                    ComposeEngine::Docker | ComposeEngine::Podman => "chosen",
                 };
                 label = format!("compose controller ({engine}, {how})");
                 Stack {

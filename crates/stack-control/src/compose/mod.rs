@@ -8,7 +8,10 @@
 //! Podman runs health checks from systemd timers; without systemd it never runs them, and a
 //! running container's status stays `(starting)`. So under Podman `start` runs `podman
 //! healthcheck run <container>` itself at each poll, and `status` counts a running
-//! container whose check says `starting` or `unhealthy` as [`RunState::Running`].
+//! container whose check says `starting` or `unhealthy` as [`RunState::Running`]. The health
+//! word `status` reports is the one of the last check that ran (by `start`, or by anyone): a
+//! container that passed once reads `healthy` while it runs, whatever it does since; a
+//! container that stopped reads stopped.
 
 mod docker;
 mod podman;
@@ -387,20 +390,34 @@ fn failure(engine: Engine, output: &Output) -> String {
 const NO_ANSWER: &str = "no answer within";
 
 /// Runs `program args…` (no input) and collects its output; a command still running after
-/// `limit` is killed and is an error.
+/// `limit` is killed, with every process it started (podman-compose runs `podman stop`,
+/// `podman exec`… as its children), and is an error.
 async fn output(program: &Path, args: &[String], limit: Duration) -> Result<Output, String> {
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that the deadline reaches its children too.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| e.to_string())?;
-    // On timeout the dropped future drops the child, which kills it.
+    let group = child.id();
+    // On timeout the dropped future drops the child, which kills it; the group goes first.
     match tokio::time::timeout(limit, child.wait_with_output()).await {
         Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("{NO_ANSWER} {limit:?}; killed")),
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{group}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
+            }
+            Err(format!("{NO_ANSWER} {limit:?}; killed"))
+        }
     }
 }
 

@@ -193,17 +193,29 @@ async fn unreadable_podman_ps_output_is_an_error() {
 }
 
 #[tokio::test]
-async fn a_command_past_its_deadline_is_killed_and_an_error() {
+async fn a_command_past_its_deadline_is_killed_with_its_children_and_an_error() {
+    let dir = temp_dir("deadline");
+    // A compose command that starts a child of its own (as podman-compose runs podman).
+    let program = script(&dir, "slow", "sleep 30 & echo $! > DIR/child; wait");
     let started = std::time::Instant::now();
-    let error = output(
-        Path::new("sleep"),
-        &["10".to_owned()],
-        Duration::from_millis(200),
-    )
-    .await
-    .unwrap_err();
+    let error = output(&program, &[], Duration::from_millis(500))
+        .await
+        .unwrap_err();
     assert!(error.starts_with(NO_ANSWER), "{error}");
     assert!(started.elapsed() < Duration::from_secs(5), "not waited out");
+    let child = std::fs::read_to_string(dir.join("child")).unwrap();
+    let proc = PathBuf::from(format!("/proc/{}", child.trim()));
+    let mut gone = false;
+    for _ in 0..50 {
+        // Gone, or a zombie waiting for init to reap it.
+        let state = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+        if state.is_empty() || state.contains(") Z") {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the command's child {} still runs", child.trim());
 }
 
 #[tokio::test]

@@ -35,6 +35,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(45);
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long a service without a health endpoint must stay up to count as started.
 const ALIVE_FOR: Duration = Duration::from_millis(500);
+/// How long a paused process may take to read stopped.
+pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The local stack described in a run directory.
 #[derive(Debug, Clone)]
@@ -346,6 +348,26 @@ impl LocalStack {
         }
     }
 
+    /// SIGSTOP, then waits (up to [`PAUSE_TIMEOUT`]) until the process reads stopped: the
+    /// signal is delivered asynchronously, and a caller acts on the pause at once.
+    async fn pause_service(&self, name: &str) -> Result<(), ControlError> {
+        self.signal_service(name, "-STOP").await?;
+        let Some(pid) = self.pid(name)? else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        while process_state(pid).is_some_and(|state| state != 'T') {
+            if Instant::now() >= deadline {
+                return Err(ControlError::Timeout {
+                    service: name.to_owned(),
+                    what: format!("not stopped {} ms after SIGSTOP", PAUSE_TIMEOUT.as_millis()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     /// The last `lines` lines of `service`'s log.
     pub fn log_tail(&self, service: &str, lines: usize) -> String {
         let text = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
@@ -401,7 +423,7 @@ impl Controller for LocalStack {
     }
 
     fn pause<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
-        Box::pin(self.signal_service(service, "-STOP"))
+        Box::pin(self.pause_service(service))
     }
 
     fn resume<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {

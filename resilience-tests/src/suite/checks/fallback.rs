@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use llm_api::envelope::FallbackType;
 use llm_api::generate::GenerateRequest;
-use stack_control::{API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2};
+use stack_control::{API_GATEWAY, ControlError, LLM_SERVICE_1, LLM_SERVICE_2};
 
 use super::nonce;
 use crate::suite::client::{Answer, health, reason_name, tier_name, truncate};
@@ -52,18 +52,6 @@ pub async fn run(ctx: &Ctx) {
 
 async fn scenario(ctx: &Ctx) {
     let started = Instant::now();
-    // The log as it was before (the ids are new, but a check run twice must not pass on the
-    // first run's lines): only what comes after is searched.
-    let log_before = match &ctx.stack {
-        Some(stack) => stack
-            .controller
-            .logs(API_GATEWAY)
-            .await
-            .map(|text| text.len()),
-        None => Err(stack_control::ControlError::NoStack(
-            "no controller".to_owned(),
-        )),
-    };
     let mut stop_problems = Vec::new();
     for service in [LLM_SERVICE_1, LLM_SERVICE_2] {
         if let Err(error) = ctx.stop(service).await {
@@ -140,13 +128,8 @@ async fn scenario(ctx: &Ctx) {
     );
 
     let started = Instant::now();
-    let verdict = match log_before {
-        Err(error) => Verdict::skip(format!("the gateway's log cannot be read: {error}")),
-        Ok(offset) => {
-            let expected = [(&cached, cache_id.as_str()), (&novel, template_id.as_str())];
-            logged(ctx, offset, &expected).await
-        }
-    };
+    let expected = [(&cached, cache_id.as_str()), (&novel, template_id.as_str())];
+    let verdict = logged(ctx, &expected).await;
     ctx.record(CATEGORY, LOGGED, started, verdict);
 }
 
@@ -172,14 +155,18 @@ fn fallback_verdict(ctx: &Ctx, answer: &Answer, tier: FallbackType, pool: &str) 
     )
 }
 
-/// Looks in the gateway's log, past `offset` bytes, for a WARN line naming `fallback`, the
-/// tier and the request id of each answer.
-async fn logged(ctx: &Ctx, offset: usize, expected: &[(&Answer, &str)]) -> Verdict {
+/// Looks in the gateway's log for a WARN line naming `fallback`, the tier and the request id
+/// of each answer (the ids are new for each run, so the whole log is searched). Skipped when
+/// the controller keeps no log; a log that cannot be read is a failure.
+async fn logged(ctx: &Ctx, expected: &[(&Answer, &str)]) -> Verdict {
     let polled = ctx
         .poll(
             Duration::from_secs(3),
-            || async { missing_lines(ctx, offset, expected).await },
-            |missing| missing.as_ref().is_ok_and(Vec::is_empty),
+            || async { missing_lines(ctx, expected).await },
+            |missing| match missing {
+                Ok(missing) => missing.is_empty(),
+                Err(error) => matches!(error, ControlError::Unsupported(_)),
+            },
         )
         .await;
     match polled.value {
@@ -192,6 +179,9 @@ async fn logged(ctx: &Ctx, offset: usize, expected: &[(&Answer, &str)]) -> Verdi
              gateway's log",
             missing.join(", ")
         )),
+        Err(ControlError::Unsupported(why)) => {
+            Verdict::skip(format!("the gateway's log cannot be read: {why}"))
+        }
         Err(error) => Verdict::fail(format!("cannot read the gateway's log: {error}")),
     }
 }
@@ -199,17 +189,12 @@ async fn logged(ctx: &Ctx, offset: usize, expected: &[(&Answer, &str)]) -> Verdi
 /// The request ids (with their tier) that have no WARN fallback line yet.
 async fn missing_lines(
     ctx: &Ctx,
-    offset: usize,
     expected: &[(&Answer, &str)],
-) -> Result<Vec<String>, stack_control::ControlError> {
+) -> Result<Vec<String>, ControlError> {
     let Some(stack) = &ctx.stack else {
-        return Err(stack_control::ControlError::NoStack(
-            "no controller".to_owned(),
-        ));
+        return Err(ControlError::NoStack("no controller".to_owned()));
     };
-    let log = stack.controller.logs(API_GATEWAY).await?;
-    // A log rotated, truncated or recreated since: search it whole.
-    let text = log.get(offset..).unwrap_or(&log);
+    let text = stack.controller.logs(API_GATEWAY).await?;
     Ok(expected
         .iter()
         .filter(|(answer, id)| {

@@ -409,7 +409,7 @@ impl Controller for FakeController {
     }
     fn logs<'a>(&'a self, _service: &'a str) -> BoxFuture<'a, Result<String, ControlError>> {
         Box::pin(async {
-            Err(ControlError::Command(
+            Err(ControlError::Unsupported(
                 "the fake stack keeps no log".to_owned(),
             ))
         })

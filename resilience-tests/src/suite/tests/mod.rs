@@ -365,7 +365,7 @@ async fn the_compose_engine_picks_the_command_the_compose_controller_runs() {
 
     assert!(opened.stack.is_none());
     let expected = format!(
-        "compose controller (podman-compose, --compose-engine): podman-compose -f {file} ps \
+        "compose controller (podman-compose, chosen): podman-compose -f {file} ps \
          --format json: "
     );
     assert!(
