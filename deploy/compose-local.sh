@@ -4,7 +4,7 @@
 #
 #   deploy/compose-local.sh up       build what is missing, start the stack, wait until it serves
 #   deploy/compose-local.sh status   the containers and what each answers
-#   deploy/compose-local.sh down     stop and remove the containers and the network
+#   deploy/compose-local.sh down     stop and remove the containers, the pod and the network
 #                                    (`down --volumes` also drops the data volumes)
 #   deploy/compose-local.sh images   (re)build the local base images only
 #
@@ -25,12 +25,17 @@
 # 5. waits until every service answers: podman-compose ignores `condition: service_healthy`
 #    (podman < 4.6 cannot wait for health, and without systemd no timer runs the health
 #    checks), so this script runs each container's own health check until it passes.
-# When podman refuses to run a container because of this host's cgroups or open-file limit,
-# it writes /etc/containers/containers.conf (runtime runc, default ulimits) if there is none.
+# When podman refuses to run a container because of this host's cgroups (crun) or open-file
+# limit, it writes /etc/containers/containers.conf (runtime runc, default ulimits) if there
+# is none. `down` removes exactly what carries the project's label, never a container that
+# only shares a name with a service (podman-compose's own `down` goes by name). Every
+# published port is bound to 127.0.0.1. Runs on Debian 12 (bookworm) only: the host's
+# binaries go into bookworm images, so their glibc must match. The output of podman and
+# podman-compose goes to target/compose-local/*.log, passwords masked.
 #
 # Settings (environment): COMPOSE_LOCAL_PROFILE (release | debug | dist: which cargo build
 # goes into the images), COMPOSE_LOCAL_TIMEOUT (seconds to wait for the stack, default 180),
-# DEBIAN_MIRROR (default: the one apt uses).
+# DEBIAN_MIRROR (default: the one apt uses), CARGO_TARGET_DIR (default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,19 +50,44 @@ SERVICES=(redis postgres prometheus llm_service_1 llm_service_2 api_gateway chao
 BUILT=(api_gateway llm_service_1 llm_service_2 chaos_monkey)
 BINARIES=(gateway llm-service chaos-monkey)
 
-LOG_DIR=target/compose-local
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+LOG_DIR=$TARGET_DIR/compose-local
+LABEL="label=io.podman.compose.project=$PROJECT"
 step() { printf '\n--> %s\n' "$*"; }
 fail() { echo "error: $*" >&2; exit 1; }
-# quietly NAME SECONDS COMMAND…: runs COMMAND within SECONDS, its output in
+# Masks passwords: podman-compose prints the podman commands it runs, `-e …PASSWORD=…` and
+# URLs with credentials included.
+mask() { sed -E 's/(PASSWORD=)[^ ]*/\1***/g; s#(://[^:/@ ]+:)[^@ ]+@#\1***@#g'; }
+# quietly NAME SECONDS COMMAND…: runs COMMAND within SECONDS, its output (masked) in
 # $LOG_DIR/NAME.log; on failure shows the end of that log.
 quietly() {
     local name=$1 limit=$2
     shift 2
     mkdir -p "$LOG_DIR"
-    if ! timeout "$limit" "$@" > "$LOG_DIR/$name.log" 2>&1; then
+    if ! timeout "$limit" "$@" 2>&1 | mask > "$LOG_DIR/$name.log"; then
         tail -n 30 "$LOG_DIR/$name.log" >&2
         fail "$name failed (whole output: $LOG_DIR/$name.log)"
     fi
+}
+# Temporary directories, removed on exit (a debootstrap tree may still have mounts).
+TEMPORARY=()
+cleanup() {
+    local dir
+    for dir in "${TEMPORARY[@]+"${TEMPORARY[@]}"}"; do
+        umount -R "$dir/proc" "$dir/sys" "$dir/dev" 2>/dev/null || true
+        rm -rf --one-file-system "$dir"
+    done
+}
+trap cleanup EXIT
+temporary_dir() { local dir; dir=$(mktemp -d); TEMPORARY+=("$dir"); echo "$dir"; }
+
+check_host() {
+    local codename
+    # shellcheck source=/dev/null
+    codename=$(. /etc/os-release && echo "${ID:-}:${VERSION_CODENAME:-}")
+    [ "$codename" = "debian:$SUITE" ] || fail "this script builds Debian $SUITE images and \
+copies the host's binaries into them: run it on Debian 12 ($SUITE), not $codename \
+(elsewhere, use Docker: docker compose up -d --build)"
 }
 # Docker image format: it keeps the Dockerfiles' HEALTHCHECK (OCI has no such field).
 export BUILDAH_FORMAT=docker
@@ -71,13 +101,15 @@ install_tools() {
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]} (apt)"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
-            || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+        timeout 600 apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+            || { timeout 300 apt-get update -qq \
+                && timeout 600 apt-get install -y -qq "${missing[@]}" >/dev/null; }
     fi
     if [ "$(podman-compose --version 2>/dev/null | awk '/podman-compose/ {print $NF}')" \
         != "$PODMAN_COMPOSE_VERSION" ]; then
         step "installing podman-compose $PODMAN_COMPOSE_VERSION (pip)"
-        python3 -m pip install --quiet --disable-pip-version-check \
+        timeout 300 python3 -m pip install --quiet --disable-pip-version-check \
+            --root-user-action=ignore \
             "podman-compose==$PODMAN_COMPOSE_VERSION"
     fi
 }
@@ -98,29 +130,31 @@ build_debian() {
     has_image localhost/lab-debian:$SUITE && return
     local mirror root
     mirror=$(debian_mirror)
-    root=$(mktemp -d)
+    root=$(temporary_dir)
     step "localhost/lab-debian:$SUITE (debootstrap --variant=minbase $SUITE $mirror)"
     quietly debootstrap 900 debootstrap --variant=minbase "$SUITE" "$root" "$mirror"
     # Package scripts must not start services inside an image build.
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
     chmod +x "$root/usr/sbin/policy-rc.d"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    tar -C "$root" -c . | podman import --change 'CMD ["/bin/bash"]' - \
-        localhost/lab-debian:$SUITE >/dev/null
-    rm -rf "$root"
+    tar -C "$root" -c . | timeout 300 podman import --change 'CMD ["/bin/bash"]' - \
+        localhost/lab-debian:$SUITE > "$LOG_DIR/import.log" 2>&1 \
+        || fail "podman import failed (its output: $LOG_DIR/import.log)"
 }
 
-# Runs one throw-away container; when podman cannot (crun and this host's cgroups, or a
-# default open-file limit above the hard limit), writes the settings that make it work.
+# Runs one throw-away container; when podman cannot because of crun and this host's cgroups
+# or a default open-file limit above the hard limit, writes the settings that make it work
+# (only then, and only when there is no such file).
 check_podman_runs() {
-    if podman run --rm localhost/lab-debian:$SUITE true 2>/dev/null; then return; fi
-    local conf=/etc/containers/containers.conf
+    local conf=/etc/containers/containers.conf error
+    if error=$(timeout 120 podman run --rm localhost/lab-debian:$SUITE true 2>&1); then return; fi
+    if ! grep -qiE 'crun|cgroup|rlimit|ulimit|nofile' <<<"$error"; then
+        fail "podman cannot run a container: $error"
+    fi
     if [ -e "$conf" ]; then
-        podman run --rm localhost/lab-debian:$SUITE true \
-            || fail "podman cannot run a container; $conf exists, so it was left alone: set
+        fail "podman cannot run a container ($error); $conf exists, so it was left alone: set
     runtime = \"runc\" under [engine] and
     default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"] under [containers]"
-        return
     fi
     step "writing $conf (runtime runc, default ulimits within the hard limit)"
     mkdir -p /etc/containers
@@ -136,7 +170,10 @@ default_ulimits = ["nofile=$hard:$hard", "nproc=32768:32768"]
 [engine]
 runtime = "runc"
 EOF
-    podman run --rm localhost/lab-debian:$SUITE true || fail "podman still cannot run a container"
+    if ! error=$(timeout 120 podman run --rm localhost/lab-debian:$SUITE true 2>&1); then
+        rm -f "$conf"
+        fail "podman still cannot run a container ($error); $conf removed again"
+    fi
 }
 
 # The label an image built from deploy/images/ carries: a hash of its Containerfile, the
@@ -144,7 +181,7 @@ EOF
 source_hash() {
     local name=$1
     {
-        podman image inspect -f '{{.Id}}' localhost/lab-debian:$SUITE
+        timeout 60 podman image inspect -f '{{.Id}}' localhost/lab-debian:$SUITE
         cat "deploy/images/$name.Containerfile"
         cat "deploy/images/$name"-*.sh 2>/dev/null || true
     } | sha256sum | cut -c1-16
@@ -157,7 +194,7 @@ build_base_images() {
     for name in runtime redis postgres prometheus; do
         image="localhost/lab-$name:$SUITE"
         hash=$(source_hash "$name")
-        if has_image "$image" && [ "$(podman image inspect \
+        if has_image "$image" && [ "$(timeout 60 podman image inspect \
             -f '{{index .Labels "lab.source-hash"}}' "$image")" = "$hash" ]; then
             continue
         fi
@@ -178,18 +215,55 @@ build_binaries_image() {
     for binary in "${BINARIES[@]}"; do packages+=(-p "$binary" --bin "$binary"); done
     cargo build --quiet --locked "${profile[@]}" "${packages[@]}"
     local context
-    context=$(mktemp -d)
-    for binary in "${BINARIES[@]}"; do cp "target/$dir/$binary" "$context/"; done
+    context=$(temporary_dir)
+    for binary in "${BINARIES[@]}"; do cp "$TARGET_DIR/$dir/$binary" "$context/"; done
     quietly image-binaries 600 podman build -f deploy/images/binaries.Containerfile \
         -t localhost/lab-binaries:local "$context"
-    rm -rf "$context"
     step "our images, from the repository's Dockerfiles (podman-compose build)"
     quietly build 900 "${COMPOSE[@]}" build "${BUILT[@]}"
 }
 
 container_of() { # the container name of a compose service
-    podman ps -a --filter "label=io.podman.compose.project=$PROJECT" \
+    timeout 30 podman ps -a --filter "$LABEL" \
         --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
+}
+
+# Whether container $1 runs and passes its own health check (if it has one).
+serving() {
+    local name=$1 running check
+    running=$(timeout 30 podman inspect -f '{{.State.Running}}' "$name" 2>/dev/null || true)
+    [ "$running" = true ] || return 1
+    check=$(timeout 30 podman inspect -f '{{.Config.Healthcheck}}' "$name" 2>/dev/null || true)
+    case "$check" in
+        *"["*) timeout 15 podman healthcheck run "$name" >/dev/null 2>&1 ;;
+        *) return 0 ;;
+    esac
+}
+
+# Removes what carries the project's label: containers (stopped with a grace period), the
+# network and, with --volumes, the volumes; and the project's pod.
+remove_stack() {
+    local volumes=$1 ids
+    ids=$(timeout 30 podman ps -a -q --filter "$LABEL")
+    if [ -n "$ids" ]; then
+        # shellcheck disable=SC2086 # one id per word
+        quietly stop 120 podman stop -t 15 $ids
+        # --depend: depends_on became podman's --requires, and a required container goes last.
+        # shellcheck disable=SC2086
+        quietly rm 60 podman rm -f --depend $ids
+    fi
+    # podman-compose names its pod after the project (and labels it not).
+    if timeout 30 podman pod exists "pod_$PROJECT"; then
+        quietly pod-rm 60 podman pod rm -f "pod_$PROJECT"
+    fi
+    ids=$(timeout 30 podman network ls -q --filter "$LABEL")
+    # shellcheck disable=SC2086
+    [ -z "$ids" ] || quietly network-rm 60 podman network rm -f $ids
+    if [ "$volumes" = yes ]; then
+        ids=$(timeout 30 podman volume ls -q --filter "$LABEL")
+        # shellcheck disable=SC2086
+        [ -z "$ids" ] || quietly volume-rm 60 podman volume rm -f $ids
+    fi
 }
 
 # Polls every service's own health check (or, without one, that it runs) until all pass.
@@ -200,9 +274,7 @@ wait_until_serving() {
         still=()
         for service in "${pending[@]}"; do
             name=$(container_of "$service")
-            if [ -n "$name" ] && [ "$(podman inspect -f '{{.State.Running}}' "$name")" = true ] \
-                && { ! podman inspect -f '{{.Config.Healthcheck}}' "$name" | grep -q '\[' \
-                    || timeout 10 podman healthcheck run "$name" >/dev/null 2>&1; }; then
+            if [ -n "$name" ] && serving "$name"; then
                 echo "  $service ($name) ready"
             else
                 still+=("$service")
@@ -214,7 +286,7 @@ wait_until_serving() {
             for service in "${pending[@]}"; do
                 name=$(container_of "$service")
                 echo "--- $service did not become ready; the end of its log:" >&2
-                [ -n "$name" ] && podman logs --tail 20 "$name" >&2 || true
+                [ -n "$name" ] && timeout 30 podman logs --tail 20 "$name" 2>&1 | mask >&2 || true
             done
             fail "not ready within $WAIT_SECONDS s: ${pending[*]}"
         fi
@@ -232,40 +304,43 @@ The lab runs (podman-compose, project $PROJECT):
   prometheus     http://127.0.0.1:9090
   redis          redis://127.0.0.1:16379
   postgres       postgresql://admin@127.0.0.1:15432/resilience_metrics
-Grade it:  resilience-tests suite --controller compose --compose-file docker-compose.yml \\
-               --compose-file deploy/compose.local.yml
+Grade it:  resilience-tests suite --controller compose --compose-engine podman \\
+               --compose-file docker-compose.yml --compose-file deploy/compose.local.yml
 Stop it:   deploy/compose-local.sh down
 EOF
 }
 
 case "${1:-}" in
     up)
+        check_host
         install_tools
         build_base_images
         build_binaries_image
         step "starting ${SERVICES[*]}"
         # A fresh start: containers of an earlier run go first (volumes stay).
-        timeout 300 "${COMPOSE[@]}" down >/dev/null 2>&1 || true
+        remove_stack no
         quietly up 300 "${COMPOSE[@]}" up -d --no-build "${SERVICES[@]}"
         wait_until_serving
         print_urls
         ;;
     down)
-        command -v podman-compose >/dev/null || { echo "no podman-compose: nothing runs"; exit 0; }
-        if [ "${2:-}" = --volumes ]; then
-            quietly down 300 "${COMPOSE[@]}" down --volumes
-        else
-            quietly down 300 "${COMPOSE[@]}" down
-        fi
-        left=$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT")
+        case "${2:-}" in
+            "") volumes=no ;;
+            --volumes) volumes=yes ;;
+            *) fail "down takes --volumes or nothing, not ${2}" ;;
+        esac
+        command -v podman >/dev/null || { echo "no podman: nothing runs"; exit 0; }
+        remove_stack "$volumes"
+        left=$(timeout 30 podman ps -a -q --filter "$LABEL")
         [ -z "$left" ] || fail "containers left after down: $left"
         echo "the stack is down"
         ;;
     status)
-        podman ps -a --filter "label=io.podman.compose.project=$PROJECT" \
+        timeout 30 podman ps -a --filter "$LABEL" \
             --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
         ;;
     images)
+        check_host
         install_tools
         build_base_images
         ;;

@@ -311,16 +311,26 @@ fn the_local_override_changes_only_images_ports_and_base_images() {
                     "{name}: a locally built image, not {value}"
                 ),
                 "ports" => {
-                    let text = value.to_string();
-                    for host in ["\"6379:", "\"5432:", "\"8000:"] {
-                        assert!(
-                            !text.contains(host),
-                            "{name}: {text} collides with the host"
-                        );
+                    for port in value.as_array().unwrap() {
+                        let port = port.as_str().unwrap();
+                        let (address, mapping) = port.split_once(':').unwrap();
+                        assert_eq!(address, "127.0.0.1", "{name}: {port} beyond loopback");
+                        for host in ["6379:", "5432:"] {
+                            assert!(!mapping.starts_with(host), "{name}: {port} is the host's");
+                        }
+                        let target = services[name]["ports"][0].as_str().unwrap();
+                        let target = target.rsplit(':').next().unwrap();
+                        assert!(port.ends_with(&format!(":{target}")), "{name}: {port}");
                     }
                 }
                 "build" => {
                     assert!(services[name]["build"].is_object(), "{name} builds nothing");
+                    let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+                    assert_eq!(
+                        keys,
+                        ["args"],
+                        "{name}: the override changes only build args"
+                    );
                     for (arg, image) in value["args"].as_object().unwrap() {
                         assert!(image.as_str().unwrap().starts_with("localhost/lab-"));
                         base_args.insert(arg.clone());
