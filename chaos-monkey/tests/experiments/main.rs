@@ -174,11 +174,12 @@ async fn experiments_take_effect_roll_back_and_are_journaled() {
     // Process experiments, through the run directory's controller.
     for (experiment, during) in [("kill", RunState::Stopped), ("pause", RunState::Paused)] {
         let (child, report) = stack.start(experiment, "llm_service_1", &[]);
-        assert!(
-            eventually(|| async { stack.state("llm_service_1").await == during }).await,
-            "{experiment}: llm_service_1 never {during:?}"
-        );
+        let seen = eventually(|| async { stack.state("llm_service_1").await == during }).await;
         let (code, text, journal) = finish(child, &report).await;
+        assert!(
+            seen,
+            "{experiment}: llm_service_1 never {during:?}; the experiment exited {code}:\n{text}"
+        );
         assert_eq!(code, 0, "{experiment}:\n{text}");
         assert_eq!(
             stack.state("llm_service_1").await,

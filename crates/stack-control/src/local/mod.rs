@@ -36,7 +36,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long a service without a health endpoint must stay up to count as started.
 const ALIVE_FOR: Duration = Duration::from_millis(500);
 /// How long a paused process may take to read stopped.
-pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The local stack described in a run directory.
 #[derive(Debug, Clone)]
