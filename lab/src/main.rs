@@ -199,12 +199,7 @@ where
 async fn print_status(stack: &LocalStack) -> anyhow::Result<()> {
     println!("{:<15} {:<9} {:>8}  URL", "SERVICE", "STATE", "PID");
     for service in stack.status().await? {
-        let state = match service.state {
-            RunState::Healthy => "healthy",
-            RunState::Running => "running",
-            RunState::Paused => "paused",
-            RunState::Stopped => "stopped",
-        };
+        let state = service.state.as_str();
         println!(
             "{:<15} {:<9} {:>8}  {}",
             service.name,

@@ -15,7 +15,7 @@ use stack_control::{API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS, ServiceSta
 use crate::suite::client::{GatewayClient, health, http_client};
 use crate::suite::report::{Category, CheckResult, Report, Verdict};
 use crate::suite::stack::{
-    GRAFANA_SERVICE, PROMETHEUS_SERVICE, StackArgs, find, is_up, optional_service, state_name,
+    GRAFANA_SERVICE, PROMETHEUS_SERVICE, StackArgs, find, is_up, optional_service,
 };
 
 /// `validate` options.
@@ -161,7 +161,7 @@ fn services_up(status: &[ServiceStatus]) -> Verdict {
         .filter(|name| !find(status, name).is_some_and(|s| is_up(s.state)))
         .map(|name| {
             find(status, name).map_or(format!("{name} absent"), |s| {
-                format!("{name} {}", state_name(s.state))
+                format!("{name} {}", s.state.as_str())
             })
         })
         .collect();

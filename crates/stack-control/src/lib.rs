@@ -79,6 +79,18 @@ pub enum RunState {
     Stopped,
 }
 
+impl RunState {
+    /// `healthy`, `running`, `paused`, `stopped` (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
 /// One service of the stack as [`Controller::status`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -126,4 +138,22 @@ pub trait Controller: Send + Sync {
     /// What `service` has logged so far (its standard output and error), for checks that
     /// look for a line in it.
     fn logs<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<String, ControlError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunState;
+
+    #[test]
+    fn a_state_reads_as_it_is_serialized() {
+        for state in [
+            RunState::Healthy,
+            RunState::Running,
+            RunState::Paused,
+            RunState::Stopped,
+        ] {
+            let json = serde_json::to_string(&state).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
 }

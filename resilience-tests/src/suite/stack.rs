@@ -128,19 +128,9 @@ pub fn find<'a>(status: &'a [ServiceStatus], name: &str) -> Option<&'a ServiceSt
 pub fn describe(status: &[ServiceStatus]) -> String {
     status
         .iter()
-        .map(|s| format!("{} {}", s.name, state_name(s.state)))
+        .map(|s| format!("{} {}", s.name, s.state.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `healthy`, `running`, `paused`, `stopped`.
-pub fn state_name(state: RunState) -> &'static str {
-    match state {
-        RunState::Healthy => "healthy",
-        RunState::Running => "running",
-        RunState::Paused => "paused",
-        RunState::Stopped => "stopped",
-    }
 }
 
 /// An optional part of a stack (Prometheus, Grafana), probed by `GET {base}{path}`.
@@ -193,11 +183,11 @@ pub async fn optional_service(
         }
         (Ok(code), Some(s)) => Verdict::fail(format!(
             "the stack lists {label} ({}) but {url} answered HTTP {code}",
-            state_name(s.state)
+            s.state.as_str()
         )),
         (Err(error), Some(s)) => Verdict::fail(format!(
             "the stack lists {label} ({}) but {url} does not answer: {error}",
-            state_name(s.state)
+            s.state.as_str()
         )),
         (answered, None) => {
             let seen = match answered {

@@ -75,14 +75,6 @@ impl Engine {
         }
     }
 
-    /// `docker` or `podman`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Docker => "docker",
-            Self::Podman => "podman",
-        }
-    }
-
     /// The arguments before the file: `compose` for `docker compose`, none for
     /// `podman-compose`.
     fn prefix(self) -> &'static [&'static str] {
@@ -291,7 +283,7 @@ impl Compose {
                     Err(health.to_string())
                 })
             }
-            _ => Ok(Err(state_word(state).to_owned())),
+            _ => Ok(Err(state.as_str().to_owned())),
         }
     }
 
@@ -324,16 +316,6 @@ impl Compose {
         self.run(&[verb], Some(service), ACTION_TIMEOUT)
             .await
             .map(drop)
-    }
-}
-
-/// `healthy`, `running`, `paused`, `stopped`.
-fn state_word(state: RunState) -> &'static str {
-    match state {
-        RunState::Healthy => "healthy",
-        RunState::Running => "running",
-        RunState::Paused => "paused",
-        RunState::Stopped => "stopped",
     }
 }
 

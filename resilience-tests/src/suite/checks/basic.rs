@@ -13,9 +13,7 @@ use stack_control::{LLM_SERVICE_1, LLM_SERVICE_2, REDIS, ServiceStatus};
 use crate::suite::client::{Answer, truncate};
 use crate::suite::context::Ctx;
 use crate::suite::report::{Category, Verdict, format_duration};
-use crate::suite::stack::{
-    GRAFANA_SERVICE, PROMETHEUS_SERVICE, find, is_up, optional_service, state_name,
-};
+use crate::suite::stack::{GRAFANA_SERVICE, PROMETHEUS_SERVICE, find, is_up, optional_service};
 
 /// Check names.
 pub const PORT: &str = "gateway answers on its port";
@@ -200,13 +198,13 @@ async fn redis(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result<Ve
                 check.as_str(),
                 in_stack.map_or(String::new(), |s| format!(
                     "; controller: {}",
-                    state_name(s.state)
+                    s.state.as_str()
                 ))
             ),
         )),
         (None, Some(s)) => Ok(Verdict::fail(format!(
             "the stack runs Redis ({}) but /health has no `redis` check",
-            state_name(s.state)
+            s.state.as_str()
         ))),
         (None, None) => Ok(Verdict::skip(
             "no Redis in this stack (/health has no `redis` check)",
@@ -240,7 +238,7 @@ async fn postgres(ctx: &Ctx, status: Option<&[ServiceStatus]>) -> anyhow::Result
         ),
         (None, Some(s)) => Verdict::check(
             is_up(s.state),
-            format!("controller: {} {}", s.name, state_name(s.state)),
+            format!("controller: {} {}", s.name, s.state.as_str()),
         ),
         (None, None) => Verdict::skip(
             "nothing to check: the stack lists no PostgreSQL service and the gateway's /health \
