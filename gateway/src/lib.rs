@@ -36,6 +36,7 @@ use crate::state::Gateway;
 
 /// Runs the gateway with `settings` on `listener` until `shutdown` completes; then readiness turns false,
 /// new connections are refused and in-flight requests finish (up to `DRAIN_TIMEOUT_MS`).
+/// Connections are served by [`http_edge::serve`] under the connection limits.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
@@ -56,29 +57,19 @@ pub async fn run(
         instances = gateway.discovery.snapshot().len(),
         "listening"
     );
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let for_signal = std::sync::Arc::clone(&gateway);
     let signal = async move {
         shutdown.await;
         for_signal.accepting.store(false, Ordering::Release);
         tracing::info!("shutting down: not ready, refusing new connections, draining");
-        let _ = draining_tx.send(());
     };
-    let server = axum::serve(listener, routes::app(std::sync::Arc::clone(&gateway)))
-        .with_graceful_shutdown(signal);
-    let deadline = async move {
-        if draining_rx.await.is_ok() {
-            tokio::time::sleep(drain).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => {
-            result?;
-            tracing::info!("drained");
-        }
-        () = deadline => tracing::warn!(drain_ms = drain.as_millis(), "drain deadline passed; exiting anyway"),
-    }
+    http_edge::serve(
+        listener,
+        routes::app(std::sync::Arc::clone(&gateway)),
+        std::sync::Arc::clone(&gateway.connections),
+        signal,
+        drain,
+    )
+    .await;
     Ok(())
 }

@@ -26,6 +26,19 @@ pub struct Metrics {
     available: IntGauge,
     first_token: HistogramVec,
     stream_events: IntCounterVec,
+    edge: EdgeMetrics,
+}
+
+/// The client side of the edge: connections and request bodies, copied from
+/// [`http_edge::Connections`] and [`http_edge::Uploads`] at scrape time.
+struct EdgeMetrics {
+    connections: IntGauge,
+    max_connections: IntGauge,
+    closed: IntCounterVec,
+    uploads: IntGauge,
+    refused_uploads: IntCounterVec,
+    /// One scrape at a time adds the counters' growth.
+    syncing: std::sync::Mutex<()>,
 }
 
 /// One answer, as [`Metrics::answered`] counts it.
@@ -52,6 +65,7 @@ impl Metrics {
         let (upstream_attempts, fallback) = upstreams_and_tiers()?;
         let (in_flight, breaker_state, available) = state_gauges()?;
         let (first_token, stream_events) = stream_metrics()?;
+        let edge = edge_metrics()?;
         let metrics = Self {
             registry: Registry::new(),
             requests,
@@ -64,6 +78,7 @@ impl Metrics {
             available,
             first_token,
             stream_events,
+            edge,
         };
         metrics.register()?;
         metrics.seed_series();
@@ -87,6 +102,11 @@ impl Metrics {
             Box::new(self.available.clone()),
             Box::new(self.first_token.clone()),
             Box::new(self.stream_events.clone()),
+            Box::new(self.edge.connections.clone()),
+            Box::new(self.edge.max_connections.clone()),
+            Box::new(self.edge.closed.clone()),
+            Box::new(self.edge.uploads.clone()),
+            Box::new(self.edge.refused_uploads.clone()),
         ] {
             self.registry.register(collector)?;
         }
@@ -144,6 +164,36 @@ impl Metrics {
         self.requests
             .with_label_values(&["gateway", "none", &status.to_string()])
             .inc();
+    }
+
+    /// Copies the edge's connection and upload counts into their series (before a render).
+    pub fn edge(&self, connections: http_edge::ConnectionStats, uploads: http_edge::UploadStats) {
+        let edge = &self.edge;
+        let _one_at_a_time = edge
+            .syncing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        edge.connections
+            .set(i64::try_from(connections.open).unwrap_or(i64::MAX));
+        edge.max_connections
+            .set(i64::try_from(connections.cap).unwrap_or(i64::MAX));
+        for (reason, total) in http_edge::serve::CloseReason::ALL
+            .iter()
+            .zip(connections.closed)
+        {
+            let counter = edge.closed.with_label_values(&[reason.as_str()]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        edge.uploads
+            .set(i64::try_from(uploads.reading).unwrap_or(i64::MAX));
+        for (why, total) in [
+            ("too_slow", uploads.too_slow),
+            ("too_large", uploads.too_large),
+            ("no_room", uploads.turned_away),
+        ] {
+            let counter = edge.refused_uploads.with_label_values(&[why]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// Renders the text exposition after setting the state gauges.
@@ -228,6 +278,45 @@ fn state_gauges() -> Result<(IntGauge, IntGaugeVec, IntGauge), prometheus::Error
     )?;
     let available = IntGauge::new("available_instances", "Instances passing health checks.")?;
     Ok((in_flight, breaker_state, available))
+}
+
+/// Client connections and request bodies.
+fn edge_metrics() -> Result<EdgeMetrics, prometheus::Error> {
+    let closed = IntCounterVec::new(
+        Opts::new(
+            "gateway_connections_closed_total",
+            "Client connections the gateway closed: header_timeout, idle, evicted (room made \
+             at the cap), refused (at the cap, none idle).",
+        ),
+        &["reason"],
+    )?;
+    let refused_uploads = IntCounterVec::new(
+        Opts::new(
+            "gateway_request_bodies_refused_total",
+            "Request bodies refused: too_slow (408), too_large (413), no_room (503).",
+        ),
+        &["reason"],
+    )?;
+    for reason in http_edge::serve::CloseReason::ALL {
+        closed.with_label_values(&[reason.as_str()]);
+    }
+    for why in ["too_slow", "too_large", "no_room"] {
+        refused_uploads.with_label_values(&[why]);
+    }
+    Ok(EdgeMetrics {
+        connections: IntGauge::new("gateway_connections_open", "Open client connections.")?,
+        max_connections: IntGauge::new(
+            "gateway_connections_max",
+            "The cap on open client connections (MAX_CONNECTIONS).",
+        )?,
+        closed,
+        uploads: IntGauge::new(
+            "gateway_request_bodies_reading",
+            "Request bodies being received (slow uploads show here, not in in_flight_requests).",
+        )?,
+        refused_uploads,
+        syncing: std::sync::Mutex::new(()),
+    })
 }
 
 /// Streams: time to the first token, and how they ended.

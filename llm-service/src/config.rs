@@ -71,6 +71,9 @@ pub struct Config {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,
+    /// Connection and request-body limits (shared by every service).
+    #[command(flatten)]
+    pub edge: http_edge::EdgeArgs,
 }
 
 impl Config {
@@ -115,6 +118,9 @@ impl Config {
                 "ADVERTISE_URL",
                 format!("`{url}` is not an http(s) base URL"),
             );
+        }
+        if let Err(edge) = self.edge.limits() {
+            problems.extend(edge);
         }
         problems
     }

@@ -6,7 +6,8 @@
 //!   `/model/health`, `/metrics`, and the `/chaos` fault API; [`routes::app`] builds them.
 //! - [`sim`]: the simulated model (latency, failures, deterministic text).
 //! - [`faults`]: active faults and what they do to a request.
-//! - [`serve`]: the connection loop (connection resets on purpose, drain with a deadline).
+//! - connections are served by [`http_edge::serve`] under the connection limits (and reset
+//!   on purpose by the `reset` fault); request bodies are read by [`http_edge::Uploads`].
 //! - [`registration`]: self-registration in the Redis registry.
 //! - [`health`], [`metrics`], [`state`].
 //!
@@ -18,7 +19,6 @@ pub mod health;
 pub mod metrics;
 pub mod registration;
 pub mod routes;
-pub mod serve;
 pub mod sim;
 pub mod state;
 
@@ -39,6 +39,11 @@ pub async fn run(
     let bound = listener.local_addr()?;
     let url = config.advertised_url(bound);
     let drain = config.drain_timeout();
+    let limits = config
+        .edge
+        .limits()
+        .map_err(|problems| anyhow::anyhow!("invalid settings: {problems:?}"))?;
+    let connections = http_edge::Connections::new(limits);
     let state = AppState::new(config)?;
     tracing::info!(
         addr = %bound,
@@ -55,7 +60,8 @@ pub async fn run(
         tracing::info!("shutting down: deregistering, then draining");
         registration.deregister().await;
     };
-    serve::serve(listener, routes::app(state.clone()), shutdown, drain).await;
+    let app = routes::app(state.clone(), limits.body);
+    http_edge::serve(listener, app, connections, shutdown, drain).await;
     reaper.abort();
     state.faults.clear();
     Ok(())

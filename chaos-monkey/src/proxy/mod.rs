@@ -61,6 +61,9 @@ use anyhow::Context;
 
 use self::registry::{NewProxy, Registry};
 
+/// The longest the API waits for its open requests at shutdown.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `proxy` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProxyArgs {
@@ -71,6 +74,9 @@ pub struct ProxyArgs {
     /// `llm=127.0.0.1:9001=127.0.0.1:8001`); repeatable.
     #[arg(long = "proxy", value_name = "NAME=LISTEN=UPSTREAM")]
     pub proxies: Vec<String>,
+    /// The API's connection and request-body limits (as every service's).
+    #[command(flatten)]
+    pub edge: http_edge::EdgeArgs,
 }
 
 /// Serves the API until `shutdown` resolves, then closes every proxy and its connections.
@@ -79,6 +85,10 @@ pub async fn serve(
     args: ProxyArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let limits = args
+        .edge
+        .limits()
+        .map_err(|problems| anyhow::anyhow!("invalid settings: {problems:?}"))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
@@ -97,12 +107,16 @@ pub async fn serve(
         proxies = args.proxies.len(),
         "listening"
     );
-    let served = axum::serve(listener, api::app(Arc::clone(&registry)))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let uploads = Arc::new(http_edge::Uploads::new(limits.body));
+    let app = api::app(Arc::clone(&registry)).layer(axum::middleware::from_fn_with_state(
+        uploads,
+        http_edge::body::read_whole,
+    ));
+    let connections = http_edge::Connections::new(limits);
+    http_edge::serve(listener, app, connections, shutdown, API_DRAIN).await;
     registry.shutdown().await;
     tracing::info!("proxy stopped: every listener and connection closed");
-    served.context("the API server failed")
+    Ok(())
 }
 
 /// `NAME=LISTEN=UPSTREAM` as an enabled proxy.

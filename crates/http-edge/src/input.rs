@@ -73,18 +73,33 @@ impl BadInput {
     /// Rendered in OpenAI's error shape, for `/v1`.
     pub fn openai(self) -> Response {
         let mut body = OpenAiError::invalid_request(&self.error);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            body.error.kind = self.kind.to_owned();
+            body.error.code = Some(self.kind.to_owned());
+        }
         if self.error.field == "body" {
             body.error.param = None;
         }
-        (self.status, axum::Json(body)).into_response()
+        with_retry_after((self.status, axum::Json(body)).into_response())
     }
 
     /// Rendered in the lab's error shape, carrying the request's id when given.
     pub fn lab(self, request_id: Option<String>) -> Response {
         let mut body = ErrorBody::new(self.kind, self.error.message, Some(self.error.field));
         body.request_id = request_id;
-        (self.status, axum::Json(body)).into_response()
+        with_retry_after((self.status, axum::Json(body)).into_response())
     }
+}
+
+/// A 503 (no room: try again) says when: `Retry-After: 1`.
+fn with_retry_after(mut response: Response) -> Response {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }
 
 /// Rendered in the lab's error shape, for `/generate`.

@@ -73,6 +73,9 @@ pub struct Args {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,
+    /// Connection and request-body limits (shared by every service).
+    #[command(flatten)]
+    pub edge: http_edge::EdgeArgs,
 }
 
 impl Args {

@@ -61,6 +61,8 @@ pub struct Settings {
     pub discovery_refresh: Duration,
     /// `DRAIN_TIMEOUT_MS`.
     pub drain_timeout: Duration,
+    /// Connections and request bodies (`MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_MS`, …).
+    pub edge: http_edge::EdgeLimits,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// Active health checks (`HEALTH_CHECK_INTERVAL_MS`, `[health]`).

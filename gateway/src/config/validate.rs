@@ -82,6 +82,12 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
     let cache = cache(&file, &mut p);
     let routes = routes::check(&file.routes, env, &mut p);
     let breakers = breakers(args, &file, &routes, &mut p);
+    let edge = args.edge.limits().unwrap_or_else(|problems| {
+        for problem in problems {
+            p.push(problem.field, problem.message);
+        }
+        http_edge::EdgeLimits::default()
+    });
 
     let problems = p.into_vec();
     let Ok((host, port)) = serving.listen else {
@@ -107,6 +113,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         ),
         discovery_refresh: discovery.refresh,
         drain_timeout,
+        edge,
         log_format,
         health,
         health_check_path: args.health_check_path.clone(),

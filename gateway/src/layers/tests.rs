@@ -13,7 +13,9 @@ use futures::stream;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::body::{BodyLimits, BodyReader, read_body};
+use http_edge::{BodyLimits, Uploads};
+
+use super::body::{BodyReader, read_body};
 use super::request_id::request_id;
 use super::{RequestId, X_REQUEST_ID};
 use crate::metrics::Metrics;
@@ -21,6 +23,7 @@ use crate::metrics::Metrics;
 const LIMITS: BodyLimits = BodyLimits {
     max_bytes: 16,
     deadline: Duration::from_millis(200),
+    max_concurrent: 8,
 };
 
 /// Echoes the body's length and the request id it was given.
@@ -37,7 +40,7 @@ fn app() -> Router {
 
 fn app_counting(metrics: Arc<Metrics>) -> Router {
     let reader = BodyReader {
-        limits: LIMITS,
+        uploads: Arc::new(Uploads::new(LIMITS)),
         metrics,
     };
     Router::new()

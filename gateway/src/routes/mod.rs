@@ -20,7 +20,7 @@ use llm_api::openai::{ChatCompletionRequest, OpenAiError};
 use resilience_core::fallback::TierKind;
 use tower::ServiceBuilder;
 
-use crate::layers::body::{BodyLimits, BodyReader, read_body};
+use crate::layers::body::{BodyReader, read_body};
 use crate::layers::validate::{Validate, validate};
 use crate::layers::{Api, RequestId, access_log, metrics, request_id, shed};
 use crate::state::Gateway;
@@ -30,16 +30,10 @@ static X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 /// `x-fallback-tier`.
 static X_FALLBACK_TIER: HeaderName = HeaderName::from_static("x-fallback-tier");
 
-/// The longest a client may take to send its whole request body.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The whole API, its layers in the order `crate::layers` lists them.
 pub fn app(gateway: Arc<Gateway>) -> Router {
     let body = BodyReader {
-        limits: BodyLimits {
-            max_bytes: http_edge::BODY_LIMIT,
-            deadline: BODY_READ_TIMEOUT,
-        },
+        uploads: Arc::clone(&gateway.uploads),
         metrics: Arc::clone(&gateway.metrics),
     };
     Router::new()

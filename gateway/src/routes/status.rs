@@ -60,9 +60,14 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "alive"}))
 }
 
-/// 200 once the first health round finished, 503 before and after shutdown began.
+/// 200 once the first health round finished; 503 before, after shutdown began, and while
+/// saturated (every connection or in-flight slot taken), so a load balancer sends elsewhere.
 pub async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
     if gateway.is_ready() {
+        if let Some(why) = gateway.saturated() {
+            let body = Json(json!({"status": "saturated", "reason": why}));
+            return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+        }
         (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
     } else {
         let status = if gateway.accepting.load(Ordering::Acquire) {
@@ -98,6 +103,9 @@ pub async fn metrics(
     let wants_text = query.format.as_deref() == Some("prometheus")
         || accept.contains("text/plain")
         || accept.contains("application/openmetrics-text");
+    gateway
+        .metrics
+        .edge(gateway.connections.stats(), gateway.uploads.stats());
     if wants_text {
         let mut breakers = vec![(
             gateway.pool_breaker.name().to_owned(),

@@ -70,8 +70,14 @@ pub struct Gateway {
     pub checks: CompositeHealthChecker,
     /// Recent breaker transitions.
     pub transitions: Arc<Mutex<VecDeque<TransitionEntry>>>,
-    /// Requests in flight.
-    pub in_flight: AtomicUsize,
+    /// Requests in flight (holding a slot: read, validated, being answered).
+    pub in_flight: Arc<AtomicUsize>,
+    /// The open client connections, under the connection limits.
+    pub connections: Arc<http_edge::Connections>,
+    /// The request bodies being read, under their own budget.
+    pub uploads: Arc<http_edge::Uploads>,
+    /// Connections and slots against their caps.
+    capacity: wiring::Capacity,
     /// False once shutdown began.
     pub accepting: AtomicBool,
     /// When the gateway started.
@@ -111,7 +117,21 @@ impl Gateway {
             Arc::clone(&clock),
         )?);
         let routes = wiring::routes(&settings, &targets.by_route, &cache)?;
-        let checks = wiring::checks(&settings, &discovery, &health, &pool_breaker)?;
+        let connections = http_edge::Connections::new(settings.edge);
+        let uploads = Arc::new(http_edge::Uploads::new(settings.edge.body));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let capacity = wiring::Capacity {
+            connections: Arc::clone(&connections),
+            in_flight: Arc::clone(&in_flight),
+            max_in_flight: settings.max_concurrent_requests,
+        };
+        let checks = wiring::checks(
+            &settings,
+            &discovery,
+            &health,
+            &pool_breaker,
+            capacity.clone(),
+        )?;
         let checker = wiring::health_checker(&settings, client, &health, &discovery);
         Ok(Arc::new(Self {
             settings,
@@ -127,12 +147,21 @@ impl Gateway {
             metrics,
             checks,
             transitions,
-            in_flight: AtomicUsize::new(0),
+            in_flight,
+            connections,
+            uploads,
+            capacity,
             accepting: AtomicBool::new(true),
             started: Instant::now(),
             checker,
             discovery_task,
         }))
+    }
+
+    /// Every connection or every in-flight slot taken: a load balancer should send
+    /// elsewhere (`/ready` answers 503, `/health` says degraded).
+    pub fn saturated(&self) -> Option<&'static str> {
+        self.capacity.saturated()
     }
 
     /// Ready for traffic: one health round done, not shutting down.

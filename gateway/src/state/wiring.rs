@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use resilience_core::SharedClock;
@@ -220,16 +221,54 @@ pub(super) fn routes(
     Routes::new(routes)
 }
 
-/// The dependency checks of `/health`: system resources, Redis when configured, and the
-/// service discovery check (degraded while the registry is stale, no instance is healthy
-/// or the pool breaker is not CLOSED).
+/// How full the gateway is: connections against their cap, slots against
+/// `MAX_CONCURRENT_REQUESTS`.
+#[derive(Clone)]
+pub(crate) struct Capacity {
+    pub connections: Arc<http_edge::Connections>,
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: usize,
+}
+
+impl Capacity {
+    /// What is used up, when something is.
+    pub fn saturated(&self) -> Option<&'static str> {
+        if self.connections.stats().saturated() {
+            Some("every connection is taken (MAX_CONNECTIONS)")
+        } else if self.in_flight.load(Ordering::Acquire) >= self.max_in_flight {
+            Some("every in-flight slot is taken (MAX_CONCURRENT_REQUESTS)")
+        } else {
+            None
+        }
+    }
+}
+
+/// The dependency checks of `/health`: system resources, Redis when configured, capacity
+/// (degraded while saturated), and the service discovery check (degraded while the
+/// registry is stale, no instance is healthy or the pool breaker is not CLOSED).
 pub(super) fn checks(
     settings: &Settings,
     discovery: &Arc<DiscoveryClient>,
     health: &Arc<HealthTracker>,
     pool_breaker: &Arc<Breaker>,
+    capacity: Capacity,
 ) -> anyhow::Result<CompositeHealthChecker> {
-    let mut checks = CompositeHealthChecker::new().with_check(SystemResourcesCheck::new());
+    let mut checks = CompositeHealthChecker::new()
+        .with_check(SystemResourcesCheck::new())
+        .with_check(FnCheck::new("capacity", false, move || {
+            let stats = capacity.connections.stats();
+            let outcome = match capacity.saturated() {
+                Some(why) => CheckOutcome::degraded(why),
+                None => CheckOutcome::healthy(),
+            }
+            .with_details(serde_json::json!({
+                "connections": stats.open,
+                "max_connections": stats.cap,
+                "in_flight": capacity.in_flight.load(Ordering::Acquire),
+                "max_in_flight": capacity.max_in_flight,
+            }));
+            async move { outcome }
+        }));
     if let Some(url) = &settings.redis_url {
         checks = checks.with_check(RedisPingCheck::from_url(url)?);
     }

@@ -18,6 +18,7 @@
 )]
 
 mod breaker;
+mod clients;
 mod contract;
 mod failover;
 mod fallback;

@@ -13,9 +13,9 @@ use serde_json::Map;
 
 use super::simulate::before_answer;
 use super::stream;
-use crate::serve::ConnectionControl;
 use crate::sim::count_tokens;
 use crate::state::AppState;
+use http_edge::ConnectionControl;
 use http_edge::{BadInput, JsonBody};
 
 /// Metrics label of this endpoint.

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use llm_api::generate::{GenerateRequest, GenerateResponse};
 
 use super::simulate::before_answer;
-use crate::serve::ConnectionControl;
 use crate::state::AppState;
+use http_edge::ConnectionControl;
 use http_edge::{BadInput, JsonBody};
 
 /// Metrics label of this endpoint.

@@ -15,8 +15,9 @@ use llm_api::ErrorBody;
 
 use crate::state::AppState;
 
-/// The whole API.
-pub fn app(state: AppState) -> Router {
+/// The whole API; every request body is read whole within `body` first.
+pub fn app(state: AppState, body: http_edge::BodyLimits) -> Router {
+    let uploads = std::sync::Arc::new(http_edge::Uploads::new(body));
     Router::new()
         .route("/generate", post(generate::generate))
         .route("/v1/chat/completions", post(chat::chat_completions))
@@ -27,7 +28,11 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(chaos::router())
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            uploads,
+            http_edge::body::read_whole,
+        ))
+        .layer(DefaultBodyLimit::max(body.max_bytes))
         .with_state(state)
 }
 

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use llm_api::openai::OpenAiError;
 
 use crate::faults::{ErrorFault, RequestFaults};
-use crate::serve::ConnectionControl;
 use crate::state::AppState;
+use http_edge::ConnectionControl;
 
 /// Plays the request-level faults and the model's latency and failure draw. Returns the
 /// response to send instead of an answer, if any; never returns for `hang` and `reset`.

@@ -7,6 +7,7 @@
 )]
 
 mod api;
+mod connections;
 mod expiry;
 mod faults;
 mod harness;
