@@ -10,6 +10,7 @@ use rand::RngExt;
 use serde::Deserialize;
 
 use crate::heartbeat;
+use llm_api::token::ChaosToken;
 
 /// The seed's variables.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +31,10 @@ pub struct DaemonArgs {
     /// (default: `chaos-monkey.heartbeat` in the temporary directory).
     #[arg(long, env = "CHAOS_HEARTBEAT_FILE")]
     pub heartbeat_file: Option<PathBuf>,
+    /// The llm-services' `CHAOS_TOKEN`, sent to their fault API as `Authorization: Bearer`
+    /// (unset: no header).
+    #[arg(long, env = "CHAOS_TOKEN", hide_env_values = true)]
+    pub chaos_token: Option<ChaosToken>,
 }
 
 /// A fault in place: where and its id.
@@ -162,7 +167,7 @@ pub async fn run(args: DaemonArgs, shutdown: impl Future<Output = ()>) -> anyhow
         }
         let target = targets[rand::rng().random_range(0..targets.len())].clone();
         let spec = random_fault(args.chaos_duration);
-        match inject(&client, &target, &spec).await {
+        match inject(&client, args.chaos_token.as_ref(), &target, &spec).await {
             Ok(id) => {
                 tracing::warn!(%target, fault = ?spec.kind, rate = spec.rate,
                     duration_s = args.chaos_duration, %id, "chaos: fault injected");
@@ -183,7 +188,8 @@ pub async fn run(args: DaemonArgs, shutdown: impl Future<Output = ()>) -> anyhow
     let _ = std::fs::remove_file(&heartbeat_file);
     for fault in injected {
         let url = format!("{}/chaos/faults/{}", fault.target, fault.id);
-        match client.delete(&url).send().await {
+        let request = crate::token::authorize(args.chaos_token.as_ref(), client.delete(&url));
+        match request.send().await {
             Ok(response) => {
                 tracing::info!(target = %fault.target, id = %fault.id, status = %response.status(),
                     "chaos: fault removed")
@@ -200,11 +206,12 @@ pub async fn run(args: DaemonArgs, shutdown: impl Future<Output = ()>) -> anyhow
 /// Posts `spec` to `target`'s fault API; returns the fault's id.
 async fn inject(
     client: &reqwest::Client,
+    token: Option<&ChaosToken>,
     target: &str,
     spec: &FaultSpec,
 ) -> anyhow::Result<String> {
-    let response = client
-        .post(format!("{target}/chaos/faults"))
+    let request = client.post(format!("{target}/chaos/faults"));
+    let response = crate::token::authorize(token, request)
         .json(spec)
         .send()
         .await
@@ -229,6 +236,7 @@ mod tests {
             failure_probability: 0.3,
             chaos_duration: 60.0,
             heartbeat_file: None,
+            chaos_token: None,
         }
     }
 

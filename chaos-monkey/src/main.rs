@@ -14,6 +14,7 @@ mod daemon;
 mod experiment;
 mod heartbeat;
 mod proxy;
+mod token;
 
 use std::process::ExitCode;
 

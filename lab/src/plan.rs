@@ -230,6 +230,10 @@ impl Plan {
                 ("RESPONSE_TIME_SLA", sla.to_owned()),
                 ("ADVERTISE_URL", advertised),
                 ("SERVICE_TIER", "primary".to_owned()),
+                // The lab's fault API (the suite's chaos scenarios, the chaos monkey); off
+                // by default in llm-service. A CHAOS_TOKEN in lab's environment is inherited
+                // by the llm-services and the monkey alike, and read by the suite.
+                ("CHAOS_ENABLED", "true".to_owned()),
                 ("LOG_FORMAT", "pretty".to_owned()),
                 ("RUST_LOG", "info".to_owned()),
             ]

@@ -205,6 +205,13 @@ async fn up_control_and_down_leave_nothing_behind() {
         "{proxies}"
     );
 
+    // The lab is a lab: both llm-services have their fault API on (the suite's chaos
+    // scenarios and the chaos monkey use it).
+    for port in [base + 1, base + 2] {
+        let faults = get_json(&client, format!("http://127.0.0.1:{port}/chaos/faults")).await;
+        assert!(faults["faults"].is_array(), "{port}: {faults}");
+    }
+
     // A second `up` changes nothing.
     let again = ok(&dir, &up_args).await;
     assert_eq!(pids(&again), started, "the same processes");

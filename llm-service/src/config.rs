@@ -5,8 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 use llm_api::FieldError;
+use llm_api::token::ChaosToken;
 
 /// A simulated LLM backend with controllable faults.
 #[derive(Debug, Clone, Parser)]
@@ -15,8 +16,9 @@ pub struct Config {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
-    /// Address to listen on.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    /// Address to listen on: loopback unless set (`0.0.0.0` to be reached from other
+    /// hosts, as the container image, the compose file and the Kubernetes manifests set).
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
     /// This instance's id: the registry key's last part and `service_id` in answers.
     #[arg(long, env = "SERVICE_ID", default_value = "llm_service_unknown")]
@@ -58,10 +60,13 @@ pub struct Config {
     /// `primary` or `secondary`: the gateway's tier for this instance.
     #[arg(long, env = "SERVICE_TIER", default_value = "primary")]
     pub service_tier: String,
-    /// When set, the `/chaos` API requires `Authorization: Bearer <token>` (or
-    /// `X-Chaos-Token`).
+    /// Turns the fault-injection API (`/chaos/*`) on; off, every `/chaos` route answers
+    /// 403 and injects nothing. The lab (`lab up`, the compose file) turns it on.
+    #[arg(long, env = "CHAOS_ENABLED", default_value_t = false, action = ArgAction::Set)]
+    pub chaos_enabled: bool,
+    /// When set (not empty), the `/chaos` API requires `Authorization: Bearer <token>`.
     #[arg(long, env = "CHAOS_TOKEN", hide_env_values = true)]
-    pub chaos_token: Option<String>,
+    pub chaos_token: Option<ChaosToken>,
     /// Registry entry lifetime in milliseconds; heartbeats refresh it every third of it.
     #[arg(long, env = "REGISTRY_TTL_MS", default_value_t = 15_000)]
     pub registry_ttl_ms: u64,
@@ -77,6 +82,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The token the `/chaos` API requires, if any (an empty `CHAOS_TOKEN` is none).
+    pub fn chaos_token(&self) -> Option<&ChaosToken> {
+        ChaosToken::given(self.chaos_token.as_ref())
+    }
+
     /// Every problem with the settings, each naming its variable; empty when valid.
     pub fn problems(&self) -> Vec<FieldError> {
         let mut problems = Vec::new();
@@ -170,6 +180,46 @@ mod tests {
         assert_eq!(c.sim_failure_rate, 0.1);
         assert_eq!(c.port, 8000);
         assert!(c.problems().is_empty());
+    }
+
+    #[test]
+    fn safe_by_default_loopback_and_no_fault_api() {
+        let c = Config::from_args::<_, &str>([]).unwrap();
+        assert_eq!(c.host, IpAddr::from([127, 0, 0, 1]));
+        assert!(c.host.is_loopback());
+        assert!(!c.chaos_enabled);
+        assert!(c.chaos_token().is_none());
+    }
+
+    #[test]
+    fn the_fault_api_is_turned_on_and_guarded_by_settings() {
+        let c = Config::from_args([
+            "--host",
+            "0.0.0.0",
+            "--chaos-enabled",
+            "true",
+            "--chaos-token",
+            "s3cret",
+        ])
+        .unwrap();
+        assert_eq!(c.host, IpAddr::from([0, 0, 0, 0]));
+        assert!(c.chaos_enabled);
+        let token = c.chaos_token().unwrap();
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cre"));
+        assert!(!token.matches("s3cret!"));
+        assert!(!token.matches(""));
+        assert!(Config::from_args(["--chaos-enabled", "yes"]).is_err());
+        let empty = Config::from_args(["--chaos-token", ""]).unwrap();
+        assert!(empty.chaos_token().is_none());
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let c = Config::from_args(["--chaos-token", "s3cret"]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("ChaosToken(***)"), "{shown}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: settings from the environment and flags.
 //! - [`routes`]: `/generate`, `/v1/chat/completions` (+ SSE), `/v1/models`, `/health`,
-//!   `/model/health`, `/metrics`, and the `/chaos` fault API; [`routes::app`] builds them.
+//!   `/model/health`, `/metrics`, and the `/chaos` fault API (off unless `CHAOS_ENABLED`);
+//!   [`routes::app`] builds them.
 //! - [`sim`]: the simulated model (latency, failures, deterministic text).
 //! - [`faults`]: active faults and what they do to a request.
 //! - connections are served by [`http_edge::serve`] under the connection limits (and reset
@@ -52,6 +53,7 @@ pub async fn run(
         model = %state.config.model_name,
         "listening"
     );
+    announce_chaos_api(&state.config, bound);
     state.registration.start(&state.config, &url)?;
     let reaper = state.faults.spawn_reaper();
     let registration = std::sync::Arc::clone(&state.registration);
@@ -65,4 +67,19 @@ pub async fn run(
     reaper.abort();
     state.faults.clear();
     Ok(())
+}
+
+/// Says at start whether the fault-injection API is on and guarded (never the token itself),
+/// with a warning when anyone who reaches a non-loopback address could use it.
+fn announce_chaos_api(config: &Config, bound: std::net::SocketAddr) {
+    match (config.chaos_enabled, config.chaos_token().is_some()) {
+        (false, _) => tracing::info!("fault-injection API off (CHAOS_ENABLED=true turns it on)"),
+        (true, true) => tracing::info!("fault-injection API on, guarded by CHAOS_TOKEN"),
+        (true, false) if !bound.ip().is_loopback() => tracing::warn!(
+            addr = %bound,
+            "fault-injection API on without CHAOS_TOKEN on a non-loopback address: \
+             anyone who reaches it can inject faults"
+        ),
+        (true, false) => tracing::info!("fault-injection API on, loopback only, no CHAOS_TOKEN"),
+    }
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use stack_control::{Controller, REDIS};
 
 use super::RunArgs;
+use llm_api::token::ChaosToken;
 
 /// One experiment of `chaos-monkey list`.
 #[derive(Debug)]
@@ -194,6 +195,8 @@ pub struct Action<'a> {
     http: reqwest::Client,
     duration: f64,
     proxy_api: String,
+    /// The fault API's token, if the llm-services require one.
+    token: Option<ChaosToken>,
     /// The id of the fault injected, for its removal.
     fault_id: Mutex<Option<String>>,
     /// Whether a fault was posted (its id may have been lost on the way back).
@@ -243,6 +246,7 @@ impl<'a> Action<'a> {
             http: http.clone(),
             duration: args.duration,
             proxy_api: args.proxy_api.trim_end_matches('/').to_owned(),
+            token: args.chaos_token.clone(),
             fault_id: Mutex::new(None),
             posted: std::sync::atomic::AtomicBool::new(false),
         })
@@ -294,9 +298,8 @@ impl<'a> Action<'a> {
                 let spec = FaultSpec::new(make()).for_seconds(self.duration + 30.0);
                 self.posted
                     .store(true, std::sync::atomic::Ordering::Release);
-                let response = self
-                    .http
-                    .post(format!("{}/chaos/faults", self.url()))
+                let request = self.http.post(format!("{}/chaos/faults", self.url()));
+                let response = crate::token::authorize(self.token.as_ref(), request)
                     .json(&spec)
                     .send()
                     .await
@@ -360,9 +363,8 @@ impl<'a> Action<'a> {
                     }
                     None => return Ok(()),
                 };
-                let response = self
-                    .http
-                    .delete(&url)
+                let request = self.http.delete(&url);
+                let response = crate::token::authorize(self.token.as_ref(), request)
                     .send()
                     .await
                     .context("the target's fault API did not answer")?;

@@ -35,6 +35,8 @@ use actions::{Action, Target};
 use journal::{Journal, Outcome};
 use probe::{Guard, Prober};
 
+use llm_api::token::ChaosToken;
+
 /// `run` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -84,6 +86,10 @@ pub struct RunArgs {
     /// experiments; the target is then the proxy's name.
     #[arg(long, default_value = "http://127.0.0.1:8474")]
     pub proxy_api: String,
+    /// The llm-services' `CHAOS_TOKEN`, sent to their fault API as `Authorization: Bearer`
+    /// (unset: no header).
+    #[arg(long, env = "CHAOS_TOKEN", hide_env_values = true)]
+    pub chaos_token: Option<ChaosToken>,
 }
 
 /// Prints every experiment and what it does.

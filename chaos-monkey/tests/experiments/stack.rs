@@ -54,6 +54,7 @@ impl Stack {
                 ("SIM_MAX_LATENCY_MS", "0".into()),
                 ("SIM_FAILURE_RATE", "0".into()),
                 ("REGISTRY_TTL_MS", "3000".into()),
+                ("CHAOS_ENABLED", "true".into()),
             ]),
             port: Some(port),
             url: Some(format!("http://127.0.0.1:{port}")),

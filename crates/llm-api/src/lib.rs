@@ -9,6 +9,7 @@
 //! - [`gateway`]: the gateway's `/health`, `/admin/status` and breaker-reset answers.
 //! - [`stats`]: the gateway's JSON `/metrics` and the fallback and cache counters in it.
 //! - [`breaker`]: a circuit breaker and its transitions, as those documents show them.
+//! - [`token`]: the fault API's `CHAOS_TOKEN`, checked by llm-service, sent by its callers.
 //!
 //! Types that carry OpenAI request bodies keep the fields they do not know (`extra`), so a
 //! gateway forwards them unchanged.
@@ -23,5 +24,6 @@ pub mod generate;
 pub mod health;
 pub mod openai;
 pub mod stats;
+pub mod token;
 
 pub use error::{ErrorBody, FieldError};

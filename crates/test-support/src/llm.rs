@@ -1,6 +1,7 @@
 //! The `llm-service` starter: instant, never-failing defaults, a free port, waited for
 //! until `/live` answers; `kill -9` and a restart on the same port; its fault API, which
-//! several suites drive.
+//! several suites drive (on by default here, `CHAOS_ENABLED=true`; see
+//! [`LlmServiceBuilder::without_chaos`]).
 
 use std::ops::{Deref, DerefMut};
 
@@ -33,7 +34,8 @@ pub struct LlmService {
 }
 
 impl LlmService {
-    /// Instant, never-failing defaults; override with the builder's methods.
+    /// Instant, never-failing defaults with the fault API on; override with the builder's
+    /// methods.
     pub fn builder() -> LlmServiceBuilder {
         let service_id = unique_id("e2e-llm");
         LlmServiceBuilder {
@@ -48,6 +50,7 @@ impl LlmService {
                 ("LOG_FORMAT", "pretty"),
                 ("RUST_LOG", "info"),
                 ("DRAIN_TIMEOUT_MS", "5000"),
+                ("CHAOS_ENABLED", "true"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .to_vec(),
@@ -71,6 +74,18 @@ impl LlmServiceBuilder {
     pub fn latency(self, min_ms: u64, max_ms: u64) -> Self {
         self.env("SIM_MIN_LATENCY_MS", min_ms)
             .env("SIM_MAX_LATENCY_MS", max_ms)
+    }
+
+    /// Starts it with the fault API off (the service's own default): every `/chaos` route
+    /// refuses.
+    pub fn without_chaos(self) -> Self {
+        self.env("CHAOS_ENABLED", "false")
+    }
+
+    /// Guards the fault API with `token` (`CHAOS_TOKEN`); [`LlmService::add_fault`] and
+    /// [`LlmService::clear_faults`] send it as `Authorization: Bearer`.
+    pub fn chaos_token(self, token: &str) -> Self {
+        self.env("CHAOS_TOKEN", token)
     }
 
     /// Registers in the Redis at `redis_url` with a TTL of `ttl_ms`.
@@ -98,6 +113,7 @@ async fn spawn(env: &[(String, String)]) -> Result<Process, Error> {
     command
         .env_remove("REDIS_URL")
         .env_remove("CHAOS_TOKEN")
+        .env_remove("CHAOS_ENABLED")
         .env_remove("ADVERTISE_URL")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Process::try_start("llm-service", command, Address::FromLog, Some("/live")).await
@@ -123,11 +139,23 @@ impl LlmService {
         self.process = process;
     }
 
+    /// A request to its fault API, with its `CHAOS_TOKEN` as a bearer token when it has one.
+    fn chaos_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.url));
+        match self
+            .env
+            .iter()
+            .find(|(k, v)| k == "CHAOS_TOKEN" && !v.is_empty())
+        {
+            Some((_, token)) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// Injects a fault through `POST /chaos/faults`; returns its id.
     pub async fn add_fault(&self, spec: Value) -> String {
         let response = self
-            .client
-            .post(format!("{}/chaos/faults", self.url))
+            .chaos_request(reqwest::Method::POST, "/chaos/faults")
             .json(&spec)
             .send()
             .await
@@ -150,8 +178,7 @@ impl LlmService {
     /// Removes every fault (`DELETE /chaos/faults`).
     pub async fn clear_faults(&self) {
         let response = self
-            .client
-            .delete(format!("{}/chaos/faults", self.url))
+            .chaos_request(reqwest::Method::DELETE, "/chaos/faults")
             .send()
             .await
             .unwrap_or_else(|e| fail(format!("the fault API does not answer: {e}")));

@@ -100,6 +100,8 @@ pub async fn calm_llm_service() -> Service {
             ("SIM_MIN_LATENCY_MS", "0"),
             ("SIM_MAX_LATENCY_MS", "0"),
             ("SIM_FAILURE_RATE", "0"),
+            // The metrics test puts a fault in place through the fault API.
+            ("CHAOS_ENABLED", "true"),
         ],
         "/health",
     )

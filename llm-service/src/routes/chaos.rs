@@ -8,10 +8,12 @@
 //! - `GET /chaos/faults` → [`FaultList`]; `DELETE /chaos/faults` → `{"removed": n}`;
 //!   `DELETE /chaos/faults/{id}` → `{"removed": 1}`, or 404.
 //!
-//! When `CHAOS_TOKEN` is set (and not empty), every route first requires it as
-//! `Authorization: Bearer <token>` or `X-Chaos-Token: <token>` ([`ChaosAuth`]), else 401.
+//! Every route first checks [`ChaosAuth`]: unless `CHAOS_ENABLED=true`, 403
+//! `chaos_disabled` (saying how to enable it) and nothing is injected; when `CHAOS_TOKEN` is
+//! set (and not empty), only `Authorization: Bearer <token>` passes, else 401 with
+//! `WWW-Authenticate: Bearer`. Both refusals come before the body or the path is read.
 //! Errors use the lab's body naming the field: 400 `invalid_json`, 422 `validation_error`,
-//! 404 `not_found`, 401 `unauthorized`.
+//! 404 `not_found`, 401 `unauthorized`, 403 `chaos_disabled`.
 
 use std::sync::Arc;
 
@@ -44,33 +46,63 @@ pub fn router() -> Router<AppState> {
         .route("/chaos/faults/{id}", delete(remove_fault))
 }
 
-/// Proof that the caller may use the chaos API: always granted when no `CHAOS_TOKEN` is set,
-/// otherwise only for the token (compared in constant time); rejects with 401 JSON.
+/// Proof that the caller may use the chaos API: the API is on (`CHAOS_ENABLED`), and the
+/// caller presented `CHAOS_TOKEN` as a bearer token when one is set (compared in constant
+/// time). Rejects with [`ChaosRefusal`].
 #[derive(Debug, Clone, Copy)]
 pub struct ChaosAuth;
 
 impl FromRequestParts<AppState> for ChaosAuth {
-    type Rejection = Response;
+    type Rejection = ChaosRefusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let expected = match state.config.chaos_token.as_deref() {
-            Some(token) if !token.is_empty() => token,
-            _ => return Ok(Self),
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ChaosRefusal> {
+        if !state.config.chaos_enabled {
+            return Err(ChaosRefusal::Disabled);
+        }
+        let Some(expected) = state.config.chaos_token() else {
+            return Ok(Self);
         };
-        match presented_token(&parts.headers) {
-            Some(given) if same_secret(given.as_bytes(), expected.as_bytes()) => Ok(Self),
-            _ => {
+        match bearer_token(&parts.headers) {
+            Some(given) if expected.matches(given) => Ok(Self),
+            _ => Err(ChaosRefusal::Unauthorized),
+        }
+    }
+}
+
+/// Why a `/chaos` request was refused before it did anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChaosRefusal {
+    /// `CHAOS_ENABLED` is not `true`: 403 `chaos_disabled`.
+    Disabled,
+    /// `CHAOS_TOKEN` is set and the request did not carry it as a bearer token: 401
+    /// `unauthorized` with `WWW-Authenticate: Bearer`.
+    Unauthorized,
+}
+
+impl IntoResponse for ChaosRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Disabled => {
                 let body = ErrorBody::new(
-                    "unauthorized",
-                    "the chaos API needs `Authorization: Bearer <CHAOS_TOKEN>` or `X-Chaos-Token`",
+                    "chaos_disabled",
+                    "the fault-injection API is off: start llm-service with \
+                     CHAOS_ENABLED=true (or --chaos-enabled true) to use it",
                     None,
                 );
-                Err((
+                (StatusCode::FORBIDDEN, Json(body)).into_response()
+            }
+            Self::Unauthorized => {
+                let body = ErrorBody::new(
+                    "unauthorized",
+                    "the chaos API needs `Authorization: Bearer <CHAOS_TOKEN>`",
+                    None,
+                );
+                (
                     StatusCode::UNAUTHORIZED,
                     [(header::WWW_AUTHENTICATE, "Bearer")],
                     Json(body),
                 )
-                    .into_response())
+                    .into_response()
             }
         }
     }
@@ -161,31 +193,14 @@ async fn remove_fault(
     }
 }
 
-/// The token in `Authorization: Bearer …` (scheme in any case) or `X-Chaos-Token`.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
+/// The token in `Authorization: Bearer …` (scheme in any case); no other header counts.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    bearer.or_else(|| {
-        headers
-            .get("x-chaos-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    })
-}
-
-/// Equality whose time depends on the lengths only, not on where the bytes differ.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = given.len() ^ expected.len();
-    for i in 0..given.len().max(expected.len()) {
-        let a = given.get(i).copied().unwrap_or(0);
-        let b = expected.get(i).copied().unwrap_or(0);
-        diff |= usize::from(a ^ b);
-    }
-    diff == 0
+        .map(|(_, token)| token.trim())
 }
 
 /// `duration_s` from the query string, if given.

@@ -1,6 +1,7 @@
 //! Request faults (`latency`, `error`, `hang`, `reset`, `malformed`) and `unhealthy`, seen
 //! from outside as a client sees them, with their expiry; and the `/chaos` API itself: the
-//! list, deletion, bad bodies, `/chaos/inject-failure`, `CHAOS_TOKEN` and the WARN line.
+//! list, deletion, bad bodies, `/chaos/inject-failure`, `CHAOS_ENABLED`, `CHAOS_TOKEN` and
+//! the WARN line.
 //!
 //! Stream faults are in `stream_faults`, resource faults in `resource_faults`; both use the
 //! helpers here.
@@ -570,44 +571,100 @@ async fn inject_failure_answers_at_once_and_fails_requests_until_it_expires() {
 }
 
 #[tokio::test]
-async fn the_chaos_token_guards_the_chaos_api_and_nothing_else() {
-    let llm = LlmService::builder()
-        .env("CHAOS_TOKEN", "s3cret")
-        .start()
-        .await;
+async fn without_chaos_enabled_the_fault_api_refuses_and_injects_nothing() {
+    // The service's own default: test-support turns the API on unless told otherwise.
+    let llm = LlmService::builder().without_chaos().start().await;
+    let client = &llm.client;
+
+    let inject = client
+        .get(format!("{}/chaos/inject-failure?duration_s=30", llm.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inject.status(), 403);
+    let body: Value = inject.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "chaos_disabled", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CHAOS_ENABLED=true"),
+        "{body}"
+    );
+    let posted = client
+        .post(format!("{}/chaos/faults", llm.url))
+        .json(&json!({"kind": "error", "status": 500, "duration_s": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 403);
+    let (status, _) = llm.get_json("/chaos/faults").await;
+    assert_eq!(status, 403);
+
+    // Nothing was injected: every request still succeeds.
+    for _ in 0..5 {
+        let answer = llm.post_json("/generate", prompt()).await;
+        assert_eq!(answer.status(), 200);
+    }
+    assert!(
+        llm.logs()
+            .lines()
+            .iter()
+            .any(|line| line.contains("fault-injection API off")),
+        "the start says the API is off: {:#?}",
+        llm.logs().lines()
+    );
+}
+
+#[tokio::test]
+async fn the_chaos_token_admits_only_its_bearer_and_guards_nothing_else() {
+    let llm = LlmService::builder().chaos_token("s3cret").start().await;
     let faults = format!("{}/chaos/faults", llm.url);
     let client = &llm.client;
     let status = |request: reqwest::RequestBuilder| async move {
         request.send().await.unwrap().status().as_u16()
     };
+    let error = json!({"kind": "error", "status": 500, "duration_s": 30});
 
+    // Refused: no token, a wrong one, the token in the old `X-Chaos-Token` header.
     assert_eq!(status(client.get(&faults)).await, 401);
     assert_eq!(status(client.get(&faults).bearer_auth("wrong")).await, 401);
     assert_eq!(
-        status(client.get(&faults).header("x-chaos-token", "s3cre")).await,
+        status(client.get(&faults).header("x-chaos-token", "s3cret")).await,
         401
     );
-    let refused = client
-        .post(&faults)
-        .json(&json!({"kind": "error"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "unauthorized", "{body}");
-    let inject = format!("{}/chaos/inject-failure?duration_s=1", llm.url);
+    for request in [
+        client.post(&faults).json(&error),
+        client.post(&faults).json(&error).bearer_auth("s3cre"),
+        client
+            .post(&faults)
+            .json(&error)
+            .header("x-chaos-token", "s3cret"),
+    ] {
+        let refused = request.send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "unauthorized", "{body}");
+    }
+    let inject = format!("{}/chaos/inject-failure?duration_s=30", llm.url);
     assert_eq!(status(client.get(&inject)).await, 401);
-    assert_eq!(status(client.delete(&faults)).await, 401);
-
-    assert_eq!(status(client.get(&faults).bearer_auth("s3cret")).await, 200);
     assert_eq!(
-        status(client.get(&faults).header("x-chaos-token", "s3cret")).await,
+        status(client.get(&inject).header("x-chaos-token", "s3cret")).await,
+        401
+    );
+    assert_eq!(status(client.delete(&faults)).await, 401);
+    // Nothing of that was injected.
+    assert_eq!(
+        status(client.post(format!("{}/generate", llm.url)).json(&prompt())).await,
         200
     );
+
+    // With the bearer token: it works.
+    assert_eq!(status(client.get(&faults).bearer_auth("s3cret")).await, 200);
     let added = client
         .post(&faults)
-        .header("x-chaos-token", "s3cret")
+        .bearer_auth("s3cret")
         .json(&json!({"kind": "latency", "ms": 1}))
         .send()
         .await
@@ -642,6 +699,11 @@ async fn the_chaos_token_guards_the_chaos_api_and_nothing_else() {
         200
     );
     assert_eq!(status(client.get(format!("{}/health", llm.url))).await, 200);
+    let lines = llm.logs().lines();
+    assert!(
+        !lines.iter().any(|line| line.contains("s3cret")),
+        "the token is never logged: {lines:#?}"
+    );
 }
 
 #[tokio::test]

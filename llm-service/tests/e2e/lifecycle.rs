@@ -177,6 +177,7 @@ async fn help_lists_every_setting() {
         "SIM_FAILURE_RATE",
         "SIM_SEED",
         "SERVICE_TIER",
+        "CHAOS_ENABLED",
         "CHAOS_TOKEN",
     ] {
         assert!(help.contains(var), "--help lacks {var}");

@@ -15,7 +15,8 @@ use llm_api::gateway::{GatewayHealth, ResetAnswer};
 use llm_api::generate::GenerateRequest;
 use llm_api::health::ServiceHealth;
 use llm_api::stats::GatewayMetrics;
-use reqwest::header::RETRY_AFTER;
+use llm_api::token::ChaosToken;
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
@@ -267,16 +268,41 @@ pub mod health {
     }
 }
 
-/// The llm-services, by base URL: `/health` and the fault API.
+/// The llm-services, by base URL: `/health` and the fault API (with their `CHAOS_TOKEN` as
+/// a bearer token when one is given).
 #[derive(Debug, Clone)]
 pub struct LlmClient {
     http: reqwest::Client,
+    token: Option<ChaosToken>,
 }
 
 impl LlmClient {
-    /// A client for any instance.
+    /// A client for any instance, sending no token.
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self { http, token: None }
+    }
+
+    /// The same client, sending `token` to the fault API as `Authorization: Bearer` (a
+    /// sensitive header, never logged); none, or an empty one, sends nothing.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<ChaosToken>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A request to a fault API at `url`, with the token when there is one.
+    fn fault_api(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        // A `ChaosToken` is printable ASCII: it always makes a header value.
+        let bearer = ChaosToken::given(self.token.as_ref())
+            .and_then(|token| HeaderValue::from_str(&token.bearer()).ok());
+        match bearer {
+            Some(mut value) => {
+                value.set_sensitive(true);
+                request.header(AUTHORIZATION, value)
+            }
+            None => request,
+        }
     }
 
     /// `GET {base}/health`.
@@ -288,8 +314,7 @@ impl LlmClient {
     pub async fn add_fault(&self, base: &str, spec: &FaultSpec) -> anyhow::Result<String> {
         let url = format!("{base}/chaos/faults");
         let response = self
-            .http
-            .post(&url)
+            .fault_api(reqwest::Method::POST, &url)
             .json(spec)
             .timeout(STATUS_TIMEOUT)
             .send()
@@ -311,8 +336,7 @@ impl LlmClient {
     pub async fn clear_faults(&self, base: &str) -> anyhow::Result<()> {
         let url = format!("{base}/chaos/faults");
         let response = self
-            .http
-            .delete(&url)
+            .fault_api(reqwest::Method::DELETE, &url)
             .timeout(STATUS_TIMEOUT)
             .send()
             .await
@@ -399,5 +423,31 @@ pub fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authorization(client: &LlmClient) -> Option<String> {
+        let request = client
+            .fault_api(reqwest::Method::POST, "http://127.0.0.1:1/chaos/faults")
+            .build()
+            .unwrap();
+        let header = request.headers().get(AUTHORIZATION)?;
+        assert!(header.is_sensitive());
+        Some(header.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn the_fault_api_gets_the_token_as_a_bearer_when_there_is_one() {
+        let http = http_client().unwrap();
+        assert_eq!(authorization(&LlmClient::new(http.clone())), None);
+        let empty = LlmClient::new(http.clone()).with_token(Some("".parse().unwrap()));
+        assert_eq!(authorization(&empty), None);
+        let guarded = LlmClient::new(http).with_token(Some("s3cret".parse().unwrap()));
+        assert_eq!(authorization(&guarded).as_deref(), Some("Bearer s3cret"));
+        assert!(!format!("{guarded:?}").contains("s3cret"));
     }
 }

@@ -34,6 +34,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use llm_api::token::ChaosToken;
 use serde_json::json;
 use stack_control::{CHAOS_MONKEY, ServiceStatus};
 
@@ -63,6 +64,10 @@ pub struct SuiteArgs {
     /// is a failed setup check.
     #[arg(long)]
     pub no_controller: bool,
+    /// The llm-services' `CHAOS_TOKEN`, sent to their fault API as `Authorization: Bearer`
+    /// (unset: no header; `lab up` passes its own environment's to the llm-services).
+    #[arg(long, env = "CHAOS_TOKEN", hide_env_values = true)]
+    pub chaos_token: Option<ChaosToken>,
 }
 
 /// The setup check that fails when no stack controller could be opened.
@@ -84,7 +89,7 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
     let mut ctx = Ctx::new(CtxParts {
         http: http.clone(),
         gateway: GatewayClient::new(http.clone(), &args.gateway),
-        llm: LlmClient::new(http),
+        llm: LlmClient::new(http).with_token(args.chaos_token.clone()),
         stack: opened.stack,
         no_stack: opened.no_stack,
         settings: Settings::default(),

@@ -1,4 +1,5 @@
-//! The `/chaos` routes through `oneshot`: status codes, bodies, and the token guard.
+//! The `/chaos` routes through `oneshot`: status codes, bodies, the switch and the token
+//! guard.
 
 use axum::Router;
 use axum::body::Body;
@@ -10,9 +11,20 @@ use crate::config::Config;
 use crate::routes::chaos;
 use crate::state::AppState;
 
+/// A service with the chaos API on (`CHAOS_ENABLED=true`) and `args`.
 fn state(args: &[&str]) -> AppState {
-    AppState::new(Config::from_args(args.iter().copied()).unwrap()).unwrap()
+    let enabled = ["--chaos-enabled", "true"].into_iter();
+    AppState::new(Config::from_args(enabled.chain(args.iter().copied())).unwrap()).unwrap()
 }
+
+/// Every `/chaos` route, with a body that would add a fault.
+const EVERY_ROUTE: [(&str, &str); 5] = [
+    ("GET", "/chaos/inject-failure?duration_s=5"),
+    ("POST", "/chaos/faults"),
+    ("GET", "/chaos/faults"),
+    ("DELETE", "/chaos/faults"),
+    ("DELETE", "/chaos/faults/f-1"),
+];
 
 fn app(state: &AppState) -> Router {
     chaos::router().with_state(state.clone())
@@ -241,18 +253,51 @@ async fn inject_failure_refuses_a_bad_duration() {
 }
 
 #[tokio::test]
-async fn a_chaos_token_guards_every_route() {
-    let state = state(&["--chaos-token", "s3cret"]);
-    for (method, uri) in [
-        ("GET", "/chaos/inject-failure"),
-        ("POST", "/chaos/faults"),
-        ("GET", "/chaos/faults"),
-        ("DELETE", "/chaos/faults"),
-        ("DELETE", "/chaos/faults/f-1"),
-    ] {
+async fn off_by_default_every_route_refuses_with_403_and_injects_nothing() {
+    let state = AppState::new(Config::from_args::<_, &str>([]).unwrap()).unwrap();
+    for (method, uri) in EVERY_ROUTE {
         let (status, body) = call(&state, request(method, uri, r#"{"kind":"hang"}"#)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
+        assert_eq!(body["error"]["type"], "chaos_disabled", "{method} {uri}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("CHAOS_ENABLED=true"), "{message}");
+    }
+    assert!(state.faults.list().is_empty());
+
+    // Off wins over a token: the right bearer does not turn the API on.
+    let state = AppState::new(Config::from_args(["--chaos-token", "s3cret"]).unwrap()).unwrap();
+    let mut request = post(r#"{"kind":"hang"}"#);
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+    assert_eq!(call(&state, request).await.0, StatusCode::FORBIDDEN);
+    assert!(state.faults.list().is_empty());
+}
+
+#[tokio::test]
+async fn a_chaos_token_guards_every_route_with_the_bearer_scheme_only() {
+    let state = state(&["--chaos-token", "s3cret"]);
+    for (method, uri) in EVERY_ROUTE {
+        let response = app(&state)
+            .oneshot(request(method, uri, r#"{"kind":"hang"}"#))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}"
+        );
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer",
+            "{method} {uri}"
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["error"]["type"], "unauthorized", "{method} {uri}");
+        assert!(!body.to_string().contains("s3cret"), "{body}");
     }
     assert!(state.faults.list().is_empty());
 
@@ -264,6 +309,24 @@ async fn a_chaos_token_guards_every_route() {
         );
         request
     };
+    for (name, value) in [
+        ("x-chaos-token", "s3cret"),
+        ("authorization", "Bearer s3cre"),
+        ("authorization", "Bearer s3cret!"),
+        ("authorization", "Bearer "),
+        ("authorization", "Basic s3cret"),
+        ("authorization", "s3cret"),
+    ] {
+        assert_eq!(
+            call(&state, with(name, value)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{name}: {value}"
+        );
+    }
+    assert!(
+        state.faults.list().is_empty(),
+        "no refused request injected"
+    );
     assert_eq!(
         call(&state, with("authorization", "Bearer s3cret")).await.0,
         StatusCode::CREATED
@@ -272,27 +335,10 @@ async fn a_chaos_token_guards_every_route() {
         call(&state, with("authorization", "bearer s3cret")).await.0,
         StatusCode::CREATED
     );
-    assert_eq!(
-        call(&state, with("x-chaos-token", "s3cret")).await.0,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        call(&state, with("authorization", "Bearer s3cre")).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&state, with("authorization", "Bearer s3cret!"))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&state, with("authorization", "Basic s3cret")).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&state, with("x-chaos-token", "nope")).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    let mut inject = get("/chaos/inject-failure?duration_s=5");
+    inject
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+    assert_eq!(call(&state, inject).await.0, StatusCode::OK);
     assert_eq!(state.faults.list().len(), 3);
 }
