@@ -1,5 +1,5 @@
 //! `resilience-tests abuse --target URL`: hostile clients against a gateway or an
-//! llm-service (README.md, "Hostile clients"), at a bounded size, while a well-behaved
+//! llm-service (issue 16, "Hostile clients"), at a bounded size, while a well-behaved
 //! client sends the model route at a fixed rate; pass or fail per attack, with the figures.
 //!
 //! The run: the target is checked (loopback, unless `--i-own-this-host`), its process
