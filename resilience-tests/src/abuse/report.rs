@@ -168,6 +168,7 @@ impl Report {
                 out.push_str(&format!("     – skipped: {skipped}\n"));
             }
         }
+        out.push_str(&format!("total {:.1} s\n", self.elapsed_s));
         out.push_str(&format!(
             "abuse: {} passed, {} failed\n",
             self.passed, self.failed

@@ -121,7 +121,8 @@ impl Ctx {
                     + self.sizes.idle_settle_s
                     + self.sizes.idle as u64 / 200,
             ),
-            AttackKind::Oversized => Duration::from_secs(10 + self.sizes.oversized as u64 / 10),
+            // A debug gateway took 159 s for 1,200 (a gigabyte of upload).
+            AttackKind::Oversized => Duration::from_secs(30 + self.sizes.oversized as u64 / 4),
             AttackKind::Malformed | AttackKind::Headers => Duration::from_secs(60),
         };
         base + OVERRUN
