@@ -197,3 +197,48 @@ fn every_attack_has_a_name() {
         ]
     );
 }
+
+#[test]
+fn presets_and_flags_over_them() {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: super::AbuseArgs,
+    }
+    let parse = |extra: &[&str]| {
+        let mut argv = vec!["abuse", "--target", "http://127.0.0.1:1"];
+        argv.extend_from_slice(extra);
+        Wrapper::try_parse_from(argv).map(|wrapper| super::sizes(&wrapper.args))
+    };
+    let Ok((small, name)) = parse(&[]) else {
+        unreachable!("the defaults parse")
+    };
+    assert_eq!(name, "small");
+    assert_eq!(
+        (small.slowloris, small.slow_bodies, small.idle),
+        (20, 20, 500)
+    );
+    let Ok((full, name)) = parse(&["--size", "full"]) else {
+        unreachable!("--size full parses")
+    };
+    assert_eq!(name, "full");
+    assert_eq!(
+        (
+            full.slow_bodies,
+            full.h2_streams,
+            full.idle,
+            full.oversized,
+            full.idle_settle_s
+        ),
+        (200, 1000, 15_000, 1200, 60)
+    );
+    let Ok((custom, name)) = parse(&["--size", "full", "--idle", "10"]) else {
+        unreachable!("--idle parses")
+    };
+    assert_eq!(name, "custom");
+    assert_eq!((custom.idle, custom.slow_bodies), (10, 200));
+    assert!(parse(&["--only", "malformed,headers"]).is_ok());
+    assert!(parse(&["--only", "nonsense"]).is_err());
+}
