@@ -1,10 +1,12 @@
-//! `resilience-tests`: the lab's grading suite (`suite`), its load test (`load`) and its final
-//! checklist (`validate`), run against a live stack (README.md, "Grading the stack").
+//! `resilience-tests`: the lab's grading suite (`suite`), its load test (`load`), its final
+//! checklist (`validate`), run against a live stack (README.md, "Grading the stack"), and
+//! the hostile-client suite (`abuse`).
 #![allow(
     clippy::print_stdout,
     reason = "a command-line tool: its report is its standard output"
 )]
 
+mod abuse;
 mod load;
 mod suite;
 mod validate;
@@ -29,6 +31,12 @@ enum Command {
     Load(load::LoadArgs),
     /// The lab's final checklist.
     Validate(validate::ValidateArgs),
+    /// Hostile clients (slowloris, slow bodies, idle floods, oversized and malformed
+    /// input, header bombs) while a well-behaved client measures the damage.
+    Abuse(abuse::AbuseArgs),
+    /// Internal: one of `abuse`'s idle-connection workers.
+    #[command(hide = true)]
+    AbuseWorker(abuse::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +56,8 @@ fn main() -> ExitCode {
             Command::Suite(args) => suite::run(args).await,
             Command::Load(args) => load::run(args).await,
             Command::Validate(args) => validate::run(args).await,
+            Command::Abuse(args) => abuse::run(args).await,
+            Command::AbuseWorker(args) => abuse::run_worker(args).await,
         }
     });
     match result {
