@@ -22,6 +22,7 @@ mod contract;
 mod failover;
 mod fallback;
 mod harness;
+mod headers;
 mod leaks;
 mod openai;
 mod protection;
