@@ -15,7 +15,7 @@ use llm_api::ErrorBody;
 
 use crate::state::AppState;
 
-/// The whole API.
+/// The whole API, every answer with the security headers.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/generate", post(generate::generate))
@@ -28,6 +28,7 @@ pub fn app(state: AppState) -> Router {
         .merge(chaos::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
+        .layer(http_edge::security::headers())
         .with_state(state)
 }
 

@@ -10,6 +10,7 @@ mod api;
 mod expiry;
 mod faults;
 mod harness;
+mod headers;
 mod input;
 mod lifecycle;
 mod resource_faults;
