@@ -35,9 +35,9 @@ pub enum UpstreamError {
         /// with secrets masked ([`redact`]): for logs, never for the client.
         message: String,
         /// OpenAI's `error.code` (`context_length_exceeded`, `content_filter`…), if given as
-        /// an [`identifier`].
+        /// a short identifier (`[a-z0-9_.-]`, at most 64 bytes).
         code: Option<String>,
-        /// OpenAI's `error.type` (`invalid_request_error`…), if given as an [`identifier`].
+        /// OpenAI's `error.type` (`invalid_request_error`…), if given as a short identifier.
         kind: Option<String>,
     },
     /// A 2xx whose body is not a generate answer, or a status that is neither 2xx, 4xx nor
