@@ -221,13 +221,14 @@ impl IntoResponse for OpenAiFailure {
 }
 
 /// The metrics label of a request's final failure (`rejected_upstream` or `exhausted`);
-/// an exhausted request is logged with every tier's cause.
+/// a refused request is logged with the upstream's (redacted) words, an exhausted one with
+/// every tier's cause.
 pub fn failure_label(error: &FallbackError, request_id: &str) -> &'static str {
     match error {
         FallbackError::Rejected(refused) => {
             // The upstream's own words (secrets masked when they were read) go to the log
             // only: the client's answer has the gateway's.
-            tracing::warn!(request_id = %request_id, error = %refused.error,
+            tracing::info!(request_id = %request_id, error = %refused.error,
                 "the upstream refused the request");
             "rejected_upstream"
         }
