@@ -1,8 +1,9 @@
 //! The HTTP edge the services share (axum, hyper): [`serve`] is the one server, with the
 //! connection discipline no caller can starve; [`body`] reads request bodies within a size,
-//! a deadline and a budget; [`limits`] holds their settings; [`input`] parses JSON bodies
-//! so that every bad input is a 4xx naming the field, rendered in the lab's or OpenAI's
-//! error shape; [`process`] sets up logging and the shutdown signal; [`healthcheck`] is the
+//! a deadline and a budget; [`limits`] holds their settings; [`security`] has the security
+//! headers every response carries and the CORS setting; [`input`] parses JSON bodies so that
+//! every bad input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape;
+//! [`process`] sets up logging and the shutdown signal; [`healthcheck`] is the
 //! `healthcheck` subcommand the container images run.
 
 pub mod body;
@@ -10,6 +11,7 @@ pub mod healthcheck;
 pub mod input;
 pub mod limits;
 pub mod process;
+pub mod security;
 pub mod serve;
 
 pub use body::{UploadStats, Uploads};

@@ -67,6 +67,11 @@ pub struct Args {
     /// Milliseconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value = "10000")]
     pub drain_timeout_ms: String,
+    /// Comma-separated origins (`https://app.example.com`) whose browser pages may call the
+    /// gateway; empty: no CORS headers at all. `*` allows every origin (without
+    /// credentials): never with admin routes exposed to the internet.
+    #[arg(long, env = "CORS_ALLOW_ORIGINS", default_value = "")]
+    pub cors_allow_origins: String,
     /// Optional TOML file with the settings below the environment's.
     #[arg(long, env = "GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use http_edge::security::CorsOrigins;
 use llm_api::FieldError;
 use resilience_core::breaker::BreakerConfig;
 use resilience_core::health::HealthCheckConfig;
@@ -65,6 +66,8 @@ pub struct Settings {
     pub edge: http_edge::EdgeLimits,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `CORS_ALLOW_ORIGINS`: who may call from a browser page of another origin.
+    pub cors: CorsOrigins,
     /// Active health checks (`HEALTH_CHECK_INTERVAL_MS`, `[health]`).
     pub health: HealthCheckConfig,
     /// `HEALTH_CHECK_PATH`.

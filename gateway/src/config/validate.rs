@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use http_edge::security::CorsOrigins;
 use llm_api::FieldError;
 use resilience_core::breaker::BreakerConfig;
 use resilience_core::error::Error;
@@ -74,6 +75,10 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         None => FileConfig::default(),
     };
     let serving = serving(args, &mut p);
+    let cors = CorsOrigins::parse(&args.cors_allow_origins).unwrap_or_else(|why| {
+        p.push("CORS_ALLOW_ORIGINS", why);
+        CorsOrigins::Off
+    });
     let discovery = discovery(args, &mut p);
     let (drain_timeout, log_format) = drain_and_logs(args, &mut p);
     let timeouts = timeouts(args, &file, &mut p);
@@ -115,6 +120,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         drain_timeout,
         edge,
         log_format,
+        cors,
         health,
         health_check_path: args.health_check_path.clone(),
         retry,

@@ -3,7 +3,8 @@
 //!
 //! 1. [`request_id`]: the client's sane `x-request-id`, or a new one; on every answer.
 //! 2. [`access_log`]: one line per request — method, path, status, latency, request id.
-//! 3. security headers — added by later work, here.
+//! 3. security headers ([`http_edge::security::headers`]) on every answer, then CORS
+//!    (`CORS_ALLOW_ORIGINS`; no layer at all when off), which answers a preflight itself.
 //! 4. authentication — added by later work, here.
 //! 5. rate limit — added by later work, here.
 //! 6. [`body`]: the whole body read before anything else, within a size limit and a

@@ -73,7 +73,7 @@ pub async fn chat_completions(
             response
         }
         Err(error) => {
-            let failure = OpenAiFailure::new(&error, gateway.settings.retry_after_s());
+            let failure = OpenAiFailure::new(&error, &request_id, gateway.settings.retry_after_s());
             let label = failure_label(&error, &request_id);
             let mut response = failure.into_response();
             response.extensions_mut().insert(Recorded::Failed(label));

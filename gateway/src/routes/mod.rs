@@ -64,7 +64,9 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
             ServiceBuilder::new()
                 .layer(from_fn(request_id::request_id))
                 .layer(access_log::layer())
-                // security headers, authentication and rate limit go here, in that order.
+                .layer(http_edge::security::headers())
+                .option_layer(gateway.settings.cors.layer())
+                // authentication and rate limit go here, in that order.
                 .layer(from_fn_with_state(body, read_body)),
         )
         .with_state(gateway)

@@ -179,7 +179,7 @@ impl Relay {
             };
             tracing::error!(request_id = %self.request_id, upstream = %service, %error,
                 "stream interrupted after it reached the client; ending it with an error event");
-            let body = interrupted_event(&error);
+            let body = interrupted_event(&error, &self.request_id);
             // The client may be gone already; the stream is over either way.
             deliver(tx, json_event(&body), self.idle).await;
             return Ending::Interrupted(error);

@@ -10,6 +10,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use resilience_core::policy::{AttemptFailure, FailureClass};
 use serde::Deserialize;
 
+use super::redact::redact;
+
 /// How much of an error body is read to find its message.
 const ERROR_BODY_LIMIT: usize = 8 * 1024;
 
@@ -29,10 +31,14 @@ pub enum UpstreamError {
         status: u16,
         /// The `Retry-After` header, when it held a number of seconds.
         retry_after: Option<Duration>,
-        /// The upstream's error message (OpenAI or lab shape), or the start of its body.
+        /// The upstream's error message (OpenAI or lab shape), or the start of its body,
+        /// with secrets masked ([`redact`]): for logs, never for the client.
         message: String,
-        /// OpenAI's `error.code` (`context_length_exceeded`, `content_filter`…), if given.
+        /// OpenAI's `error.code` (`context_length_exceeded`, `content_filter`…), if given as
+        /// a short identifier (`[a-z0-9_.-]`, at most 64 bytes).
         code: Option<String>,
+        /// OpenAI's `error.type` (`invalid_request_error`…), if given as a short identifier.
+        kind: Option<String>,
     },
     /// A 2xx whose body is not a generate answer, or a status that is neither 2xx, 4xx nor
     /// 5xx.
@@ -87,20 +93,28 @@ impl UpstreamError {
 
     /// The failure as a value, on `target`.
     pub fn failure(&self, target: &str) -> AttemptFailure {
-        let (status, retry_after, message, code) = match self {
+        let (status, retry_after, message, code, kind) = match self {
             Self::Status {
                 status,
                 retry_after,
                 message,
                 code,
-            } => (Some(*status), *retry_after, message.clone(), code.clone()),
-            other => (None, None, other.to_string(), None),
+                kind,
+            } => (
+                Some(*status),
+                *retry_after,
+                message.clone(),
+                code.clone(),
+                kind.clone(),
+            ),
+            other => (None, None, other.to_string(), None, None),
         };
         AttemptFailure {
             target: target.to_owned(),
             class: self.class(),
             status,
             code,
+            kind,
             message,
             detail: self.to_string(),
             retry_after,
@@ -136,7 +150,8 @@ pub(super) fn classify(error: &reqwest::Error, timeout: Duration) -> UpstreamErr
     }
 }
 
-/// The error and its causes, `: `-separated (reqwest's own message names only the URL).
+/// The error and its causes, `: `-separated (reqwest's own message names only the URL),
+/// with secrets masked (a URL may carry credentials).
 pub(super) fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -148,7 +163,7 @@ pub(super) fn chain(error: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    redact(&text)
 }
 
 /// The error for a non-2xx answer, with its message and `Retry-After`.
@@ -179,26 +194,54 @@ pub(super) async fn status_error(
     if !(400..600).contains(&code) {
         return UpstreamError::Malformed(format!("unexpected status {code}"));
     }
-    let (message, error_code) = error_message(&body).unwrap_or_else(|| {
-        (
-            status.canonical_reason().unwrap_or("error").to_owned(),
-            None,
-        )
+    let said = error_message(&body).unwrap_or_else(|| Said {
+        message: status.canonical_reason().unwrap_or("error").to_owned(),
+        code: None,
+        kind: None,
     });
     UpstreamError::Status {
         status: code,
         retry_after,
-        message,
-        code: error_code,
+        message: redact(&said.message),
+        code: said.code,
+        kind: said.kind,
     }
 }
 
-/// The message and OpenAI code of an error body: OpenAI's `error.message` and `error.code`,
-/// the lab's `error.message`, a top-level `message` or `detail`, else the body's first line
-/// of text.
-pub(super) fn error_message(body: &[u8]) -> Option<(String, Option<String>)> {
+/// What an error body said: its message (as written), and OpenAI's `error.code` and
+/// `error.type` when they are [`identifier`]s.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Said {
+    pub(super) message: String,
+    pub(super) code: Option<String>,
+    pub(super) kind: Option<String>,
+}
+
+/// The longest `error.code` or `error.type` passed on.
+const IDENTIFIER_LIMIT: usize = 64;
+
+/// `value` when it is a short identifier (`[a-z0-9_.-]`, at most [`IDENTIFIER_LIMIT`]
+/// bytes), the only upstream words a client may see; anything else is dropped.
+pub(super) fn identifier(value: Option<String>) -> Option<String> {
+    value.filter(|v| {
+        !v.is_empty()
+            && v.len() <= IDENTIFIER_LIMIT
+            && v.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            })
+    })
+}
+
+/// What an error body said: OpenAI's `error.message`, `error.code` and `error.type`, the
+/// lab's `error.message`, a top-level `message` or `detail`, else the body's first line of
+/// text.
+pub(super) fn error_message(body: &[u8]) -> Option<Said> {
     if let Ok(openai) = serde_json::from_slice::<OpenAiError>(body) {
-        return Some((openai.error.message, openai.error.code));
+        return Some(Said {
+            message: openai.error.message,
+            code: identifier(openai.error.code),
+            kind: identifier(Some(openai.error.kind)),
+        });
     }
     if let Ok(other) = serde_json::from_slice::<OtherErrorBody>(body)
         && let Some(message) = other
@@ -207,11 +250,19 @@ pub(super) fn error_message(body: &[u8]) -> Option<(String, Option<String>)> {
             .or(other.message)
             .or(other.detail)
     {
-        return Some((message, None));
+        return Some(Said {
+            message,
+            code: None,
+            kind: None,
+        });
     }
     let text = String::from_utf8_lossy(body);
     let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
-    Some((line.chars().take(200).collect(), None))
+    Some(Said {
+        message: line.chars().take(200).collect(),
+        code: None,
+        kind: None,
+    })
 }
 
 /// `Retry-After` as a number of seconds (an HTTP date is not honoured).

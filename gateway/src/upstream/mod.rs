@@ -19,11 +19,13 @@
 mod error;
 mod openai;
 mod probe;
+mod redact;
 mod stream;
 
 pub use error::UpstreamError;
 pub use openai::{Completed, Payload, count_words};
 pub use probe::{DEFAULT_PROBE_BOUND, HttpProbe};
+pub use redact::redact;
 pub use stream::{Chunk, OpenStream, StreamEvent};
 
 use std::fmt;
@@ -173,7 +175,7 @@ fn join(base: &str, path: &str) -> String {
 /// A 2xx body as the flat generate answer.
 fn parse_answer(body: &[u8]) -> Result<GenerateResponse, UpstreamError> {
     let answer: LenientAnswer = serde_json::from_slice(body)
-        .map_err(|e| UpstreamError::Malformed(format!("not a generate answer: {e}")))?;
+        .map_err(|e| UpstreamError::Malformed(redact(&format!("not a generate answer: {e}"))))?;
     let (response, text) = match (answer.response, answer.text) {
         (Some(response), Some(text)) => (response, text),
         (Some(one), None) | (None, Some(one)) => (one.clone(), one),

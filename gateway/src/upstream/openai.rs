@@ -193,8 +193,9 @@ pub(super) fn chat_url(base_url: &str, protocol: &Protocol) -> String {
 
 /// A 2xx chat body as a [`Completed`] answer to `payload`.
 fn parse_completion(body: &[u8], payload: &Payload) -> Result<Completed, UpstreamError> {
-    let completion: ChatCompletion = serde_json::from_slice(body)
-        .map_err(|e| UpstreamError::Malformed(format!("not a chat completion: {e}")))?;
+    let completion: ChatCompletion = serde_json::from_slice(body).map_err(|e| {
+        UpstreamError::Malformed(super::redact(&format!("not a chat completion: {e}")))
+    })?;
     let text = completion
         .choices
         .first()

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::error::{chain, classify, status_error};
 use super::openai::chat_url;
+use super::redact::redact;
 use super::{Payload, Protocol, UpstreamClient, UpstreamError};
 
 /// Malformed events tolerated before the first token; past this the upstream is broken.
@@ -173,9 +174,9 @@ async fn read(
                 return StreamEvent::Failed(UpstreamError::Connect(chain(&error)));
             }
             Some(Err(error)) => {
-                return StreamEvent::Failed(UpstreamError::Malformed(format!(
+                return StreamEvent::Failed(UpstreamError::Malformed(redact(&format!(
                     "not an event stream: {error}"
-                )));
+                ))));
             }
         };
         let data = event.data.trim();
@@ -192,19 +193,23 @@ pub(crate) fn parse_event(data: &str) -> StreamEvent {
         return StreamEvent::Done;
     }
     let Ok(value) = serde_json::from_str::<Value>(data) else {
-        return StreamEvent::Malformed(data.chars().take(MALFORMED_EXCERPT).collect());
+        return StreamEvent::Malformed(redact(
+            &data.chars().take(MALFORMED_EXCERPT).collect::<String>(),
+        ));
     };
     if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
         let message = error
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("no message");
-        return StreamEvent::Failed(UpstreamError::Malformed(format!(
+        return StreamEvent::Failed(UpstreamError::Malformed(redact(&format!(
             "the upstream sent an error event: {message}"
-        )));
+        ))));
     }
     let Some(choices) = value.get("choices").and_then(Value::as_array) else {
-        return StreamEvent::Malformed(data.chars().take(MALFORMED_EXCERPT).collect());
+        return StreamEvent::Malformed(redact(
+            &data.chars().take(MALFORMED_EXCERPT).collect::<String>(),
+        ));
     };
     let mut chunk = Chunk {
         raw: data.to_owned(),

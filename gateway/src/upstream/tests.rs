@@ -7,7 +7,7 @@ use llm_api::generate::GenerateRequest;
 use resilience_core::health::HealthProbe;
 use resilience_core::policy::FailureClass;
 
-use super::error::error_message;
+use super::error::{Said, error_message, identifier};
 use super::{HttpProbe, UpstreamClient, UpstreamError, join, parse_answer};
 use crate::pool::testing::{FakeLlm, Reply, closed_port_url};
 
@@ -21,6 +21,7 @@ fn status(status: u16) -> UpstreamError {
         retry_after: None,
         message: "m".into(),
         code: None,
+        kind: None,
     }
 }
 
@@ -33,6 +34,7 @@ fn classification_table() {
         retry_after: None,
         message: "m".into(),
         code: Some(code.to_owned()),
+        kind: None,
     };
     // (error, class, metrics label)
     let table = [
@@ -88,12 +90,14 @@ fn a_failure_keeps_status_code_message_and_retry_after() {
         retry_after: Some(Duration::from_secs(3)),
         message: "slow down".into(),
         code: Some("rate_limit".into()),
+        kind: Some("rate_limit_error".into()),
     };
     let failure = error.failure("llm-1");
     assert_eq!(failure.target, "llm-1");
     assert_eq!(failure.class, FailureClass::RateLimited);
     assert_eq!(failure.status, Some(429));
     assert_eq!(failure.code.as_deref(), Some("rate_limit"));
+    assert_eq!(failure.kind.as_deref(), Some("rate_limit_error"));
     assert_eq!(failure.message, "slow down");
     assert_eq!(failure.detail, "HTTP 429: slow down");
     assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
@@ -106,15 +110,16 @@ fn a_failure_keeps_status_code_message_and_retry_after() {
 #[test]
 fn error_messages_are_read_from_every_known_shape() {
     let openai = br#"{"error":{"message":"boom","type":"server_error","param":null,"code":null}}"#;
-    let message = |body: &[u8]| error_message(body).map(|(message, _)| message);
+    let message = |body: &[u8]| error_message(body).map(|said| said.message);
     assert_eq!(message(openai).as_deref(), Some("boom"));
     let coded = br#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
     assert_eq!(
         error_message(coded),
-        Some((
-            "too long".to_owned(),
-            Some("context_length_exceeded".to_owned())
-        ))
+        Some(Said {
+            message: "too long".to_owned(),
+            code: Some("context_length_exceeded".to_owned()),
+            kind: Some("invalid_request_error".to_owned()),
+        })
     );
     let lab = br#"{"status":"error","error":{"type":"validation_error","message":"bad prompt","field":"prompt"}}"#;
     assert_eq!(message(lab).as_deref(), Some("bad prompt"));
@@ -124,6 +129,26 @@ fn error_messages_are_read_from_every_known_shape() {
         Some("upstream exploded")
     );
     assert_eq!(error_message(b""), None);
+}
+
+#[test]
+fn only_short_identifiers_are_kept_as_code_and_type() {
+    let odd =
+        br#"{"error":{"message":"x","type":"Server Error <b>","code":"see postgres://a:b@h"}}"#;
+    assert_eq!(
+        error_message(odd),
+        Some(Said {
+            message: "x".to_owned(),
+            code: None,
+            kind: None,
+        })
+    );
+    for kept in ["context_length_exceeded", "invalid_request_error", "v1.e-2"] {
+        assert_eq!(identifier(Some(kept.to_owned())).as_deref(), Some(kept));
+    }
+    for dropped in ["", "Upper", "with space", "a/b", &"x".repeat(65)] {
+        assert_eq!(identifier(Some(dropped.to_owned())), None, "{dropped}");
+    }
 }
 
 #[test]

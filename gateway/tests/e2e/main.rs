@@ -23,6 +23,8 @@ mod contract;
 mod failover;
 mod fallback;
 mod harness;
+mod headers;
+mod leaks;
 mod openai;
 mod protection;
 mod redis;

@@ -15,7 +15,8 @@ use llm_api::ErrorBody;
 
 use crate::state::AppState;
 
-/// The whole API; every request body is read whole within `body` first.
+/// The whole API, every answer with the security headers; every request body is read whole
+/// within `body` first.
 pub fn app(state: AppState, body: http_edge::BodyLimits) -> Router {
     let uploads = std::sync::Arc::new(http_edge::Uploads::new(body));
     Router::new()
@@ -33,6 +34,7 @@ pub fn app(state: AppState, body: http_edge::BodyLimits) -> Router {
             http_edge::body::read_whole,
         ))
         .layer(DefaultBodyLimit::max(body.max_bytes))
+        .layer(http_edge::security::headers())
         .with_state(state)
 }
 

@@ -11,6 +11,7 @@ mod connections;
 mod expiry;
 mod faults;
 mod harness;
+mod headers;
 mod input;
 mod lifecycle;
 mod resource_faults;

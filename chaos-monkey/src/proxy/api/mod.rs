@@ -31,7 +31,7 @@ use super::registry::{NewProxy, ProxyChange, Registry};
 
 type Answer = Result<Response, ProxyError>;
 
-/// The API's routes.
+/// The API's routes, every answer with the security headers.
 pub fn app(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/version", get(version))
@@ -52,6 +52,7 @@ pub fn app(registry: Arc<Registry>) -> Router {
         )
         .fallback(|| async { ProxyError::NoRoute })
         .method_not_allowed_fallback(|| async { ProxyError::MethodNotAllowed })
+        .layer(http_edge::security::headers())
         .with_state(registry)
 }
 

@@ -349,3 +349,28 @@ async fn delete_and_populate() {
     );
     assert_eq!(api.registry.list().len(), 2);
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let api = Api::start().await;
+    let client = &api.client;
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/version", 200),
+        (reqwest::Method::GET, "/proxies", 200),
+        (reqwest::Method::GET, "/proxies/missing", 404),
+        (reqwest::Method::GET, "/no-such-route", 404),
+        (reqwest::Method::PUT, "/proxies", 405),
+        (reqwest::Method::POST, "/proxies", 400),
+    ] {
+        let response = client
+            .request(method.clone(), format!("{}{path}", api.base))
+            .body("not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        for (name, value) in &http_edge::security::SECURITY_HEADERS {
+            assert_eq!(response.headers()[name], *value, "{method} {path}: {name}");
+        }
+    }
+}

@@ -259,7 +259,8 @@ impl FallbackError {
         }
     }
 
-    /// The provider's explanation of a rejection, safe to show the client; `None` otherwise.
+    /// The provider's explanation of a rejection, in its own words (for logs: an upstream's
+    /// text may hold anything, so an HTTP edge answers with its own); `None` otherwise.
     pub fn client_message(&self) -> Option<&str> {
         self.refusal().map(|failure| failure.message.as_str())
     }

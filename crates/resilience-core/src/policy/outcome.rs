@@ -119,6 +119,8 @@ pub struct AttemptFailure {
     pub status: Option<u16>,
     /// The provider's error code (OpenAI's `error.code`), if it gave one.
     pub code: Option<String>,
+    /// The provider's error type (OpenAI's `error.type`), if it gave one.
+    pub kind: Option<String>,
     /// The upstream's own words for a status; otherwise what went wrong.
     pub message: String,
     /// The whole description (`HTTP 503: …`, `timed out after 200 ms`), for logs.
@@ -139,6 +141,7 @@ impl AttemptFailure {
             class,
             status: None,
             code: None,
+            kind: None,
             detail: message.clone(),
             message,
             retry_after: None,

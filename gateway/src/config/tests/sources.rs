@@ -184,3 +184,31 @@ fn every_setting_is_a_variable_listed_in_the_help() {
         assert!(help.contains(env), "{env} not in --help");
     }
 }
+
+#[test]
+fn cors_is_off_by_default_and_a_bad_origin_is_named() {
+    use http_edge::security::CorsOrigins;
+    assert_eq!(from_env(&[URLS]).unwrap().cors, CorsOrigins::Off);
+    let by_flag =
+        Settings::from_sources(["--cors-allow-origins", "https://app.example.com"], &[URLS])
+            .unwrap();
+    let CorsOrigins::List(origins) = by_flag.cors else {
+        panic!("a list: {:?}", by_flag.cors)
+    };
+    assert_eq!(origins, ["https://app.example.com"]);
+    assert_eq!(
+        from_env(&[URLS, ("CORS_ALLOW_ORIGINS", "*")]).unwrap().cors,
+        CorsOrigins::Any
+    );
+    let problems = from_env(&[
+        URLS,
+        ("CORS_ALLOW_ORIGINS", "https://ok.example, evil.example/x"),
+    ])
+    .unwrap_err();
+    assert_eq!(fields(&problems), ["CORS_ALLOW_ORIGINS"]);
+    assert!(
+        problem(&problems, "CORS_ALLOW_ORIGINS")
+            .message
+            .contains("evil.example/x")
+    );
+}
