@@ -22,6 +22,7 @@ mod contract;
 mod failover;
 mod fallback;
 mod harness;
+mod limits;
 mod openai;
 mod protection;
 mod redis;
