@@ -241,6 +241,51 @@ fn hex_digest(text: &str) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_above_the_entry_bound_are_neither_stored_nor_read() {
+        let server = test_support::RedisServer::start().await;
+        let cache = RedisCache::new(&server.url(), Duration::from_secs(60), 200).unwrap();
+        let (small_key, big_key) = (CacheKey::any_model("small"), CacheKey::any_model("big"));
+        let small = WholeAnswer::text("s".repeat(50), "m", 1, "llm-a");
+        cache.store(&small_key, &small).await;
+        cache
+            .store(
+                &big_key,
+                &WholeAnswer::text("b".repeat(200), "m", 1, "llm-a"),
+            )
+            .await;
+        assert_eq!(
+            cache.lookup(&small_key).await.unwrap().response,
+            small.response
+        );
+        assert!(matches!(
+            cache.lookup(&big_key).await,
+            Err(ProviderError::Miss)
+        ));
+
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let stored: bool = con.exists(RedisCache::redis_key(&big_key)).await.unwrap();
+        assert!(!stored, "the oversized answer was not written");
+        let ttl: i64 = con.ttl(RedisCache::redis_key(&small_key)).await.unwrap();
+        assert!((1..=60).contains(&ttl), "every answer has the TTL: {ttl}");
+
+        // Another writer's oversized value is a miss, read no further than the bound.
+        let foreign = format!(r#"{{"response":"{}"}}"#, "f".repeat(10_000));
+        let () = con
+            .set(RedisCache::redis_key(&big_key), foreign)
+            .await
+            .unwrap();
+        assert!(matches!(
+            cache.lookup(&big_key).await,
+            Err(ProviderError::Miss)
+        ));
+        assert!(
+            cache.lookup(&small_key).await.is_ok(),
+            "and Redis is not skipped"
+        );
+    }
+
     #[test]
     fn redis_keys_are_bounded_whatever_the_model_and_prompt() {
         let digest = "[0-9a-f]{64}";
