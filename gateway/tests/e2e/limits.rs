@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Answer, Gateway, GatewayExt, LlmExt, LlmService};
+use crate::harness::{Answer, Gateway, GatewayExt, LlmExt, LlmService, RedisServer};
 
 /// Asserts an OpenAI `invalid_request_error` blaming `param` with a short message.
 fn assert_refused(answer: &Answer, param: &str) {
@@ -102,4 +102,69 @@ async fn oversized_names_unknown_roles_and_huge_n_are_422_without_reaching_the_u
         let served = gw.chat(chat(model, user.clone())).await;
         assert_eq!(served.status, 200, "{model}: {}", short(&served.body));
     }
+}
+
+/// The response-cache keys in `redis` (a test's private server: `KEYS` is fine here).
+async fn cache_keys(redis: &RedisServer) -> Vec<String> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg("cache:*")
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_model_names_are_refused_and_leave_no_trace_in_memory_or_redis() {
+    let redis = RedisServer::start().await;
+    let a = LlmService::builder().start().await;
+    let gw = Gateway::builder()
+        .upstreams(&[&a])
+        .redis(&redis.url())
+        .start()
+        .await;
+    // A few answers first, so the baseline holds a warm allocator and some cache keys.
+    for i in 0..5 {
+        let answer = gw.generate(&format!("warm up question {i}")).await;
+        assert!(answer.is_primary_success(), "{answer:?}");
+    }
+    let keys_before = cache_keys(&redis).await;
+    let rss_before = gw.rss_kib();
+
+    let huge = "m".repeat(900 * 1024);
+    let (gw_ref, huge) = (&gw, huge.as_str());
+    for round in 0..40 {
+        let bodies = (0..4).map(|i| {
+            let prompt = format!("round {round} request {i}");
+            async move {
+                if i % 2 == 0 {
+                    gw_ref
+                        .chat(chat(huge, json!([{"role": "user", "content": prompt}])))
+                        .await
+                } else {
+                    gw_ref
+                        .generate_body(json!({"prompt": prompt, "model": huge}), None)
+                        .await
+                }
+            }
+        });
+        for answer in futures::future::join_all(bodies).await {
+            assert_eq!(answer.status, 422, "{}", short(&answer.body));
+        }
+    }
+
+    let rss_after = gw.rss_kib();
+    assert!(
+        rss_after < rss_before + 20 * 1024,
+        "160 bodies of 900 KB grew the gateway by less than 20 MB: {rss_before} KiB -> \
+         {rss_after} KiB"
+    );
+    let keys_after = cache_keys(&redis).await;
+    assert_eq!(keys_after.len(), keys_before.len(), "no new cache key");
+    assert!(
+        keys_after.iter().all(|k| k.len() <= 146),
+        "every key is short: {keys_after:?}"
+    );
+    assert_eq!(a.chat_count().await, 0.0);
 }
