@@ -143,8 +143,8 @@ pub fn cache_key(req: &GatewayRequest) -> Option<CacheKey> {
     if model.is_some_and(|m| m.len() > MAX_CACHED_MODEL) {
         return None;
     }
-    let key = CacheKey::new(model, &req.payload.prompt_text());
-    (!key.is_blank() && key.prompt().len() <= MAX_CACHED_PROMPT).then_some(key)
+    CacheKey::within(model, &req.payload.prompt_text(), MAX_CACHED_PROMPT)
+        .filter(|key| !key.is_blank())
 }
 
 /// The estimated heap bytes of a cached answer: its strings and, for a chat answer, the
