@@ -149,13 +149,16 @@ pub fn services(instances: &[InstanceView]) -> Vec<ServiceView> {
 /// The response cache's counters.
 pub fn cache(c: &core_fallback::CacheStats) -> CacheStats {
     CacheStats {
+        bytes: count(c.bytes),
         capacity: count(c.capacity),
         entries: count(c.entries),
         evictions: c.evictions,
         expirations: c.expirations,
         hits: c.hits,
         inserts: c.inserts,
+        max_bytes: count(c.max_bytes),
         misses: c.misses,
+        oversized: c.oversized,
         seeded: count(c.seeded),
         seeded_hits: c.seeded_hits,
         ttl_ms: c.ttl_ms,

@@ -38,15 +38,13 @@ impl GenerateRequest {
         }
     }
 
-    /// Checks the values (the types were checked by parsing); `max_tokens_limit` is the
-    /// server's `MAX_TOKENS`.
+    /// Checks the values (the types were checked by parsing) under the default
+    /// [`InputLimits`](crate::limits::InputLimits) with `max_tokens_limit` as the server's
+    /// `MAX_TOKENS`.
     pub fn validate(&self, max_tokens_limit: u32) -> Result<(), FieldError> {
-        if self.prompt.trim().is_empty() {
-            return Err(FieldError::new("prompt", "must not be empty"));
-        }
-        crate::checks::token_budget("max_tokens", self.max_tokens, max_tokens_limit)?;
-        crate::checks::temperature(self.temperature)?;
-        Ok(())
+        self.validate_within(&crate::limits::InputLimits::with_max_tokens(
+            max_tokens_limit,
+        ))
     }
 
     /// The token budget: `max_tokens`, or [`DEFAULT_MAX_TOKENS`] capped by `limit`.

@@ -4,6 +4,7 @@
 //! - [`openai`]: OpenAI chat completions (request, answer, stream chunks), models, errors.
 //! - [`fault`]: llm-service's fault-injection API (`/chaos/faults`).
 //! - [`health`]: llm-service's `/health` body.
+//! - [`limits`]: the bounds of a request's values (model name, messages, prompt, `n`…).
 //! - [`error`]: the 4xx body for invalid input on the lab's endpoints, naming the field.
 //! - [`envelope`]: the gateway's `/generate` success envelope (its errors are [`ErrorBody`]).
 //! - [`gateway`]: the gateway's `/health`, `/admin/status` and breaker-reset answers.
@@ -22,6 +23,7 @@ pub mod fault;
 pub mod gateway;
 pub mod generate;
 pub mod health;
+pub mod limits;
 pub mod openai;
 pub mod stats;
 pub mod token;

@@ -104,43 +104,13 @@ impl ChatCompletionRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
-    /// Checks the values (the types were checked by parsing); `max_tokens_limit` is the
-    /// server's limit.
+    /// Checks the values (the types were checked by parsing) under the default
+    /// [`InputLimits`](crate::limits::InputLimits) with `max_tokens_limit` as the server's
+    /// token limit.
     pub fn validate(&self, max_tokens_limit: u32) -> Result<(), FieldError> {
-        if self.model.trim().is_empty() {
-            return Err(FieldError::new("model", "must not be empty"));
-        }
-        if self.messages.is_empty() {
-            return Err(FieldError::new(
-                "messages",
-                "must hold at least one message",
-            ));
-        }
-        for (i, message) in self.messages.iter().enumerate() {
-            if message.role.trim().is_empty() {
-                return Err(FieldError::new(
-                    format!("messages[{i}].role"),
-                    "must not be empty",
-                ));
-            }
-            if !matches!(
-                message.content,
-                Value::String(_) | Value::Array(_) | Value::Null
-            ) {
-                return Err(FieldError::new(
-                    format!("messages[{i}].content"),
-                    "must be a string, an array of content parts, or null",
-                ));
-            }
-        }
-        crate::checks::token_budget("max_tokens", self.max_tokens, max_tokens_limit)?;
-        crate::checks::token_budget(
-            "max_completion_tokens",
-            self.max_completion_tokens,
+        self.validate_within(&crate::limits::InputLimits::with_max_tokens(
             max_tokens_limit,
-        )?;
-        crate::checks::temperature(self.temperature)?;
-        Ok(())
+        ))
     }
 
     /// The last user message's text (what a simulated model answers).

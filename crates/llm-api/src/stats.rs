@@ -119,6 +119,9 @@ pub struct LatencyStats {
 /// The response cache's counters and sizes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheStats {
+    /// The estimated bytes of the learned entries held.
+    #[serde(default)]
+    pub bytes: u64,
     /// The maximum number of learned entries.
     pub capacity: u64,
     /// Learned entries held now.
@@ -131,8 +134,14 @@ pub struct CacheStats {
     pub hits: u64,
     /// Learned entries stored.
     pub inserts: u64,
+    /// The bound of `bytes`.
+    #[serde(default)]
+    pub max_bytes: u64,
     /// Lookups that found nothing.
     pub misses: u64,
+    /// Answers not cached because they alone were above the per-entry bound.
+    #[serde(default)]
+    pub oversized: u64,
     /// Seeded entries.
     pub seeded: u64,
     /// The part of `hits` served by seeded entries.

@@ -10,7 +10,12 @@
 //! - Reads: the cache tier it builds ([`AnswerCache::tier`]) asks the in-process cache first
 //!   (no network), then Redis.
 //! - Keys: a request's model and normalised prompt ([`cache_key`]); blank and very long
-//!   prompts are neither cached nor looked up.
+//!   prompts, and very long model names, are neither cached nor looked up. In Redis the
+//!   prompt is a SHA-256 digest ([`RedisCache::redis_key`]), so every key is short.
+//! - Bounds: the in-process cache holds at most `capacity` learned answers and
+//!   `max_bytes` of them (the least recently used go first); an answer above
+//!   `max_entry_bytes` is cached neither in process nor in Redis, where every answer has the
+//!   TTL and reads are cut at `max_entry_bytes` too.
 
 mod redis;
 
@@ -32,6 +37,10 @@ use crate::upstream::count_words;
 /// Prompts longer than this (in bytes, normalised) are neither cached nor looked up.
 pub const MAX_CACHED_PROMPT: usize = 2048;
 
+/// Model names longer than this (in bytes) are neither cached nor looked up: validation
+/// refuses them earlier, but a key never depends on that.
+pub const MAX_CACHED_MODEL: usize = 256;
+
 /// The answers to common prompts every gateway starts with.
 const SEED: &str = include_str!("../../../config/fallback_responses.json");
 
@@ -50,7 +59,13 @@ impl AnswerCache {
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let ttl = settings.ttl;
-        let local = Arc::new(ResponseCache::new(clock, ttl, settings.capacity));
+        let local = Arc::new(
+            ResponseCache::new(clock, ttl, settings.capacity).with_byte_limit(
+                settings.max_bytes,
+                settings.max_entry_bytes,
+                answer_bytes,
+            ),
+        );
         let seed = match &settings.seed_file {
             Some(path) => SeedFile::load(path)?,
             None => SeedFile::parse(SEED, "config/fallback_responses.json")?,
@@ -64,7 +79,11 @@ impl AnswerCache {
             )
         });
         let redis = match redis_url {
-            Some(url) => Some(Arc::new(RedisCache::new(url, ttl)?)),
+            Some(url) => Some(Arc::new(RedisCache::new(
+                url,
+                ttl,
+                settings.max_entry_bytes,
+            )?)),
             None => None,
         };
         Ok(Self {
@@ -117,11 +136,49 @@ impl AnswerStore<GatewayRequest, Answer> for AnswerCache {
 }
 
 /// The cache key of a request: its model and normalised prompt (a chat's messages); `None`
-/// for a blank prompt or one longer than [`MAX_CACHED_PROMPT`] (the cache bounds its memory
-/// by entries).
+/// for a blank prompt, one longer than [`MAX_CACHED_PROMPT`] or a model name longer than
+/// [`MAX_CACHED_MODEL`], so a key's text is bounded whatever the request.
 pub fn cache_key(req: &GatewayRequest) -> Option<CacheKey> {
-    let key = CacheKey::new(req.payload.model(), &req.payload.prompt_text());
-    (!key.is_blank() && key.prompt().len() <= MAX_CACHED_PROMPT).then_some(key)
+    let model = req.payload.model();
+    if model.is_some_and(|m| m.len() > MAX_CACHED_MODEL) {
+        return None;
+    }
+    CacheKey::within(model, &req.payload.prompt_text(), MAX_CACHED_PROMPT)
+        .filter(|key| !key.is_blank())
+}
+
+/// The estimated heap bytes of a cached answer: its strings and, for a chat answer, the
+/// upstream's completion as JSON (what the bytes of its strings and fields amount to).
+pub fn answer_bytes(answer: &WholeAnswer) -> usize {
+    let completion = answer.completion.as_deref().map_or(0, |completion| {
+        let mut counter = ByteCounter(0);
+        match serde_json::to_writer(&mut counter, completion) {
+            Ok(()) => counter.0,
+            // Cannot happen for a completion; weighed as too big to keep, never as free.
+            Err(_) => usize::MAX,
+        }
+    });
+    answer
+        .response
+        .len()
+        .saturating_add(answer.model_used.len())
+        .saturating_add(answer.served_by.len())
+        .saturating_add(std::mem::size_of::<WholeAnswer>())
+        .saturating_add(completion)
+}
+
+/// Counts what is written to it, keeping nothing.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The key a live answer is stored under: [`cache_key`], except for a stream, whose answer

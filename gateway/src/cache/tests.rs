@@ -14,6 +14,8 @@ fn settings() -> CacheSettings {
     CacheSettings {
         ttl: Duration::from_secs(60),
         capacity: 10,
+        max_bytes: 1 << 20,
+        max_entry_bytes: 4096,
         seed_file: None,
     }
 }
@@ -99,4 +101,59 @@ fn blank_and_very_long_prompts_have_no_key() {
     assert!(cache_key(&generate(&"x".repeat(MAX_CACHED_PROMPT + 1))).is_none());
     assert!(cache_key(&generate("short")).is_some());
     assert!(store_key(&chat_stream("short")).is_none());
+}
+
+#[tokio::test]
+async fn the_byte_bound_holds_and_the_oldest_answers_go_first() {
+    let settings = CacheSettings {
+        capacity: 1_000,
+        max_bytes: 8 * 1024,
+        ..settings()
+    };
+    let cache = AnswerCache::new(&settings, None, SystemClock::shared()).unwrap();
+    let answer = |i: usize| WholeAnswer::text("a".repeat(1000 + i), "m-1", 200, "llm-a");
+    for i in 0..50 {
+        let req = generate(&format!("question number {i}"));
+        AnswerStore::remember(&cache, &req, &Answer::Whole(answer(i)));
+        let stats = cache.stats();
+        assert!(stats.bytes <= 8 * 1024, "{stats:?}");
+    }
+    let stats = cache.stats();
+    assert!(stats.entries < 8 && stats.evictions > 40, "{stats:?}");
+    assert!(
+        lookup(&cache, &generate("question number 0"))
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        lookup(&cache, &generate("question number 49")).await,
+        Some(answer(49))
+    );
+}
+
+#[tokio::test]
+async fn an_answer_above_the_entry_bound_is_not_cached() {
+    let cache = cache();
+    let req = generate("Tell me everything");
+    let huge = WholeAnswer::text("w".repeat(5000), "m-1", 1000, "llm-a");
+    AnswerStore::remember(&cache, &req, &Answer::Whole(huge.clone()));
+    assert!(lookup(&cache, &req).await.is_none());
+    cache.remember_stream(cache_key(&req).unwrap(), huge);
+    assert!(lookup(&cache, &req).await.is_none());
+    assert_eq!(cache.stats().oversized, 2);
+    assert!(answer_bytes(&WholeAnswer::text("x".repeat(5000), "m", 1, "s")) > 5000);
+}
+
+#[test]
+fn a_very_long_model_name_has_no_key() {
+    let named = |model: String| {
+        let generate = GenerateRequest {
+            model: Some(model),
+            ..GenerateRequest::new("hello")
+        };
+        GatewayRequest::new(Payload::Generate(generate), "r-3", Duration::from_secs(5))
+    };
+    assert!(cache_key(&named("m".repeat(MAX_CACHED_MODEL))).is_some());
+    assert!(cache_key(&named("m".repeat(MAX_CACHED_MODEL + 1))).is_none());
+    assert!(cache_key(&named("m".repeat(900 * 1024))).is_none());
 }

@@ -72,6 +72,30 @@ pub struct Args {
     /// credentials): never with admin routes exposed to the internet.
     #[arg(long, env = "CORS_ALLOW_ORIGINS", default_value = "")]
     pub cors_allow_origins: String,
+    /// Largest `max_tokens` a request may ask for [default: 4096]; wins over `max_tokens`
+    /// in the file.
+    #[arg(long, env = "MAX_TOKENS")]
+    pub max_tokens: Option<String>,
+    /// Longest `model` name a request may give, in characters (of `A-Z a-z 0-9 . _ : / @ -`).
+    #[arg(long, env = "MAX_MODEL_CHARS", default_value = "256")]
+    pub max_model_chars: String,
+    /// Most messages in one chat request.
+    #[arg(long, env = "MAX_MESSAGES", default_value = "1024")]
+    pub max_messages: String,
+    /// Most characters in one prompt (all of a chat's messages together).
+    #[arg(long, env = "MAX_PROMPT_CHARS", default_value = "524288")]
+    pub max_prompt_chars: String,
+    /// Largest `n` (answers per chat request).
+    #[arg(long, env = "MAX_CHOICES", default_value = "8")]
+    pub max_choices: String,
+    /// Bytes the in-process response cache holds at most [default: 67108864, 64 MiB];
+    /// wins over `cache.max_bytes` in the file.
+    #[arg(long, env = "CACHE_MAX_BYTES")]
+    pub cache_max_bytes: Option<String>,
+    /// Bytes of the largest answer cached, in process and in Redis [default: 262144,
+    /// 256 KiB]; wins over `cache.max_entry_bytes` in the file.
+    #[arg(long, env = "CACHE_MAX_ENTRY_BYTES")]
+    pub cache_max_entry_bytes: Option<String>,
     /// Optional TOML file with the settings below the environment's.
     #[arg(long, env = "GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,

@@ -100,6 +100,12 @@ pub struct CacheSection {
     pub ttl_s: u64,
     /// Learned answers kept at most.
     pub capacity: usize,
+    /// Bytes the in-process cache's learned answers take at most (`CACHE_MAX_BYTES`
+    /// overrides it).
+    pub max_bytes: Option<u64>,
+    /// Bytes of the largest answer cached, in process and in Redis
+    /// (`CACHE_MAX_ENTRY_BYTES` overrides it).
+    pub max_entry_bytes: Option<u64>,
     /// Seeded answers to common prompts.
     pub seed_file: Option<PathBuf>,
 }
@@ -156,6 +162,8 @@ impl Default for CacheSection {
         Self {
             ttl_s: 3600,
             capacity: 1000,
+            max_bytes: None,
+            max_entry_bytes: None,
             seed_file: None,
         }
     }
@@ -175,6 +183,11 @@ impl Default for TiersSection {
 pub const MAX_TOKENS: u32 = 4096;
 /// The built-in bound of one try, ms.
 pub const PER_TRY_TIMEOUT_MS: u64 = 10_000;
+/// The built-in bound of the in-process cache's learned answers, in bytes: 64 MiB.
+pub const CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The built-in bound of one cached answer, in bytes: 256 KiB (an answer of thousands of
+/// tokens with its upstream document fits many times over).
+pub const CACHE_MAX_ENTRY_BYTES: u64 = 256 * 1024;
 /// The built-in registry grace, ms.
 pub const REGISTRY_GRACE_MS: u64 = 15_000;
 

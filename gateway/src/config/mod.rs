@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use http_edge::security::CorsOrigins;
 use llm_api::FieldError;
+use llm_api::limits::InputLimits;
 use resilience_core::breaker::BreakerConfig;
 use resilience_core::health::HealthCheckConfig;
 use resilience_core::registry::Instance;
@@ -54,8 +55,9 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// The longest `Retry-After` waited for within a request.
     pub max_retry_after: Duration,
-    /// Largest `max_tokens` a request may ask for.
-    pub max_tokens: u32,
+    /// The bounds of a request's values (`MAX_TOKENS`, `MAX_MODEL_CHARS`, `MAX_MESSAGES`,
+    /// `MAX_PROMPT_CHARS`, `MAX_CHOICES`).
+    pub limits: InputLimits,
     /// How long a registered instance outlives its registry entry.
     pub registry_grace: Duration,
     /// `DISCOVERY_REFRESH_MS`.
@@ -120,6 +122,11 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// Learned answers kept at most.
     pub capacity: usize,
+    /// Bytes the learned answers of the in-process cache take at most (`CACHE_MAX_BYTES`).
+    pub max_bytes: usize,
+    /// Bytes of the largest answer cached, in process and in Redis
+    /// (`CACHE_MAX_ENTRY_BYTES`).
+    pub max_entry_bytes: usize,
     /// Seeded answers to common prompts; the shipped ones when `None`.
     pub seed_file: Option<PathBuf>,
 }

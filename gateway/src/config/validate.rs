@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http_edge::security::CorsOrigins;
 use llm_api::FieldError;
+use llm_api::limits::InputLimits;
 use resilience_core::breaker::BreakerConfig;
 use resilience_core::error::Error;
 use resilience_core::health::HealthCheckConfig;
@@ -82,9 +83,10 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
     let discovery = discovery(args, &mut p);
     let (drain_timeout, log_format) = drain_and_logs(args, &mut p);
     let timeouts = timeouts(args, &file, &mut p);
+    let limits = limits(args, &file, &mut p);
     let health = health(&file, discovery.health_interval_ms, &mut p);
     let (retry, budget) = retry_and_budget(&file, &mut p);
-    let cache = cache(&file, &mut p);
+    let cache = cache(args, &file, &mut p);
     let routes = routes::check(&file.routes, env, &mut p);
     let breakers = breakers(args, &file, &routes, &mut p);
     let edge = args.edge.limits().unwrap_or_else(|problems| {
@@ -112,7 +114,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         first_token_timeout: timeouts.first_token,
         idle_timeout: timeouts.idle,
         max_retry_after: Duration::from_millis(file.retry.max_retry_after_ms),
-        max_tokens: file.max_tokens.unwrap_or(file::MAX_TOKENS),
+        limits,
         registry_grace: Duration::from_millis(
             file.registry_grace_ms.unwrap_or(file::REGISTRY_GRACE_MS),
         ),
@@ -276,6 +278,45 @@ fn timeouts(args: &Args, file: &FileConfig, p: &mut Problems) -> Timeouts {
     }
 }
 
+/// The bounds of a request's values: `MAX_TOKENS` (over the file's `max_tokens`),
+/// `MAX_MODEL_CHARS`, `MAX_MESSAGES`, `MAX_PROMPT_CHARS` and `MAX_CHOICES`, each within a
+/// range that keeps it a bound.
+fn limits(args: &Args, file: &FileConfig, p: &mut Problems) -> InputLimits {
+    let max_tokens = optional(p, "MAX_TOKENS", &args.max_tokens)
+        .or(file.max_tokens.map(u64::from))
+        .unwrap_or(u64::from(file::MAX_TOKENS));
+    let max_tokens = bounded(p, "MAX_TOKENS", max_tokens, 1..=1_000_000);
+    let mut setting = |name: &str, raw: &str, range| {
+        count(p, name, raw).map_or(1, |value| bounded(p, name, value, range))
+    };
+    InputLimits {
+        max_tokens,
+        max_model_chars: setting("MAX_MODEL_CHARS", &args.max_model_chars, 1..=1024),
+        max_messages: setting("MAX_MESSAGES", &args.max_messages, 1..=100_000),
+        max_prompt_chars: setting("MAX_PROMPT_CHARS", &args.max_prompt_chars, 1..=16 << 20),
+        max_choices: u32::try_from(setting("MAX_CHOICES", &args.max_choices, 1..=128)).unwrap_or(1),
+    }
+}
+
+/// `value` as a `T` when `range` holds it; else noted (and the range's start returned).
+fn bounded<T: TryFrom<u64> + From<u8>>(
+    p: &mut Problems,
+    name: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> T {
+    match T::try_from(value) {
+        Ok(v) if range.contains(&value) => v,
+        _ => {
+            p.push(
+                name,
+                format!("must be {} to {}, got {value}", range.start(), range.end()),
+            );
+            T::from(1)
+        }
+    }
+}
+
 /// Active health checks every `interval_ms`, with `[health]`.
 fn health(file: &FileConfig, interval_ms: u64, p: &mut Problems) -> HealthCheckConfig {
     let health = HealthCheckConfig {
@@ -327,13 +368,24 @@ fn retry_and_budget(file: &FileConfig, p: &mut Problems) -> (RetryPolicy, Budget
 }
 
 /// `[cache]`.
-fn cache(file: &FileConfig, p: &mut Problems) -> CacheSettings {
+fn cache(args: &Args, file: &FileConfig, p: &mut Problems) -> CacheSettings {
     if file.cache.ttl_s == 0 {
         p.push("cache.ttl_s", "must be above zero");
+    }
+    let max_bytes = optional(p, "CACHE_MAX_BYTES", &args.cache_max_bytes)
+        .or(file.cache.max_bytes)
+        .unwrap_or(file::CACHE_MAX_BYTES);
+    let max_entry_bytes = optional(p, "CACHE_MAX_ENTRY_BYTES", &args.cache_max_entry_bytes)
+        .or(file.cache.max_entry_bytes)
+        .unwrap_or(file::CACHE_MAX_ENTRY_BYTES);
+    if max_entry_bytes == 0 {
+        p.push("cache.max_entry_bytes", "must be above zero");
     }
     CacheSettings {
         ttl: Duration::from_secs(file.cache.ttl_s),
         capacity: file.cache.capacity,
+        max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        max_entry_bytes: usize::try_from(max_entry_bytes).unwrap_or(usize::MAX),
         seed_file: file.cache.seed_file.clone(),
     }
 }

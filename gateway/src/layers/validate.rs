@@ -12,6 +12,7 @@ use axum::response::Response;
 use http_edge::BadInput;
 use llm_api::FieldError;
 use llm_api::generate::GenerateRequest;
+use llm_api::limits::InputLimits;
 use llm_api::openai::ChatCompletionRequest;
 use serde::de::DeserializeOwned;
 
@@ -20,19 +21,19 @@ use crate::state::Gateway;
 
 /// A request type a model route accepts.
 pub trait Validate: DeserializeOwned + Clone + Send + Sync + 'static {
-    /// Checks the request under the gateway's `max_tokens` limit; the error names the field.
-    fn check(&self, max_tokens: u32) -> Result<(), FieldError>;
+    /// Checks the request under the gateway's input limits; the error names the field.
+    fn check(&self, limits: &InputLimits) -> Result<(), FieldError>;
 }
 
 impl Validate for GenerateRequest {
-    fn check(&self, max_tokens: u32) -> Result<(), FieldError> {
-        self.validate(max_tokens)
+    fn check(&self, limits: &InputLimits) -> Result<(), FieldError> {
+        self.validate_within(limits)
     }
 }
 
 impl Validate for ChatCompletionRequest {
-    fn check(&self, max_tokens: u32) -> Result<(), FieldError> {
-        self.validate(max_tokens)
+    fn check(&self, limits: &InputLimits) -> Result<(), FieldError> {
+        self.validate_within(limits)
     }
 }
 
@@ -54,7 +55,7 @@ pub async fn validate<T: Validate>(
         .unwrap_or_default();
     let checked = http_edge::read_json::<T>(&parts.headers, &bytes).and_then(|request| {
         request
-            .check(gateway.settings.max_tokens)
+            .check(&gateway.settings.limits)
             .map(|()| request)
             .map_err(BadInput::invalid)
     });

@@ -25,6 +25,7 @@ mod fallback;
 mod harness;
 mod headers;
 mod leaks;
+mod limits;
 mod openai;
 mod protection;
 mod redis;

@@ -23,6 +23,12 @@ async fn generate_refuses_bad_values_naming_the_field() {
         (json!({"prompt": "x", "temperature": 3.5}), "temperature"),
         (json!({"max_tokens": 5}), "prompt"),
         (json!(["not", "an", "object"]), "body"),
+        (json!({"prompt": "x", "model": "m".repeat(257)}), "model"),
+        (json!({"prompt": "x", "model": "no spaces"}), "model"),
+        (
+            json!({"prompt": "x", "user_id": "u".repeat(257)}),
+            "user_id",
+        ),
     ];
     for (body, field) in cases {
         let (status, error) = lab_error(&llm, body.clone()).await;
@@ -86,6 +92,23 @@ async fn chat_refuses_bad_input_in_openai_shape() {
         (
             json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}),
             "stream",
+        ),
+        // The bounds every server shares (llm_api::limits), at their defaults.
+        (
+            json!({"model": "m".repeat(257), "messages": [{"role": "user", "content": "x"}]}),
+            "model",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}, {"role": "root", "content": "y"}]}),
+            "messages[1].role",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 1_000_000}),
+            "n",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}),
+            "stop",
         ),
     ];
     for (body, param) in cases {

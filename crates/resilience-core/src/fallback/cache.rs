@@ -3,7 +3,9 @@
 //! Two kinds of entries live here. *Learned* entries are answers the live tiers gave
 //! earlier: they expire `ttl` after they were stored (measured on the injected
 //! [`SharedClock`], so tests move time by hand) and at most `capacity` of them are kept;
-//! when full, expired entries go first, then the least recently used. *Seeded* entries are
+//! when full, expired entries go first, then the least recently used. A cache given a byte
+//! bound ([`ResponseCache::with_byte_limit`]) also keeps its learned entries' estimated
+//! bytes under `max_bytes` the same way, and refuses an entry above `max_entry_bytes`. *Seeded* entries are
 //! common answers loaded at start (see [`SeedFile`](super::SeedFile)): they never expire,
 //! are never evicted and do not count against the capacity.
 //!
@@ -27,6 +29,13 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Default maximum number of learned entries: 1,000.
 pub const DEFAULT_CACHE_CAPACITY: usize = 1_000;
 
+/// What one learned entry costs besides its key's text and its value's weight: the key's
+/// `Arc` and the three map slots that index it (an estimate, on the high side).
+pub const ENTRY_OVERHEAD_BYTES: usize = 192;
+
+/// How many bytes a value takes on the heap, for a cache bounded in bytes.
+pub type Weigher<Resp> = Arc<dyn Fn(&Resp) -> usize + Send + Sync>;
+
 /// The response cache: learned answers with a TTL and a size bound, plus seeded answers.
 ///
 /// Shared as `Arc<ResponseCache<Resp>>` between the writer of live answers (such as a
@@ -36,6 +45,12 @@ pub struct ResponseCache<Resp> {
     clock: SharedClock,
     ttl: Duration,
     capacity: usize,
+    /// Learned entries' bytes at most (`usize::MAX`: no bound).
+    max_bytes: usize,
+    /// One learned entry's bytes at most (`usize::MAX`: no bound).
+    max_entry_bytes: usize,
+    /// The weight of a value; `None`: values weigh nothing (only keys count).
+    weigh: Option<Weigher<Resp>>,
     state: Mutex<State<Resp>>,
     counters: Counters,
 }
@@ -55,8 +70,14 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Learned entries removed because their TTL had passed.
     pub expirations: u64,
+    /// Learned entries not stored because they alone weighed more than the per-entry bound.
+    pub oversized: u64,
     /// Learned entries currently held (some may have expired but not yet been removed).
     pub entries: usize,
+    /// The estimated bytes of the learned entries held.
+    pub bytes: usize,
+    /// The bound of `bytes` (`usize::MAX` when the cache has none).
+    pub max_bytes: usize,
     /// Seeded entries (one per prompt variant and model).
     pub seeded: usize,
     /// The maximum number of learned entries.
@@ -72,6 +93,8 @@ struct State<Resp> {
     by_use: BTreeMap<u64, Arc<CacheKey>>,
     seeded: HashMap<CacheKey, Resp>,
     next_seq: u64,
+    /// The sum of the learned entries' `bytes`.
+    bytes: usize,
 }
 
 struct Learned<Resp> {
@@ -80,6 +103,8 @@ struct Learned<Resp> {
     expires_at: Option<Instant>,
     inserted: u64,
     used: u64,
+    /// The entry's estimated size.
+    bytes: usize,
 }
 
 impl<Resp> Learned<Resp> {
@@ -96,6 +121,7 @@ struct Counters {
     inserts: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
+    oversized: AtomicU64,
 }
 
 enum Found<Resp> {
@@ -111,12 +137,16 @@ impl<Resp> ResponseCache<Resp> {
             clock,
             ttl,
             capacity,
+            max_bytes: usize::MAX,
+            max_entry_bytes: usize::MAX,
+            weigh: None,
             state: Mutex::new(State {
                 learned: HashMap::new(),
                 by_insert: BTreeMap::new(),
                 by_use: BTreeMap::new(),
                 seeded: HashMap::new(),
                 next_seq: 0,
+                bytes: 0,
             }),
             counters: Counters::default(),
         }
@@ -125,6 +155,31 @@ impl<Resp> ResponseCache<Resp> {
     /// An empty cache with [`DEFAULT_CACHE_TTL`] and [`DEFAULT_CACHE_CAPACITY`].
     pub fn with_defaults(clock: SharedClock) -> Self {
         Self::new(clock, DEFAULT_CACHE_TTL, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// The same cache bounded in bytes too: its learned entries take at most `max_bytes`
+    /// (least recently used removed first, after the expired ones), and an entry above
+    /// `max_entry_bytes` is not stored. An entry weighs its key's text, `weigh(value)` and
+    /// [`ENTRY_OVERHEAD_BYTES`]. Seeded entries are not counted (they are fixed at start).
+    pub fn with_byte_limit(
+        mut self,
+        max_bytes: usize,
+        max_entry_bytes: usize,
+        weigh: impl Fn(&Resp) -> usize + Send + Sync + 'static,
+    ) -> Self {
+        self.max_bytes = max_bytes;
+        self.max_entry_bytes = max_entry_bytes;
+        self.weigh = Some(Arc::new(weigh));
+        self
+    }
+
+    /// The estimated bytes of a learned entry of `value` under `key`.
+    fn entry_bytes(&self, key: &CacheKey, value: &Resp) -> usize {
+        let key_bytes = key.prompt().len() + key.model().map_or(0, str::len);
+        let value_bytes = self.weigh.as_ref().map_or(0, |weigh| weigh(value));
+        ENTRY_OVERHEAD_BYTES
+            .saturating_add(key_bytes)
+            .saturating_add(value_bytes)
     }
 
     /// The lifetime of a learned entry.
@@ -138,21 +193,30 @@ impl<Resp> ResponseCache<Resp> {
     }
 
     /// Stores `value` as a learned answer under `key`, replacing (and re-timing) any
-    /// learned entry already there. When full, removes expired entries first and then the
-    /// least recently used one. Ignored for a blank key or a capacity of 0.
+    /// learned entry already there. When full (in entries or in bytes), removes expired
+    /// entries first and then the least recently used ones. Ignored for a blank key or a
+    /// capacity of 0; an entry above the per-entry byte bound is not stored (and counted as
+    /// oversized), an earlier answer under its key stays.
     pub fn insert(&self, key: CacheKey, value: Resp) {
         if key.is_blank() || self.capacity == 0 {
             return;
         }
+        let bytes = self.entry_bytes(&key, &value);
+        if bytes > self.max_entry_bytes || bytes > self.max_bytes {
+            self.add(&self.counters.oversized, 1);
+            return;
+        }
         let now = self.clock.now();
         let mut state = self.lock();
-        if let Some(old) = state.learned.remove(&key) {
-            state.by_insert.remove(&old.inserted);
-            state.by_use.remove(&old.used);
-        } else if state.learned.len() >= self.capacity {
+        state.remove(&key);
+        let full = |state: &State<Resp>| {
+            state.learned.len() >= self.capacity
+                || state.bytes.saturating_add(bytes) > self.max_bytes
+        };
+        if full(&state) {
             let expired = state.purge_expired(now);
             self.add(&self.counters.expirations, expired);
-            while state.learned.len() >= self.capacity && state.evict_lru() {
+            while full(&state) && state.evict_lru() {
                 self.add(&self.counters.evictions, 1);
             }
         }
@@ -166,7 +230,9 @@ impl<Resp> ResponseCache<Resp> {
             expires_at,
             inserted: seq,
             used: seq,
+            bytes,
         };
+        state.bytes = state.bytes.saturating_add(bytes);
         state.learned.insert(key, entry);
         self.add(&self.counters.inserts, 1);
     }
@@ -232,9 +298,9 @@ impl<Resp> ResponseCache<Resp> {
 
     /// The counters and sizes at this moment.
     pub fn stats(&self) -> CacheStats {
-        let (entries, seeded) = {
+        let (entries, seeded, bytes) = {
             let state = self.lock();
-            (state.learned.len(), state.seeded.len())
+            (state.learned.len(), state.seeded.len(), state.bytes)
         };
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
@@ -244,7 +310,10 @@ impl<Resp> ResponseCache<Resp> {
             inserts: load(&self.counters.inserts),
             evictions: load(&self.counters.evictions),
             expirations: load(&self.counters.expirations),
+            oversized: load(&self.counters.oversized),
             entries,
+            bytes,
+            max_bytes: self.max_bytes,
             seeded,
             capacity: self.capacity,
             ttl_ms: u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX),
@@ -307,6 +376,8 @@ impl<Resp> std::fmt::Debug for ResponseCache<Resp> {
         f.debug_struct("ResponseCache")
             .field("ttl", &self.ttl)
             .field("capacity", &self.capacity)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_entry_bytes", &self.max_entry_bytes)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -349,6 +420,7 @@ impl<Resp> State<Resp> {
         if let Some(old) = self.learned.remove(key) {
             self.by_insert.remove(&old.inserted);
             self.by_use.remove(&old.used);
+            self.bytes = self.bytes.saturating_sub(old.bytes);
         }
     }
 
@@ -363,6 +435,7 @@ impl<Resp> State<Resp> {
             self.by_insert.pop_first();
             if let Some(entry) = self.learned.remove(&*key) {
                 self.by_use.remove(&entry.used);
+                self.bytes = self.bytes.saturating_sub(entry.bytes);
                 removed += 1;
             }
         }

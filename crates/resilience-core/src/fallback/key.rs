@@ -33,6 +33,17 @@ impl CacheKey {
         }
     }
 
+    /// [`CacheKey::new`], or `None` when the normalised prompt would be longer than
+    /// `max_prompt_bytes`: normalising stops there, so a huge prompt costs no more than a
+    /// bounded one.
+    pub fn within(model: Option<&str>, prompt: &str, max_prompt_bytes: usize) -> Option<Self> {
+        let prompt = normalise_within(prompt, max_prompt_bytes)?;
+        let model = model
+            .map(|m| m.trim().to_lowercase())
+            .filter(|m| !m.is_empty());
+        Some(Self { model, prompt })
+    }
+
     /// A model-agnostic key for `prompt`.
     pub fn any_model(prompt: &str) -> Self {
         Self::new(None, prompt)
@@ -71,7 +82,12 @@ impl CacheKey {
 /// breaks words rather than vanishing so that `"3.14"` and `"314"` stay different prompts.
 /// Idempotent: normalising twice changes nothing.
 pub fn normalise_prompt(prompt: &str) -> String {
-    let mut out = String::with_capacity(prompt.len());
+    normalise_within(prompt, usize::MAX).unwrap_or_default()
+}
+
+/// [`normalise_prompt`], or `None` as soon as the result exceeds `max_bytes`.
+fn normalise_within(prompt: &str, max_bytes: usize) -> Option<String> {
+    let mut out = String::with_capacity(prompt.len().min(max_bytes.saturating_add(4)));
     let mut pending_space = false;
     for c in prompt.chars().flat_map(char::to_lowercase) {
         if c.is_alphanumeric() {
@@ -80,11 +96,14 @@ pub fn normalise_prompt(prompt: &str) -> String {
                 pending_space = false;
             }
             out.push(c);
+            if out.len() > max_bytes {
+                return None;
+            }
         } else if !APOSTROPHES.contains(&c) {
             pending_space = !out.is_empty();
         }
     }
-    out
+    Some(out)
 }
 
 /// Dropped inside words rather than breaking them: "what's" and "whats" are one prompt.

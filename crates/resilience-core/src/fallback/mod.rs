@@ -75,7 +75,10 @@ mod tier;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ResponseCache};
+pub use cache::{
+    CacheStats, DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, ENTRY_OVERHEAD_BYTES, ResponseCache,
+    Weigher,
+};
 pub use cache_provider::CacheProvider;
 pub use chain::{FallbackChain, Served};
 pub use error::{AllTiersFailed, FallbackError, FallbackReason, ProviderError, TierFailure};

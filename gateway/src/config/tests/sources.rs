@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::CommandFactory;
+use llm_api::limits::InputLimits;
 
 use super::{URLS, fields, from_env, problem, with_file};
 use crate::config::{Args, LogFormat, Settings};
@@ -18,7 +19,11 @@ fn the_seed_defaults_apply() {
     assert_eq!(s.port, 8000);
     assert_eq!(s.log_format, LogFormat::Pretty);
     assert_eq!(s.health.interval, Duration::from_secs(5));
-    assert_eq!(s.max_tokens, 4096);
+    assert_eq!(s.limits, InputLimits::with_max_tokens(4096));
+    assert_eq!(s.limits.max_model_chars, 256);
+    assert_eq!(s.limits.max_choices, 8);
+    assert_eq!(s.cache.max_bytes, 64 << 20);
+    assert_eq!(s.cache.max_entry_bytes, 256 << 10);
     assert_eq!(s.static_instances.len(), 1);
     assert_eq!(s.static_instances[0].url, "http://a:1");
     assert_eq!(s.retry_after_s(), 30);
@@ -210,5 +215,68 @@ fn cors_is_off_by_default_and_a_bad_origin_is_named() {
         problem(&problems, "CORS_ALLOW_ORIGINS")
             .message
             .contains("evil.example/x")
+    );
+}
+
+#[test]
+fn input_limits_and_cache_bytes_are_settings_checked_at_start() {
+    let s = from_env(&[
+        URLS,
+        ("MAX_TOKENS", "512"),
+        ("MAX_MODEL_CHARS", "64"),
+        ("MAX_MESSAGES", "10"),
+        ("MAX_PROMPT_CHARS", "1000"),
+        ("MAX_CHOICES", "2"),
+        ("CACHE_MAX_BYTES", "1048576"),
+        ("CACHE_MAX_ENTRY_BYTES", "4096"),
+    ])
+    .unwrap();
+    let expected = InputLimits {
+        max_tokens: 512,
+        max_model_chars: 64,
+        max_messages: 10,
+        max_prompt_chars: 1000,
+        max_choices: 2,
+    };
+    assert_eq!(s.limits, expected);
+    assert_eq!(
+        (s.cache.max_bytes, s.cache.max_entry_bytes),
+        (1 << 20, 4096)
+    );
+
+    let file = "max_tokens = 300\n[cache]\nmax_bytes = 2048\nmax_entry_bytes = 1024\n";
+    let s = with_file(file, &[URLS]).unwrap();
+    assert_eq!(s.limits.max_tokens, 300);
+    assert_eq!((s.cache.max_bytes, s.cache.max_entry_bytes), (2048, 1024));
+    let s = with_file(
+        file,
+        &[URLS, ("MAX_TOKENS", "30"), ("CACHE_MAX_ENTRY_BYTES", "10")],
+    )
+    .unwrap();
+    assert_eq!(s.limits.max_tokens, 30, "the variable wins");
+    assert_eq!((s.cache.max_bytes, s.cache.max_entry_bytes), (2048, 10));
+
+    let problems = from_env(&[
+        URLS,
+        ("MAX_TOKENS", "0"),
+        ("MAX_MODEL_CHARS", "0"),
+        ("MAX_MESSAGES", "many"),
+        ("MAX_PROMPT_CHARS", "0"),
+        ("MAX_CHOICES", "1000000"),
+        ("CACHE_MAX_BYTES", "-1"),
+        ("CACHE_MAX_ENTRY_BYTES", "0"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        fields(&problems),
+        [
+            "MAX_TOKENS",
+            "MAX_MODEL_CHARS",
+            "MAX_MESSAGES",
+            "MAX_PROMPT_CHARS",
+            "MAX_CHOICES",
+            "CACHE_MAX_BYTES",
+            "cache.max_entry_bytes",
+        ]
     );
 }

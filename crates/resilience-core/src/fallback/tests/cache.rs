@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::support::{Req, manual_cache, req, req_for};
-use crate::fallback::{CacheKey, CacheProvider, FallbackProvider, ProviderError};
+use crate::clock::{ManualClock, SharedClock};
+use crate::fallback::{
+    CacheKey, CacheProvider, ENTRY_OVERHEAD_BYTES, FallbackProvider, ProviderError, ResponseCache,
+};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -254,4 +257,92 @@ async fn cache_provider_misses_when_the_key_function_declines() {
         FallbackProvider::<Req, String>::call(&provider, &req("hello")).await,
         Err(ProviderError::Miss)
     );
+}
+
+/// A cache of `capacity` entries, bounded to `max_bytes` with entries up to `max_entry`,
+/// whose values weigh their length.
+fn byte_cache(
+    max_bytes: usize,
+    max_entry: usize,
+) -> (Arc<ManualClock>, Arc<ResponseCache<String>>) {
+    let clock = ManualClock::new();
+    let shared: SharedClock = clock.clone();
+    let cache = ResponseCache::new(shared, MINUTE, 1_000).with_byte_limit(
+        max_bytes,
+        max_entry,
+        String::len,
+    );
+    (clock, Arc::new(cache))
+}
+
+/// The weight of a one-letter prompt with a `len`-byte answer.
+fn weight(len: usize) -> usize {
+    ENTRY_OVERHEAD_BYTES + 1 + len
+}
+
+#[test]
+fn byte_bound_holds_and_the_least_recently_used_go_first() {
+    let (_clock, cache) = byte_cache(weight(100) * 3, usize::MAX);
+    for prompt in ["a", "b", "c"] {
+        cache.insert(k(prompt), "x".repeat(100));
+    }
+    assert_eq!(cache.stats().bytes, weight(100) * 3);
+    assert!(cache.get(&k("a")).is_some(), "touch a: b is now the oldest");
+
+    cache.insert(k("d"), "y".repeat(100));
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.bytes), (3, weight(100) * 3));
+    assert_eq!(cache.get(&k("b")), None, "the least recently used went");
+    assert!(cache.get(&k("a")).is_some() && cache.get(&k("d")).is_some());
+
+    // One bigger answer makes room by evicting as many as it takes.
+    cache.insert(k("e"), "z".repeat(250));
+    let stats = cache.stats();
+    assert!(stats.bytes <= stats.max_bytes, "{stats:?}");
+    assert_eq!(stats.entries, 2, "c and a made room; d stays");
+    assert_eq!(stats.evictions, 1 + 2);
+    assert!(cache.get(&k("d")).is_some() && cache.get(&k("c")).is_none());
+    for i in 0..1_000 {
+        cache.insert(k(&format!("p{i}")), "w".repeat(i % 300));
+        assert!(cache.stats().bytes <= weight(100) * 3);
+    }
+}
+
+#[test]
+fn an_answer_above_the_entry_bound_is_not_cached() {
+    let (_clock, cache) = byte_cache(usize::MAX, weight(100));
+    cache.insert(k("a"), "x".repeat(100));
+    assert!(cache.get(&k("a")).is_some(), "exactly at the bound: kept");
+    cache.insert(k("b"), "x".repeat(101));
+    assert_eq!(cache.get(&k("b")), None);
+    cache.insert(k("a"), "y".repeat(101));
+    assert_eq!(
+        cache.get(&k("a")).as_deref(),
+        Some("x".repeat(100).as_str()),
+        "a refused answer leaves the earlier one"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.oversized, stats.entries), (2, 1));
+    assert_eq!(stats.bytes, weight(100));
+
+    let (_clock, small) = byte_cache(weight(10), usize::MAX);
+    small.insert(k("a"), "x".repeat(11));
+    assert!(small.is_empty(), "above the whole bound: not cached either");
+}
+
+#[test]
+fn bytes_are_given_back_when_entries_expire_or_are_replaced() {
+    let (clock, cache) = byte_cache(usize::MAX, usize::MAX);
+    cache.insert(k("a"), "x".repeat(10));
+    cache.insert(k("a"), "x".repeat(20));
+    assert_eq!(cache.stats().bytes, weight(20));
+    cache.insert(km("m", "b"), "x".repeat(5));
+    assert_eq!(
+        cache.stats().bytes,
+        weight(20) + weight(5) + 1,
+        "the model counts"
+    );
+    clock.advance(MINUTE + Duration::from_secs(1));
+    assert_eq!(cache.purge_expired(), 2);
+    assert_eq!(cache.stats().bytes, 0);
 }

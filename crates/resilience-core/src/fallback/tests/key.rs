@@ -65,6 +65,21 @@ fn messy_char() -> impl Strategy<Value = char> {
 
 proptest! {
     #[test]
+    fn a_bounded_key_is_the_key_when_its_prompt_fits_and_none_otherwise(
+        chars in prop::collection::vec(messy_char(), 0..64),
+        max in 0usize..40,
+    ) {
+        let prompt: String = chars.into_iter().collect();
+        let full = CacheKey::new(Some(" M "), &prompt);
+        let bounded = CacheKey::within(Some(" M "), &prompt, max);
+        if full.prompt().len() <= max {
+            prop_assert_eq!(bounded, Some(full));
+        } else {
+            prop_assert_eq!(bounded, None);
+        }
+    }
+
+    #[test]
     fn normalise_is_idempotent(chars in prop::collection::vec(messy_char(), 0..64)) {
         let prompt: String = chars.into_iter().collect();
         let once = normalise_prompt(&prompt);
