@@ -30,6 +30,8 @@ pub(crate) enum Reply {
     Hang,
     /// 200 with a cut-off JSON body.
     Malformed,
+    /// 200 with a body larger than the gateway reads.
+    Huge,
     /// This status with an OpenAI error body carrying this `code`.
     Refuse(u16, &'static str),
 }
@@ -203,6 +205,10 @@ async fn generate(
     }
     match reply {
         Reply::Ok => answer(&shared.id, &req),
+        Reply::Huge => {
+            let text = "x".repeat(crate::upstream::ANSWER_BODY_LIMIT);
+            axum::Json(serde_json::json!({"response": text})).into_response()
+        }
         _ => (
             [(header::CONTENT_TYPE, "application/json")],
             "{\"response\": \"trunc",
@@ -241,7 +247,7 @@ fn error(status: u16, retry_after: Option<u64>) -> Response {
     response
 }
 
-/// The answer of a failing reply; `None` for `Ok` and `Malformed`, which each endpoint
+/// The answer of a failing reply; `None` for `Ok`, `Malformed` and `Huge`, which each endpoint
 /// answers in its own shape.
 async fn failure(reply: &Reply) -> Option<Response> {
     match reply {
@@ -249,7 +255,7 @@ async fn failure(reply: &Reply) -> Option<Response> {
         Reply::Refuse(status, code) => Some(refuse(*status, code)),
         Reply::RetryAfter(status, seconds) => Some(error(*status, Some(*seconds))),
         Reply::Hang => std::future::pending().await,
-        Reply::Ok | Reply::Malformed => None,
+        Reply::Ok | Reply::Malformed | Reply::Huge => None,
     }
 }
 

@@ -153,13 +153,34 @@ impl UpstreamClient {
             if !status.is_success() {
                 return Err(status_error(response, timeout).await);
             }
-            let body = response.bytes().await.map_err(|e| classify(&e, timeout))?;
+            let body = read_answer(response, timeout).await?;
             parse_answer(&body)
         };
         tokio::time::timeout(timeout, call)
             .await
             .unwrap_or(Err(UpstreamError::Timeout(timeout)))
     }
+}
+
+/// The largest successful answer read from an upstream; a larger one is malformed (an
+/// answer of a few thousand tokens is tens of KiB).
+pub const ANSWER_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A successful answer's body, read whole up to [`ANSWER_BODY_LIMIT`].
+pub(crate) async fn read_answer(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, UpstreamError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, timeout))? {
+        if body.len() + chunk.len() > ANSWER_BODY_LIMIT {
+            return Err(UpstreamError::Malformed(format!(
+                "answer larger than {ANSWER_BODY_LIMIT} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `base` without its trailing slashes, then `path` (given a leading slash if it lacks one).

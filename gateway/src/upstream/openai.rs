@@ -140,7 +140,7 @@ impl UpstreamClient {
                     if !response.status().is_success() {
                         return Err(status_error(response, timeout).await);
                     }
-                    let body = response.bytes().await.map_err(|e| classify(&e, timeout))?;
+                    let body = super::read_answer(response, timeout).await?;
                     parse_completion(&body, payload)
                 };
                 tokio::time::timeout(timeout, call)

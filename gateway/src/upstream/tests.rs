@@ -275,6 +275,22 @@ async fn a_truncated_body_is_malformed() {
 }
 
 #[tokio::test]
+async fn an_answer_larger_than_the_limit_is_malformed_not_read_whole() {
+    let llm = FakeLlm::start("llm-a", Reply::Huge).await;
+    let err = client()
+        .generate(
+            &llm.url,
+            &GenerateRequest::new("x"),
+            Duration::from_secs(10),
+            "r",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "malformed", "{err}");
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
+
+#[tokio::test]
 async fn http_probe_tells_up_from_down() {
     let llm = FakeLlm::start("llm-a", Reply::Ok).await;
     let probe = HttpProbe::new(client(), "/health").with_timeout(Duration::from_millis(300));
