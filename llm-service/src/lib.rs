@@ -8,6 +8,7 @@
 //! - [`faults`]: active faults and what they do to a request.
 //! - [`serve`]: the connection loop (connection resets on purpose, drain with a deadline).
 //! - [`registration`]: self-registration in the Redis registry.
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI document derived from the handlers.
 //! - [`health`], [`metrics`], [`state`].
 //!
 //! [`run`] is the whole service on a bound listener, until a shutdown future completes.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod faults;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod registration;
 pub mod routes;
 pub mod serve;

@@ -25,6 +25,7 @@ pub fn app(state: AppState) -> Router {
         .route("/live", get(health::live))
         .route("/model/health", get(health::model_health))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(chaos::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(http_edge::BODY_LIMIT))
