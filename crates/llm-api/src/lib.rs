@@ -9,6 +9,7 @@
 //! - [`gateway`]: the gateway's `/health`, `/admin/status` and breaker-reset answers.
 //! - [`stats`]: the gateway's JSON `/metrics` and the fallback and cache counters in it.
 //! - [`breaker`]: a circuit breaker and its transitions, as those documents show them.
+//! - [`sse`]: one server-sent event of a streamed answer, as the OpenAPI documents say.
 //!
 //! Types that carry OpenAI request bodies keep the fields they do not know (`extra`), so a
 //! gateway forwards them unchanged.
@@ -22,6 +23,7 @@ pub mod gateway;
 pub mod generate;
 pub mod health;
 pub mod openai;
+pub mod sse;
 pub mod stats;
 
 pub use error::{ErrorBody, FieldError};

@@ -32,7 +32,7 @@ pub(crate) const ENDPOINT: &str = "chat_completions";
             `chat.completion.chunk` objects, then `data: [DONE]`",
             content(
                 (ChatCompletion = "application/json"),
-                (String = "text/event-stream"),
+                (llm_api::sse::ServerSentEvent = "text/event-stream"),
             )),
         (status = 400, description = "The body is not JSON", body = llm_api::openai::OpenAiError),
         (status = 413, description = "The body is larger than the limit", body = llm_api::openai::OpenAiError),
