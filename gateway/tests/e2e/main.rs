@@ -23,6 +23,7 @@ mod failover;
 mod fallback;
 mod harness;
 mod openai;
+mod openapi;
 mod protection;
 mod redis;
 mod shutdown;

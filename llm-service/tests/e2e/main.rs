@@ -12,5 +12,6 @@ mod faults;
 mod harness;
 mod input;
 mod lifecycle;
+mod openapi;
 mod resource_faults;
 mod stream_faults;
