@@ -8,7 +8,8 @@
 
 use axum::Json;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 /// The document: every route of [`crate::routes::app`].
 #[derive(OpenApi)]
@@ -34,6 +35,7 @@ use utoipa::{OpenApi, ToSchema};
         crate::routes::chaos::remove_fault,
         openapi_json,
     ),
+    modifiers(&ChaosToken),
     tags(
         (name = "lab", description = "The lab's contract"),
         (name = "openai", description = "The OpenAI-compatible API"),
@@ -43,6 +45,27 @@ use utoipa::{OpenApi, ToSchema};
     )
 )]
 pub struct ApiDoc;
+
+/// Declares `chaos_token`, the bearer token (`CHAOS_TOKEN`) the `/chaos` routes ask for.
+#[derive(Debug)]
+pub struct ChaosToken;
+
+impl Modify for ChaosToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "`CHAOS_TOKEN`; the chaos API refuses without it when it is set",
+                ))
+                .build(),
+        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("chaos_token", scheme);
+    }
+}
 
 /// `GET /live`'s answer: `{"status": "alive"}`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -132,6 +132,17 @@ fn the_document_is_openapi_3_1_with_the_request_bounds() {
             "POST /chaos/faults documents {status}"
         );
     }
+    // Every chaos route asks for the bearer token.
+    assert_eq!(
+        doc["components"]["securitySchemes"]["chaos_token"]["scheme"],
+        "bearer"
+    );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for operation in item.as_object().unwrap().values() {
+            let secured = operation["security"][0].get("chaos_token").is_some();
+            assert_eq!(secured, path.starts_with("/chaos"), "{path}: {operation}");
+        }
+    }
     // A stream is documented as server-sent events.
     let ok = &doc["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"];
     assert!(ok.get("text/event-stream").is_some() && ok.get("application/json").is_some());

@@ -82,6 +82,7 @@ impl FromRequestParts<AppState> for ChaosAuth {
     get,
     path = "/chaos/inject-failure",
     tag = "chaos",
+    security(("chaos_token" = [])),
     params(("duration_s" = Option<f64>, Query, description = "How long, in seconds: (0, 86400]")),
     responses(
         (status = 200, description = "The fault is active", body = crate::openapi::InjectedFailure),
@@ -127,6 +128,7 @@ pub async fn inject_failure(
     post,
     path = "/chaos/faults",
     tag = "chaos",
+    security(("chaos_token" = [])),
     request_body(content = FaultSpec, content_type = "application/json"),
     responses(
         (status = 201, description = "The fault is active", body = FaultView),
@@ -168,6 +170,7 @@ pub async fn add_fault(_: ChaosAuth, State(state): State<AppState>, body: Bytes)
     get,
     path = "/chaos/faults",
     tag = "chaos",
+    security(("chaos_token" = [])),
     responses(
         (status = 200, description = "The active faults", body = FaultList),
         (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
@@ -185,6 +188,7 @@ pub async fn list_faults(_: ChaosAuth, State(state): State<AppState>) -> Json<Fa
     delete,
     path = "/chaos/faults",
     tag = "chaos",
+    security(("chaos_token" = [])),
     responses(
         (status = 200, description = "How many were removed", body = crate::openapi::Removed),
         (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
@@ -200,6 +204,7 @@ pub async fn clear_faults(_: ChaosAuth, State(state): State<AppState>) -> Json<V
     delete,
     path = "/chaos/faults/{id}",
     tag = "chaos",
+    security(("chaos_token" = [])),
     params(("id" = String, Path, description = "The fault's id")),
     responses(
         (status = 200, description = "Removed", body = crate::openapi::Removed),
