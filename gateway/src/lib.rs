@@ -11,6 +11,7 @@
 //!   response cache, every read and write of it (in-process and shared through Redis).
 //! - [`layers`]: the request path's tower layers, in order (request id, access log, body
 //!   read, validation, load shedding, metrics); [`metrics`]: Prometheus.
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI document derived from the handlers.
 //!
 //! [`run`] is the whole gateway on a bound listener until a shutdown future completes.
 
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod config;
 pub mod layers;
 pub mod metrics;
+pub mod openapi;
 pub mod pool;
 pub mod routes;
 pub mod routing;

@@ -10,6 +10,7 @@
 //! - connections are served by [`http_edge::serve`] under the connection limits (and reset
 //!   on purpose by the `reset` fault); request bodies are read by [`http_edge::Uploads`].
 //! - [`registration`]: self-registration in the Redis registry.
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI document derived from the handlers.
 //! - [`health`], [`metrics`], [`state`].
 //!
 //! [`run`] is the whole service on a bound listener, until a shutdown future completes.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod faults;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod registration;
 pub mod routes;
 pub mod sim;

@@ -6,9 +6,10 @@
 //! their keys, so the bytes stay the same.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A breaker's state: JSON `CLOSED`, `OPEN` or `HALF_OPEN`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BreakerState {
     /// Calls flow.
@@ -31,7 +32,7 @@ impl BreakerState {
 }
 
 /// One breaker at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BreakerView {
     /// Failures in a row while CLOSED.
     pub consecutive_failures: u32,
@@ -54,7 +55,7 @@ pub struct BreakerView {
 }
 
 /// A breaker's lifetime counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BreakerCounters {
     /// Calls that finished with a failure.
     pub failures: u64,
@@ -75,7 +76,7 @@ pub struct BreakerCounters {
 }
 
 /// Calls, failures and slow calls in a breaker's rolling window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BreakerWindow {
     /// Counted calls in the window.
     pub calls: u32,
@@ -90,7 +91,7 @@ pub struct BreakerWindow {
 }
 
 /// One transition of a breaker, as `/admin/status` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TransitionView {
     /// Unix milliseconds.
     pub at_ms: u64,
@@ -105,7 +106,7 @@ pub struct TransitionView {
 }
 
 /// Why a breaker moved: `kind`, with `count` or `rate` when the kind has one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TransitionReason {
     /// Failures in a row (`consecutive_failures`) or successful probes
     /// (`probes_succeeded`).
@@ -119,7 +120,7 @@ pub struct TransitionReason {
 }
 
 /// The kinds of [`TransitionReason`], in snake_case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransitionKind {
     /// Consecutive failures reached the threshold (with `count`).

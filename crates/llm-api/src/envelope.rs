@@ -5,9 +5,10 @@
 //! `serde_json::Value`, whose objects sort their keys, so the bytes stay the same.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A 200 answer of `/generate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GenerateSuccess {
     /// The answer and how it was served.
     pub data: GenerateData,
@@ -26,7 +27,7 @@ impl GenerateSuccess {
 }
 
 /// The `status` of a [`GenerateSuccess`]: only `success` parses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SuccessStatus {
     /// `success`.
@@ -34,7 +35,7 @@ pub enum SuccessStatus {
 }
 
 /// The `data` object of a [`GenerateSuccess`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GenerateData {
     /// Why the primary tier did not answer; `null` when it did.
     pub fallback_reason: Option<FallbackReason>,
@@ -57,7 +58,7 @@ pub struct GenerateData {
 }
 
 /// The fallback tier that answered: JSON `secondary`, `cache` or `template`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FallbackType {
     /// Backup upstreams: the route's other targets.
@@ -81,7 +82,7 @@ impl FallbackType {
 
 /// Why the primary tier did not answer: JSON `circuit_open`, `no_services_available`,
 /// `upstream_error` or `timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackReason {
     /// The primary pool's breaker was open.

@@ -1,9 +1,10 @@
 //! The error body of the lab's endpoints: `{"status": "error", "error": {type, message, field}}`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One invalid field of a request: which, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     /// The field's path in the body (`prompt`, `messages[0].content`), or `body` when the
     /// body as a whole is unreadable.
@@ -29,7 +30,7 @@ impl std::fmt::Display for FieldError {
 }
 
 /// `{"status": "error", "error": {...}, "request_id"?}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Always `"error"`.
     pub status: String,
@@ -41,7 +42,7 @@ pub struct ErrorBody {
 }
 
 /// The `error` object of [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// A machine-readable kind: `validation_error`, `invalid_json`, `unsupported_media_type`,
     /// `upstream_error`…

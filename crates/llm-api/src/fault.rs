@@ -6,11 +6,12 @@
 //! `{"kind": "stream_cut", "after_tokens": 3}`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::FieldError;
 
 /// What a fault does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultKind {
     /// Adds `ms`, or a delay drawn from `min_ms..=max_ms`, before answering.
@@ -29,6 +30,7 @@ pub enum FaultKind {
     Error {
         /// The HTTP status (400–599); default 500.
         #[serde(default = "default_status")]
+        #[schema(minimum = 400, maximum = 599)]
         status: u16,
         /// The body's `error.code` (`rate_limit_exceeded`, `context_length_exceeded`…).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,11 +79,13 @@ pub enum FaultKind {
     CpuBurn {
         /// Spinning threads; default 1.
         #[serde(default = "default_threads")]
+        #[schema(minimum = 1, maximum = 64)]
         threads: u32,
     },
     /// Holds `mb` MiB of touched memory while the fault lasts.
     Memory {
         /// MiB to hold.
+        #[schema(minimum = 1, maximum = 65536)]
         mb: u64,
     },
 }
@@ -125,19 +129,22 @@ pub const MAX_BURN_THREADS: u32 = 64;
 pub const MAX_MEMORY_MB: u64 = 64 * 1024;
 
 /// A fault to inject: what, how often, for how long.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FaultSpec {
     /// What it does.
     #[serde(flatten)]
     pub kind: FaultKind,
     /// The share of matching requests it affects (0 < r ≤ 1); default 1.
     #[serde(default = "default_rate")]
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub rate: f64,
     /// It removes itself after this many seconds; absent: until deleted (or `count`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 86400.0)]
     pub duration_s: Option<f64>,
     /// It removes itself after affecting this many requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub count: Option<u32>,
 }
 
@@ -259,7 +266,7 @@ impl FaultSpec {
 }
 
 /// An active fault as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FaultView {
     /// Its id, for `DELETE /chaos/faults/{id}`.
     pub id: String,
@@ -277,7 +284,7 @@ pub struct FaultView {
 }
 
 /// `GET /chaos/faults`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FaultList {
     /// The active faults, oldest first.
     pub faults: Vec<FaultView>,

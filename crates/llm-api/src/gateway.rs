@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::breaker::{BreakerState, BreakerView, TransitionView};
 use crate::stats::CacheStats;
 
 /// A health verdict: JSON `healthy`, `degraded` or `unhealthy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Everything works.
@@ -36,7 +37,7 @@ impl HealthStatus {
 }
 
 /// `GET /health`: 200 unless `overall_status` is `unhealthy`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GatewayHealth {
     /// The pool breaker.
     pub circuit_breaker: BreakerView,
@@ -59,7 +60,7 @@ pub struct GatewayHealth {
 }
 
 /// One dependency check of [`GatewayHealth`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CheckView {
     /// Whether failing it makes the gateway unhealthy rather than degraded.
     pub critical: bool,
@@ -74,7 +75,7 @@ pub struct CheckView {
 }
 
 /// `service_discovery` of `/health` and `/metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DiscoveryView {
     /// Instances that pass their health checks.
     pub available_services: u64,
@@ -91,7 +92,7 @@ pub struct DiscoveryView {
 }
 
 /// One instance of a pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceView {
     /// Its instance breaker's state.
     pub circuit_state: BreakerState,
@@ -108,7 +109,7 @@ pub struct ServiceView {
 }
 
 /// `GET /admin/status`: pools, endpoints, breakers and recent transitions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AdminStatus {
     /// The response cache's counters.
     pub cache: CacheStats,
@@ -129,7 +130,7 @@ pub struct AdminStatus {
 }
 
 /// One pool of [`AdminStatus`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PoolView {
     /// Each member's breaker, by id.
     pub breakers: BTreeMap<String, BreakerView>,
@@ -138,7 +139,7 @@ pub struct PoolView {
 }
 
 /// One endpoint target of [`AdminStatus`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EndpointView {
     /// Its breaker, by id.
     pub breakers: BTreeMap<String, BreakerView>,
@@ -149,7 +150,7 @@ pub struct EndpointView {
 }
 
 /// The answer of `POST /admin/reset-circuit-breaker`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ResetAnswer {
     /// For a person.
     pub message: String,

@@ -1,19 +1,23 @@
 //! The lab's `POST /generate`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::FieldError;
 
 /// The request body: `{"prompt", "max_tokens"?, "temperature"?, "model"?, "user_id"?}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GenerateRequest {
     /// The text to answer; must not be blank.
+    #[schema(min_length = 1)]
     pub prompt: String,
     /// Upper bound of tokens in the answer; 1 ≤ n ≤ the server's limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Sampling temperature, 0 ≤ t ≤ 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     /// The model asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +58,7 @@ impl GenerateRequest {
 }
 
 /// llm-service's flat answer (no envelope): `response` with `text` as its alias.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GenerateResponse {
     /// The generated text.
     pub response: String,

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `GET /health` of an llm-service instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServiceHealth {
     /// `healthy`, `degraded` or `unhealthy`.
     pub overall_status: String,
@@ -34,7 +35,7 @@ pub struct ServiceHealth {
 }
 
 /// The registration part of [`ServiceHealth`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegistrationHealth {
     /// `redis` when registering, `none` when no `REDIS_URL` is set.
     pub backend: String,

@@ -10,6 +10,7 @@
 //! - [`gateway`]: the gateway's `/health`, `/admin/status` and breaker-reset answers.
 //! - [`stats`]: the gateway's JSON `/metrics` and the fallback and cache counters in it.
 //! - [`breaker`]: a circuit breaker and its transitions, as those documents show them.
+//! - [`sse`]: one server-sent event of a streamed answer, as the OpenAPI documents say.
 //! - [`token`]: the fault API's `CHAOS_TOKEN`, checked by llm-service, sent by its callers.
 //!
 //! Types that carry OpenAI request bodies keep the fields they do not know (`extra`), so a
@@ -25,6 +26,7 @@ pub mod generate;
 pub mod health;
 pub mod limits;
 pub mod openai;
+pub mod sse;
 pub mod stats;
 pub mod token;
 

@@ -6,27 +6,33 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::FieldError;
 
 /// `POST /v1/chat/completions` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
-    /// The model asked for.
+    /// The model asked for: at most 256 of `A–Z a–z 0–9 . _ : / @ -`.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[A-Za-z0-9._:/@-]+$")]
     pub model: String,
     /// The conversation; at least one message.
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     /// Answer as server-sent events.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
     /// Upper bound of tokens in the answer (legacy name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Upper bound of tokens in the answer (current name; wins over `max_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
     /// Sampling temperature, 0 ≤ t ≤ 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     /// Stream options; `include_usage` adds a usage chunk before `[DONE]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,7 +43,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a final chunk with `usage` and no choices.
     #[serde(default)]
@@ -48,9 +54,10 @@ pub struct StreamOptions {
 }
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant`, `tool`, `developer`.
+    #[schema(pattern = "^(system|developer|user|assistant|tool)$")]
     pub role: String,
     /// A string, an array of content parts, or null.
     #[serde(default)]
@@ -126,7 +133,7 @@ impl ChatCompletionRequest {
 }
 
 /// Token counts of an answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     /// Tokens in the request's messages.
     pub prompt_tokens: u32,
@@ -148,7 +155,7 @@ impl Usage {
 }
 
 /// A whole answer (`object: "chat.completion"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletion {
     /// `chatcmpl-…`.
     pub id: String,
@@ -169,7 +176,7 @@ pub struct ChatCompletion {
 }
 
 /// One answer of a [`ChatCompletion`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Choice {
     /// Position among the choices.
     pub index: u32,
@@ -183,7 +190,7 @@ pub struct Choice {
 }
 
 /// The assistant's message in an answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
@@ -195,7 +202,7 @@ pub struct AssistantMessage {
 }
 
 /// One server-sent event of a streamed answer (`object: "chat.completion.chunk"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionChunk {
     /// The same id on every chunk of one answer.
     pub id: String,
@@ -267,7 +274,7 @@ impl ChatCompletionChunk {
 }
 
 /// One delta of a [`ChatCompletionChunk`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkChoice {
     /// Position among the choices.
     pub index: u32,
@@ -281,7 +288,7 @@ pub struct ChunkChoice {
 }
 
 /// The part of a message one chunk adds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Delta {
     /// On the first chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -295,7 +302,7 @@ pub struct Delta {
 pub const DONE: &str = "[DONE]";
 
 /// `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     /// Always `list`.
     pub object: String,
@@ -304,7 +311,7 @@ pub struct ModelList {
 }
 
 /// One model of a [`ModelList`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Model {
     /// The model's name.
     pub id: String,
@@ -317,14 +324,14 @@ pub struct Model {
 }
 
 /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiError {
     /// The error.
     pub error: OpenAiErrorDetail,
 }
 
 /// The `error` object of [`OpenAiError`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiErrorDetail {
     /// For a person.
     pub message: String,

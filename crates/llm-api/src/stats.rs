@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::breaker::BreakerView;
 use crate::gateway::DiscoveryView;
 
 /// `GET /metrics` as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GatewayMetrics {
     /// The pool breaker (the lab's "circuit breaker").
     pub circuit_breaker: BreakerView,
@@ -29,7 +30,7 @@ pub struct GatewayMetrics {
 }
 
 /// The `requests` object of [`GatewayMetrics`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RequestCounts {
     /// Requests no tier answered.
     pub exhausted: u64,
@@ -44,7 +45,7 @@ pub struct RequestCounts {
 }
 
 /// A fallback chain's counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FallbackStats {
     /// The response cache's counters, when the chain stores into one; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,7 +65,7 @@ pub struct FallbackStats {
 }
 
 /// One tier's counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TierStats {
     /// Whether the tier is enabled now.
     pub enabled: bool,
@@ -89,7 +90,7 @@ pub struct TierStats {
 }
 
 /// One provider's counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProviderStats {
     /// Failed attempts (timeouts included).
     pub failures: u64,
@@ -104,7 +105,7 @@ pub struct ProviderStats {
 }
 
 /// Count, maximum, mean and total of a set of latencies, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LatencyStats {
     /// Attempts measured.
     pub count: u64,
@@ -117,7 +118,7 @@ pub struct LatencyStats {
 }
 
 /// The response cache's counters and sizes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CacheStats {
     /// The estimated bytes of the learned entries held.
     #[serde(default)]

@@ -39,6 +39,34 @@ use crate::state::Gateway;
 use crate::upstream::{Payload, count_words};
 
 /// Answers a chat completion from the model's route (see the module's rules).
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events: \
+            `chat.completion.chunk` objects, then `data: [DONE]` (or an error event when the \
+            stream broke)",
+            content(
+                (ChatCompletion = "application/json"),
+                (llm_api::sse::ServerSentEvent = "text/event-stream"),
+            )),
+        (status = 400, description = "The body is not JSON, or an upstream refused the request", body = llm_api::openai::OpenAiError),
+        (status = 408, description = "The body did not arrive within the deadline", body = llm_api::openai::OpenAiError),
+        (status = 413, description = "The body is larger than the limit", body = llm_api::openai::OpenAiError),
+        (status = 415, description = "The content type is not `application/json`", body = llm_api::openai::OpenAiError),
+        (status = 422, description = "A field is missing, of the wrong type or out of bounds; `error.param` names it", body = llm_api::openai::OpenAiError),
+        (status = "4XX", description = "An upstream refused the request (its status, message and code)", body = llm_api::openai::OpenAiError),
+        (status = 429, description = "The upstreams asked for quiet", body = llm_api::openai::OpenAiError,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 502, description = "The upstreams answered with something broken", body = llm_api::openai::OpenAiError),
+        (status = 503, description = "Overloaded, or no upstream was available", body = llm_api::openai::OpenAiError,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "The upstreams did not answer in time", body = llm_api::openai::OpenAiError),
+        (status = "5XX", description = "The last upstream's own 5xx status, when no tier could answer", body = llm_api::openai::OpenAiError),
+    )
+)]
 pub async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
@@ -84,6 +112,12 @@ pub async fn chat_completions(
 
 /// The models clients may ask for: every route, and the models discovered instances serve
 /// (which the `default` route takes).
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    responses((status = 200, description = "The models clients may ask for", body = ModelList))
+)]
 pub async fn models(State(gateway): State<Arc<Gateway>>) -> Json<ModelList> {
     let mut data: Vec<Model> = Vec::new();
     let mut add = |id: String, owned_by: &str| {

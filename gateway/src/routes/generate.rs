@@ -21,6 +21,23 @@ use crate::wire;
 /// Answers a prompt from the first tier that can: a 200 whenever any tier answered, 422
 /// when an upstream refused the request itself, a 503 with `Retry-After` when nothing could
 /// answer. Bad input never gets here (the validation layer answers it).
+#[utoipa::path(
+    post,
+    path = "/generate",
+    tag = "lab",
+    request_body(content = GenerateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The answer, from the first tier that could", body = GenerateSuccess,
+            headers(("x-served-by" = String, description = "The instance or fallback provider that answered"))),
+        (status = 400, description = "The body is not JSON", body = llm_api::ErrorBody),
+        (status = 408, description = "The body did not arrive within the deadline", body = llm_api::ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = llm_api::ErrorBody),
+        (status = 415, description = "The content type is not `application/json`", body = llm_api::ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or out of bounds (`error.field` names it), or an upstream refused the request", body = llm_api::ErrorBody),
+        (status = 503, description = "Overloaded, or no tier could answer", body = llm_api::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn generate(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,

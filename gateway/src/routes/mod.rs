@@ -59,6 +59,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
             post(status::reset_circuit_breaker),
         )
         .route("/admin/status", get(status::admin_status))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

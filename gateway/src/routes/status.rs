@@ -37,6 +37,15 @@ fn count(n: usize) -> u64 {
 }
 
 /// Overall status, the pool breaker, discovery, dependency checks: 200 unless unhealthy.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Healthy or degraded", body = GatewayHealth),
+        (status = 503, description = "Unhealthy", body = GatewayHealth),
+    )
+)]
 pub async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     let report = gateway.checks.check().await;
     let overall = wire::health(report.overall_status);
@@ -56,12 +65,27 @@ pub async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 /// The process answers.
+#[utoipa::path(
+    get,
+    path = "/live",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = crate::openapi::Alive))
+)]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "alive"}))
 }
 
 /// 200 once the first health round finished; 503 before, after shutdown began, and while
 /// saturated (every connection or in-flight slot taken), so a load balancer sends elsewhere.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready for traffic", body = crate::openapi::Readiness),
+        (status = 503, description = "Starting, draining, or saturated (every connection or in-flight slot taken)", body = crate::openapi::Readiness),
+    )
+)]
 pub async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
     if gateway.is_ready() {
         if let Some(why) = gateway.saturated() {
@@ -84,13 +108,29 @@ pub async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 /// `?format=prometheus` forces the text exposition.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
+    /// `prometheus` for the text exposition; anything else, or nothing, for JSON.
     format: Option<String>,
 }
 
 /// Prometheus text when asked for (Accept `text/plain` or OpenMetrics, or
 /// `?format=prometheus`), the lab's JSON otherwise.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    params(MetricsQuery),
+    responses(
+        (status = 200, description = "The lab's JSON, or the Prometheus text exposition when asked for",
+            content(
+                (GatewayMetrics = "application/json"),
+                (String = "text/plain"),
+            )),
+        (status = 500, description = "The Prometheus text could not be rendered"),
+    )
+)]
 pub async fn metrics(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -167,6 +207,12 @@ pub async fn metrics(
 }
 
 /// Closes the pool breaker and every instance breaker.
+#[utoipa::path(
+    post,
+    path = "/admin/reset-circuit-breaker",
+    tag = "admin",
+    responses((status = 200, description = "Every breaker is closed", body = ResetAnswer))
+)]
 pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<ResetAnswer> {
     gateway.pool_breaker.reset();
     for pool in gateway.pools.values().chain(&gateway.endpoints) {
@@ -180,6 +226,12 @@ pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<
 }
 
 /// Pools, instances, breakers and recent transitions.
+#[utoipa::path(
+    get,
+    path = "/admin/status",
+    tag = "admin",
+    responses((status = 200, description = "Pools, endpoints, breakers and recent transitions", body = AdminStatus))
+)]
 pub async fn admin_status(State(gateway): State<Arc<Gateway>>) -> Json<AdminStatus> {
     let health = gateway.checks.check().await;
     let pools = gateway

@@ -27,6 +27,7 @@ mod headers;
 mod leaks;
 mod limits;
 mod openai;
+mod openapi;
 mod protection;
 mod redis;
 mod shutdown;

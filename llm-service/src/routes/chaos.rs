@@ -25,7 +25,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use llm_api::fault::{COMMON_FIELDS, FaultKind, FaultList, FaultSpec, kind_fields};
+use llm_api::fault::{COMMON_FIELDS, FaultKind, FaultList, FaultSpec, FaultView, kind_fields};
 use llm_api::{ErrorBody, FieldError};
 use rand::RngExt;
 use serde_json::{Value, json};
@@ -108,7 +108,22 @@ impl IntoResponse for ChaosRefusal {
     }
 }
 
-async fn inject_failure(
+/// The lab's endpoint: a 500 `error` fault on every request for `duration_s` seconds
+/// (10–30 s drawn when absent), answered at once.
+#[utoipa::path(
+    get,
+    path = "/chaos/inject-failure",
+    tag = "chaos",
+    security(("chaos_token" = [])),
+    params(("duration_s" = Option<f64>, Query, description = "How long, in seconds: (0, 86400]")),
+    responses(
+        (status = 200, description = "The fault is active", body = crate::openapi::InjectedFailure),
+        (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
+        (status = 403, description = "The fault-injection API is not enabled (`CHAOS_ENABLED`)", body = ErrorBody),
+        (status = 422, description = "`duration_s` is not a number in (0, 86400]", body = ErrorBody),
+    )
+)]
+pub async fn inject_failure(
     _: ChaosAuth,
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -140,7 +155,23 @@ async fn inject_failure(
     }
 }
 
-async fn add_fault(_: ChaosAuth, State(state): State<AppState>, body: Bytes) -> Response {
+/// Adds a fault; 201 with its view and `Location`.
+#[utoipa::path(
+    post,
+    path = "/chaos/faults",
+    tag = "chaos",
+    security(("chaos_token" = [])),
+    request_body(content = FaultSpec, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The fault is active", body = FaultView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
+        (status = 403, description = "The fault-injection API is not enabled (`CHAOS_ENABLED`)", body = ErrorBody),
+        (status = 422, description = "Not a valid fault; `error.field` names the field", body = ErrorBody),
+        (status = 500, description = "The fault could not be added", body = ErrorBody),
+    )
+)]
+pub async fn add_fault(_: ChaosAuth, State(state): State<AppState>, body: Bytes) -> Response {
     let spec = match parse_spec(&body) {
         Ok(spec) => spec,
         Err(bad) => return bad.into_response(),
@@ -166,17 +197,55 @@ async fn add_fault(_: ChaosAuth, State(state): State<AppState>, body: Bytes) -> 
     }
 }
 
-async fn list_faults(_: ChaosAuth, State(state): State<AppState>) -> Json<FaultList> {
+/// The active faults.
+#[utoipa::path(
+    get,
+    path = "/chaos/faults",
+    tag = "chaos",
+    security(("chaos_token" = [])),
+    responses(
+        (status = 200, description = "The active faults", body = FaultList),
+        (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
+        (status = 403, description = "The fault-injection API is not enabled (`CHAOS_ENABLED`)", body = ErrorBody),
+    )
+)]
+pub async fn list_faults(_: ChaosAuth, State(state): State<AppState>) -> Json<FaultList> {
     Json(FaultList {
         faults: state.faults.list(),
     })
 }
 
-async fn clear_faults(_: ChaosAuth, State(state): State<AppState>) -> Json<Value> {
+/// Removes every fault.
+#[utoipa::path(
+    delete,
+    path = "/chaos/faults",
+    tag = "chaos",
+    security(("chaos_token" = [])),
+    responses(
+        (status = 200, description = "How many were removed", body = crate::openapi::Removed),
+        (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
+        (status = 403, description = "The fault-injection API is not enabled (`CHAOS_ENABLED`)", body = ErrorBody),
+    )
+)]
+pub async fn clear_faults(_: ChaosAuth, State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "removed": state.faults.clear() }))
 }
 
-async fn remove_fault(
+/// Removes one fault.
+#[utoipa::path(
+    delete,
+    path = "/chaos/faults/{id}",
+    tag = "chaos",
+    security(("chaos_token" = [])),
+    params(("id" = String, Path, description = "The fault's id")),
+    responses(
+        (status = 200, description = "Removed", body = crate::openapi::Removed),
+        (status = 401, description = "`CHAOS_TOKEN` is set and the request does not carry it", body = ErrorBody),
+        (status = 403, description = "The fault-injection API is not enabled (`CHAOS_ENABLED`)", body = ErrorBody),
+        (status = 404, description = "No active fault has this id", body = ErrorBody),
+    )
+)]
+pub async fn remove_fault(
     _: ChaosAuth,
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -22,6 +22,26 @@ use http_edge::{BadInput, JsonBody};
 pub(crate) const ENDPOINT: &str = "chat_completions";
 
 /// Answers a chat completion; any `model` is accepted and the answer names `MODEL_NAME`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events: \
+            `chat.completion.chunk` objects, then `data: [DONE]`",
+            content(
+                (ChatCompletion = "application/json"),
+                (llm_api::sse::ServerSentEvent = "text/event-stream"),
+            )),
+        (status = 400, description = "The body is not JSON", body = llm_api::openai::OpenAiError),
+        (status = 413, description = "The body is larger than the limit", body = llm_api::openai::OpenAiError),
+        (status = 415, description = "The content type is not `application/json`", body = llm_api::openai::OpenAiError),
+        (status = 422, description = "A field is missing, of the wrong type or out of bounds; `error.param` names it", body = llm_api::openai::OpenAiError),
+        (status = "4XX", description = "An injected `error` fault's status", body = llm_api::openai::OpenAiError),
+        (status = "5XX", description = "An injected `error` fault, or a simulated failure (`SIM_FAILURE_RATE`)", body = llm_api::openai::OpenAiError),
+    )
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     control: Option<axum::Extension<ConnectionControl>>,
@@ -91,6 +111,12 @@ pub async fn chat_completions(
 }
 
 /// Lists the one model this instance plays.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    responses((status = 200, description = "The model this instance plays", body = ModelList))
+)]
 pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList {
         object: "list".to_owned(),

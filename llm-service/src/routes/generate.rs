@@ -16,6 +16,21 @@ use http_edge::{BadInput, JsonBody};
 const ENDPOINT: &str = "generate";
 
 /// Answers a prompt; bad input is a 4xx naming the field, never a 5xx.
+#[utoipa::path(
+    post,
+    path = "/generate",
+    tag = "lab",
+    request_body(content = GenerateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The answer, flat", body = GenerateResponse),
+        (status = 400, description = "The body is not JSON", body = llm_api::ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = llm_api::ErrorBody),
+        (status = 415, description = "The content type is not `application/json`", body = llm_api::ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or out of bounds; `error.field` names it", body = llm_api::ErrorBody),
+        (status = "4XX", description = "An injected `error` fault's status", body = llm_api::openai::OpenAiError),
+        (status = "5XX", description = "An injected `error` fault, or a simulated failure (`SIM_FAILURE_RATE`)", body = llm_api::openai::OpenAiError),
+    )
+)]
 pub async fn generate(
     State(state): State<AppState>,
     control: Option<axum::Extension<ConnectionControl>>,

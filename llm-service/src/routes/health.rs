@@ -15,11 +15,26 @@ use crate::state::AppState;
 
 /// `GET /live`: 200 while the process serves requests, for an orchestrator's liveness
 /// probe (`/health` also judges the dependencies, which must not get a pod restarted).
+#[utoipa::path(
+    get,
+    path = "/live",
+    tag = "operations",
+    responses((status = 200, description = "The process serves requests", body = crate::openapi::Alive))
+)]
 pub async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "alive"}))
 }
 
 /// The composite health: 200 healthy or degraded, 503 unhealthy.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Healthy or degraded", body = ServiceHealth),
+        (status = 503, description = "Unhealthy", body = ServiceHealth),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Response {
     let report = state.health.check().await;
     let status = StatusCode::from_u16(report.http_status()).unwrap_or(StatusCode::OK);
@@ -49,6 +64,15 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// The model alone: its latency against the SLA, and the `unhealthy` fault.
+#[utoipa::path(
+    get,
+    path = "/model/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Healthy or degraded", body = crate::openapi::ModelHealth),
+        (status = 503, description = "Unhealthy", body = crate::openapi::ModelHealth),
+    )
+)]
 pub async fn model_health(State(state): State<AppState>) -> Response {
     let recent = state.metrics.recent_average_ms();
     let outcome = model_outcome(recent, state.config.response_time_sla);
@@ -70,6 +94,15 @@ pub async fn model_health(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 500, description = "The metrics could not be rendered"),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics.render(&state.faults.active_kinds()) {
         Ok(text) => (

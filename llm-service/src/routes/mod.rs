@@ -27,6 +27,7 @@ pub fn app(state: AppState, body: http_edge::BodyLimits) -> Router {
         .route("/live", get(health::live))
         .route("/model/health", get(health::model_health))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(chaos::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

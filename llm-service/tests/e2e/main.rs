@@ -14,5 +14,6 @@ mod harness;
 mod headers;
 mod input;
 mod lifecycle;
+mod openapi;
 mod resource_faults;
 mod stream_faults;
