@@ -25,10 +25,11 @@ enum Command {
     Healthcheck(http_edge::healthcheck::HealthcheckArgs),
 }
 
-/// mimalloc gives memory freed after a burst (thousands of connections, large bodies) back to
-/// the system, so RSS returns to its baseline; glibc's arenas keep much of it.
+/// jemalloc, whose background threads give memory freed after a burst (thousands of
+/// connections, large bodies) back to the system within seconds, so RSS returns to its
+/// baseline; glibc's arenas keep much of it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let Cli { args, command } = Cli::parse();
