@@ -193,6 +193,18 @@ impl EndingTally {
     }
 }
 
+/// HTTP/2: a server may hold streams beyond its `SETTINGS_MAX_CONCURRENT_STREAMS` unread
+/// (queued), and a client cannot tell from its side when the server admitted one. When
+/// streams did end in time (the server enforces its deadline on the ones it admitted), the
+/// ones still open at the end are counted as queued, returned, and no longer failed; when
+/// none ended in time, they stay failures (slow streams held as long as the client likes).
+pub fn queued_streams(tally: &mut EndingTally) -> u64 {
+    if tally.ended_in_time == 0 {
+        return 0;
+    }
+    std::mem::take(&mut tally.still_open)
+}
+
 /// True when `after` is within [`RSS_RETURN_FRACTION`] or [`RSS_RETURN_BYTES`] (whichever
 /// is larger) of `baseline`.
 pub fn rss_returned(baseline: u64, after: u64) -> bool {

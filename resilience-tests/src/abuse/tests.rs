@@ -6,7 +6,8 @@ use super::attacks::AttackKind;
 use super::raw::status_of;
 use super::rss::{listening_inodes, socket_inode, vm_rss_bytes};
 use super::rules::{
-    ClientFigures, Ending, EndingTally, grew_less_than_limit, latency_bar, percentile, rss_returned,
+    ClientFigures, Ending, EndingTally, grew_less_than_limit, latency_bar, percentile,
+    queued_streams, rss_returned,
 };
 
 fn ms(n: u64) -> Duration {
@@ -241,4 +242,32 @@ fn presets_and_flags_over_them() {
     assert_eq!((custom.idle, custom.slow_bodies), (10, 200));
     assert!(parse(&["--only", "malformed,headers"]).is_ok());
     assert!(parse(&["--only", "nonsense"]).is_err());
+}
+
+#[test]
+fn streams_still_open_are_queued_only_when_others_ended_in_time() {
+    let limit = ms(10_000);
+    let held = [Ending::StillOpen, Ending::StillOpen];
+    let mut nothing_ended = EndingTally::of(&held, limit, &[408]);
+    assert_eq!(queued_streams(&mut nothing_ended), 0);
+    assert_eq!(nothing_ended.still_open, 2, "held forever: still failures");
+    assert!(!nothing_ended.problems("streams", limit).is_empty());
+
+    let waves = [
+        Ending::Answered(408, ms(9_900)),
+        Ending::StillOpen,
+        Ending::StillOpen,
+    ];
+    let mut queued = EndingTally::of(&waves, limit, &[408]);
+    assert_eq!(queued_streams(&mut queued), 2);
+    assert_eq!(queued.still_open, 0);
+    assert!(queued.problems("streams", limit).is_empty());
+
+    let late = [Ending::Answered(408, ms(12_000)), Ending::StillOpen];
+    let mut late = EndingTally::of(&late, limit, &[408]);
+    assert_eq!(
+        queued_streams(&mut late),
+        0,
+        "a late end is no proof of a deadline"
+    );
 }

@@ -2,7 +2,9 @@
 //! streams, each a valid POST whose body trickles a byte a second. A stream counts as
 //! opened when the connection first asks its body for data (HTTP/2 sends a stream's data
 //! only once the stream is open), so the report says how many streams the server let
-//! open at once.
+//! open at once (an upper bound: a stream the server queues may be asked for data too).
+//! Streams still open at the end count as queued by the server when others ended in time
+//! ([`rules::queued_streams`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 
 use super::super::raw;
 use super::super::report::Findings;
-use super::super::rules::{Ending, EndingTally};
+use super::super::rules::{self, Ending, EndingTally};
 use super::Ctx;
 use super::slow::{padded_body, trickle_len};
 
@@ -57,10 +59,12 @@ pub async fn run(ctx: &Ctx, findings: &mut Findings) {
     let Some(endings) = endings else {
         return;
     };
-    let tally = EndingTally::of(&endings, limit, &[408]);
+    let mut tally = EndingTally::of(&endings, limit, &[408]);
+    let queued = rules::queued_streams(&mut tally);
     findings.figure("streams_tried", ctx.sizes.h2_streams);
     findings.figure("limit_s", limit.as_secs_f64());
     findings.figure("ended", &tally);
+    findings.figure("queued_at_end", queued);
     findings.fail_all(tally.problems("HTTP/2 streams", limit));
 }
 
