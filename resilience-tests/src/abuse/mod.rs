@@ -107,7 +107,7 @@ pub struct AbuseArgs {
     /// How long the idle connections are held, in seconds [small: 5, full: 10].
     #[arg(long)]
     pub idle_hold: Option<u64>,
-    /// How long after the idle connections close RSS is read, in seconds [small: 5, full: 60].
+    /// How long after the idle connections close RSS is read, in seconds [small: 15, full: 60].
     #[arg(long)]
     pub idle_settle: Option<u64>,
     /// Requests with a 900 KB model name [small: 50, full: 1200].
@@ -147,7 +147,8 @@ fn sizes(args: &AbuseArgs) -> (Sizes, String) {
             h2_streams: 100,
             idle: 500,
             idle_hold_s: 5,
-            idle_settle_s: 5,
+            // The services' allocator gives freed pages back over about ten seconds.
+            idle_settle_s: 15,
             oversized: 50,
         },
         Size::Full => Sizes {
