@@ -25,12 +25,6 @@ enum Command {
     Healthcheck(http_edge::healthcheck::HealthcheckArgs),
 }
 
-/// jemalloc, whose background threads give memory freed after a burst (thousands of
-/// connections, large bodies) back to the system within seconds, so RSS returns to its
-/// baseline; glibc's arenas keep much of it.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let Cli { config, command } = Cli::parse();
     if let Some(Command::Healthcheck(check)) = command {

@@ -282,8 +282,9 @@ pub(crate) mod tests {
         };
         let json = format!(
             concat!(
-                r#"{{"cache":{{"capacity":0,"entries":0,"evictions":0,"expirations":0,"#,
-                r#""hits":0,"inserts":0,"misses":0,"seeded":0,"seeded_hits":0,"ttl_ms":0}},"#,
+                r#"{{"cache":{{"bytes":0,"capacity":0,"entries":0,"evictions":0,"#,
+                r#""expirations":0,"hits":0,"inserts":0,"max_bytes":0,"misses":0,"#,
+                r#""oversized":0,"seeded":0,"seeded_hits":0,"ttl_ms":0}},"#,
                 r#""circuit_breaker":{b},"endpoints":[{{"breakers":{{}},"id":"openai:gpt","#,
                 r#""instances":[]}}],"healthy":true,"overall_status":"healthy","#,
                 r#""pools":{{"primary":{{"breakers":{{"llm_service_1":{b}}},"#,

@@ -237,9 +237,9 @@ mod tests {
         let text = serde_json::to_string(&stats).unwrap();
         assert!(
             text.starts_with(concat!(
-                r#"{"cache":{"capacity":1000,"entries":3,"evictions":0,"expirations":0,"#,
-                r#""hits":4,"inserts":3,"misses":1,"seeded":10,"seeded_hits":2,"#,
-                r#""ttl_ms":300000},"exhausted":0,"#
+                r#"{"cache":{"bytes":0,"capacity":1000,"entries":3,"evictions":0,"#,
+                r#""expirations":0,"hits":4,"inserts":3,"max_bytes":0,"misses":1,"#,
+                r#""oversized":0,"seeded":10,"seeded_hits":2,"ttl_ms":300000},"exhausted":0,"#
             )),
             "{text}"
         );
