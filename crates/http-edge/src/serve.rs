@@ -515,8 +515,9 @@ pub async fn serve(
             let answer = app.clone().oneshot(request);
             async move {
                 let response = answer.await?;
+                // Wrapped, not boxed again: the guard costs no allocation per request.
                 Ok::<_, std::convert::Infallible>(
-                    response.map(|inner| Body::new(Tracked { inner, _busy: busy })),
+                    response.map(|inner| Tracked { inner, _busy: busy }),
                 )
             }
         });
