@@ -172,8 +172,9 @@ async fn experiments_take_effect_roll_back_and_are_journaled() {
     );
 
     // Process experiments, through the run directory's controller.
+    // Each fault held 5 s: a loaded machine's polling must not miss it.
     for (experiment, during) in [("kill", RunState::Stopped), ("pause", RunState::Paused)] {
-        let (child, report) = stack.start(experiment, "llm_service_1", &[]);
+        let (child, report) = stack.start(experiment, "llm_service_1", &["--duration", "5"]);
         let seen = eventually(|| async { stack.state("llm_service_1").await == during }).await;
         let (code, text, journal) = finish(child, &report).await;
         assert!(

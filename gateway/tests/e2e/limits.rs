@@ -129,6 +129,11 @@ async fn huge_model_names_are_refused_and_leave_no_trace_in_memory_or_redis() {
         let answer = gw.generate(&format!("warm up question {i}")).await;
         assert!(answer.is_primary_success(), "{answer:?}");
     }
+    // The warm-up's answers reach Redis behind their responses: wait until they all have.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cache_keys(&redis).await.len() < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let keys_before = cache_keys(&redis).await;
     let rss_before = gw.rss_kib();
 
