@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         Some(Command::Proxy(args)) => Work::Proxy(args),
         None => Work::Daemon(cli.daemon),
     };
-    http_edge::process::init_tracing(&cli.log_format);
+    let _log = http_edge::process::init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

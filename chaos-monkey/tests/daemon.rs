@@ -98,7 +98,7 @@ async fn with_a_chaos_token_the_daemon_injects_and_rolls_back_as_a_bearer() {
         .start()
         .await;
     two_rounds_then_sigterm(&llm.url, Some("s3cret")).await;
-    let lines = llm.logs().lines();
+    let lines = llm.logs().settled().await;
     assert!(
         !lines.iter().any(|line| line.contains("s3cret")),
         "the token is never logged: {lines:#?}"

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(problems) => return invalid(problems),
     };
-    http_edge::process::init_tracing(settings.log_format.as_str());
+    let _log = http_edge::process::init_tracing(settings.log_format.as_str());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    http_edge::process::init_tracing(&config.log_format);
+    let _log = http_edge::process::init_tracing(&config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -3,13 +3,15 @@
 //! a deadline and a budget; [`limits`] holds their settings; [`security`] has the security
 //! headers every response carries and the CORS setting; [`input`] parses JSON bodies so that
 //! every bad input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape;
-//! [`process`] sets up logging and the shutdown signal; [`healthcheck`] is the
+//! [`process`] sets up logging (written in batches off the request path by [`logwriter`])
+//! and the shutdown signal; [`healthcheck`] is the
 //! `healthcheck` subcommand the container images run.
 
 pub mod body;
 pub mod healthcheck;
 pub mod input;
 pub mod limits;
+pub mod logwriter;
 pub mod process;
 pub mod security;
 pub mod serve;

@@ -4,21 +4,40 @@ use std::future::Future;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+use crate::logwriter::{BatchedLog, FlushGuard};
 
 /// Logs to stdout (`json` or human-readable `pretty`), filtered by `RUST_LOG` (default
 /// `info`), with colours only on a terminal. The first line a service logs when it
 /// listens carries `addr=` and `url=`, which tests and launchers read.
-pub fn init_tracing(format: &str) {
+///
+/// Lines are written in batches by a thread of their own ([`BatchedLog`]): a line reaches
+/// stdout within [`crate::logwriter::FLUSH_INTERVAL`]. Keep the returned guard until the
+/// program ends: dropping it writes what is still waiting. Without a thread for it (the
+/// system refused one), lines go to stdout directly and there is no guard.
+#[must_use = "dropping the guard stops logging; keep it until the program ends"]
+pub fn init_tracing(format: &str) -> Option<FlushGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stdout().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_ansi(ansi);
+    let (writer, guard) = match BatchedLog::new(std::io::stdout()) {
+        Ok((log, guard)) => (BoxMakeWriter::new(log), Some(guard)),
+        Err(error) => {
+            eprintln!("cannot start the log writer thread ({error}); logging directly");
+            (BoxMakeWriter::new(std::io::stdout), None)
+        }
+    };
+    let builder = builder.with_writer(writer);
     if format == "json" {
-        builder.json().init();
+        // The current span's fields once ("span"), not again in a list of every span.
+        builder.json().with_span_list(false).init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// A future that completes on SIGTERM or SIGINT (Ctrl-C). Both handlers are installed when

@@ -7,6 +7,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
+/// How long no new line must arrive for a log to count as settled: three of the services'
+/// 100 ms flush intervals.
+pub const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
+/// The longest [`LogSink::settled`] waits (a child that logs without pause never settles).
+pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Every line a child printed on stdout and stderr, ANSI colours removed.
 #[derive(Clone, Default)]
 pub struct LogSink(Arc<Mutex<Vec<String>>>);
@@ -18,6 +24,27 @@ impl LogSink {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The lines once the child wrote out what it logged so far: the services write their
+    /// log in batches at least every 100 ms (`http_edge::logwriter`), so this waits until
+    /// no line arrived for [`SETTLE_QUIET`] (at most [`SETTLE_LIMIT`]). Read this, not
+    /// [`LogSink::lines`], before asserting that something is *not* in the log.
+    pub async fn settled(&self) -> Vec<String> {
+        let started = tokio::time::Instant::now();
+        let mut seen = self.lines().len();
+        let mut quiet_since = started;
+        while started.elapsed() < SETTLE_LIMIT {
+            tokio::time::sleep(SETTLE_QUIET / 6).await;
+            let now = self.lines().len();
+            if now != seen {
+                seen = now;
+                quiet_since = tokio::time::Instant::now();
+            } else if quiet_since.elapsed() >= SETTLE_QUIET {
+                break;
+            }
+        }
+        self.lines()
     }
 
     /// Log records: a line with a level and the indented lines that continue it.

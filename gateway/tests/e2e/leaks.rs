@@ -187,7 +187,7 @@ async fn upstream_error_text_reaches_the_log_masked_and_never_the_client() {
     assert_clean(&format!("{:?}", streamed.data));
 
     // The log has what the upstreams said, the secrets masked.
-    let logs = gw.logs().lines().join("\n");
+    let logs = gw.logs().settled().await.join("\n");
     assert!(!logs.contains("hunter2"), "the password was logged");
     assert!(!logs.contains("abc123"), "the key was logged");
     for said in [

@@ -608,7 +608,8 @@ async fn without_chaos_enabled_the_fault_api_refuses_and_injects_nothing() {
     }
     assert!(
         llm.logs()
-            .lines()
+            .settled()
+            .await
             .iter()
             .any(|line| line.contains("fault-injection API off")),
         "the start says the API is off: {:#?}",
@@ -699,7 +700,7 @@ async fn the_chaos_token_admits_only_its_bearer_and_guards_nothing_else() {
         200
     );
     assert_eq!(status(client.get(format!("{}/health", llm.url))).await, 200);
-    let lines = llm.logs().lines();
+    let lines = llm.logs().settled().await;
     assert!(
         !lines.iter().any(|line| line.contains("s3cret")),
         "the token is never logged: {lines:#?}"
