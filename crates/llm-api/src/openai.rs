@@ -219,9 +219,15 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Usage>,
 }
 
-/// A new completion id: `chatcmpl-` and 32 random hex digits.
+/// A new completion id: `chatcmpl-` and a random UUIDv4's 32 hex digits, from the thread's
+/// random generator (no system call per id).
 pub fn completion_id() -> String {
-    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+    format!(
+        "chatcmpl-{}",
+        uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .simple()
+    )
 }
 
 /// Seconds since the Unix epoch (a completion's `created`); 0 on a clock before 1970.
@@ -378,6 +384,18 @@ impl OpenAiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completion_ids_are_random_uuid_v4s_behind_the_prefix() {
+        let ids: Vec<String> = (0..100).map(|_| completion_id()).collect();
+        for id in &ids {
+            let hex = id.strip_prefix("chatcmpl-").expect("the prefix");
+            let uuid = uuid::Uuid::parse_str(hex).expect("32 hex digits");
+            assert_eq!((hex.len(), uuid.get_version_num()), (32, 4), "{id}");
+        }
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 
     #[test]
     fn unknown_request_fields_are_kept_and_forwarded() {

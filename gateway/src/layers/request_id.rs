@@ -2,10 +2,13 @@
 //! ASCII characters), else a new UUIDv7; handed to the handlers as [`RequestId`] and
 //! returned on the answer.
 
+use std::time::SystemTime;
+
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use resilience_core::clock::unix_millis;
 
 /// `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -25,13 +28,21 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| sane(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(req).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     response
+}
+
+/// A new UUIDv7 from the thread's random generator: no system call per id (`Uuid::now_v7`
+/// asks the kernel for its random bits every time).
+fn new_id() -> String {
+    uuid::Builder::from_unix_timestamp_millis(unix_millis(SystemTime::now()), &rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 /// Whether a client's id may be used as it is.

@@ -85,9 +85,26 @@ async fn a_sane_request_id_is_kept_and_any_other_replaced() {
         let (_, id, body) = send(req).await;
         let id = id.unwrap();
         assert_ne!(id, bad);
-        assert_eq!(id.len(), 36, "a UUID: {id}");
+        let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(uuid.get_version_num(), 7, "a UUIDv7: {id}");
         assert_eq!(body, format!("0 {id}"), "the handler sees the same id");
     }
+}
+
+#[tokio::test]
+async fn new_request_ids_are_distinct_and_ordered_by_time() {
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let (_, id, _) = send(Request::post("/generate").body(Body::empty()).unwrap()).await;
+        ids.push(uuid::Uuid::parse_str(&id.unwrap()).unwrap());
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "no id twice");
+    let millis = |id: &uuid::Uuid| id.get_timestamp().unwrap().to_unix().0;
+    assert!(
+        ids.windows(2).all(|w| millis(&w[0]) <= millis(&w[1])),
+        "time-ordered"
+    );
 }
 
 #[tokio::test]
