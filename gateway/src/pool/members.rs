@@ -19,7 +19,7 @@ use resilience_core::discovery::DiscoverySnapshot;
 use resilience_core::registry::Instance;
 
 use super::{MemberEndpoint, Pool};
-use crate::upstream::Protocol;
+use crate::upstream::{Protocol, Upstream};
 
 /// One instance of the pool, as the balancer holds it.
 #[derive(Debug)]
@@ -33,8 +33,8 @@ pub(crate) struct Member {
     /// URLs), so metrics and `/health` can still name it.
     pub(crate) learned: ArcSwapOption<String>,
     pub(crate) breaker: Arc<Breaker>,
-    /// How it is spoken to.
-    pub(crate) protocol: Protocol,
+    /// How it is spoken to, and where (parsed once, here).
+    pub(crate) upstream: Upstream,
     /// Whether the active health checker probes it (discovered instances); an endpoint is
     /// judged by its breaker alone.
     pub(crate) checked: bool,
@@ -139,7 +139,7 @@ impl Pool {
                         label: instance.model().map(str::to_owned),
                         learned: ArcSwapOption::new(learned),
                         breaker,
-                        protocol: Protocol::Lab,
+                        upstream: Upstream::lab(&instance.url),
                         checked: true,
                         cooldown_until_ms: AtomicU64::new(0),
                     })
@@ -179,7 +179,7 @@ impl Pool {
                     label,
                     learned: ArcSwapOption::new(None),
                     breaker,
-                    protocol: endpoint.protocol.clone(),
+                    upstream: Upstream::new(&endpoint.url, endpoint.protocol.clone()),
                     checked: false,
                     cooldown_until_ms: AtomicU64::new(0),
                 })

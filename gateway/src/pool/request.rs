@@ -228,25 +228,13 @@ impl Pool {
         if req.payload.is_stream() {
             let limit = self.settings.first_token_timeout.min(remaining);
             self.client
-                .open_stream(
-                    &member.url,
-                    &member.protocol,
-                    &req.payload,
-                    limit,
-                    &req.request_id,
-                )
+                .open_stream(&member.upstream, &req.payload, limit, &req.request_id)
                 .await
                 .map(Reply::Stream)
         } else {
             let limit = self.settings.per_try_timeout.min(remaining);
             self.client
-                .call(
-                    &member.url,
-                    &member.protocol,
-                    &req.payload,
-                    limit,
-                    &req.request_id,
-                )
+                .call(&member.upstream, &req.payload, limit, &req.request_id)
                 .await
                 .map(Reply::Complete)
         }

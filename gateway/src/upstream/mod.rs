@@ -69,6 +69,89 @@ pub enum Protocol {
     },
 }
 
+/// A target's addresses, parsed once when it joins a pool: a try never parses a URL (the
+/// parse, with its IDNA processing, cost more than the rest of building the request).
+///
+/// A base URL that does not parse is kept as its error: each try on it fails as a
+/// connection failure, as it did when the URL was parsed per try.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    base: String,
+    protocol: Protocol,
+    chat: Result<reqwest::Url, String>,
+    generate: Result<reqwest::Url, String>,
+    /// `Bearer <key>` for an endpoint with a key (marked sensitive: never logged).
+    authorization: Option<HeaderValue>,
+}
+
+impl Upstream {
+    /// The target at `base_url`, spoken to in `protocol`.
+    pub fn new(base_url: &str, protocol: Protocol) -> Self {
+        let parse = |path: &str| {
+            reqwest::Url::parse(&join(base_url, path))
+                .map_err(|e| redact(&format!("invalid upstream URL {base_url}: {e}")))
+        };
+        let chat = parse(match protocol {
+            Protocol::Lab => "/v1/chat/completions",
+            Protocol::OpenAi { .. } => "/chat/completions",
+        });
+        let authorization = match &protocol {
+            Protocol::OpenAi {
+                api_key: Some(key), ..
+            } => match HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                Err(_) => {
+                    tracing::warn!(url = %redact(base_url),
+                        "the API key is not a valid header value; not sent");
+                    None
+                }
+            },
+            _ => None,
+        };
+        Self {
+            base: base_url.to_owned(),
+            generate: parse("/generate"),
+            chat,
+            protocol,
+            authorization,
+        }
+    }
+
+    /// A lab llm-service at `base_url`.
+    pub fn lab(base_url: &str) -> Self {
+        Self::new(base_url, Protocol::Lab)
+    }
+
+    /// How it is spoken to.
+    pub fn protocol(&self) -> &Protocol {
+        &self.protocol
+    }
+
+    /// The base URL it was given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The `Authorization` header an endpoint with a key is sent.
+    fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
+    }
+
+    /// Where chat goes: the lab's `/v1/chat/completions`, an endpoint's
+    /// `{base}/chat/completions`.
+    pub(crate) fn chat_url(&self) -> Result<reqwest::Url, UpstreamError> {
+        self.chat.clone().map_err(UpstreamError::Connect)
+    }
+
+    /// The lab's `/generate`.
+    fn generate_url(&self) -> Result<reqwest::Url, UpstreamError> {
+        self.generate.clone().map_err(UpstreamError::Connect)
+    }
+}
+
 /// An API key: sent upstream, never printed (`Debug` and `Display` show `***`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
@@ -130,20 +213,20 @@ impl UpstreamClient {
         Ok(Self { http })
     }
 
-    /// `POST {base_url}/generate` with `req` as JSON and `x-request-id: request_id`,
+    /// `POST {base}/generate` with `req` as JSON and `x-request-id: request_id`,
     /// bounded by `timeout` from sending to the last byte of the answer.
     ///
     /// An id that is not a valid header value is not sent (the call still is).
     pub async fn generate(
         &self,
-        base_url: &str,
+        upstream: &Upstream,
         req: &GenerateRequest,
         timeout: Duration,
         request_id: &str,
     ) -> Result<GenerateResponse, UpstreamError> {
-        let url = join(base_url, "/generate");
+        let url = upstream.generate_url()?;
         let call = async {
-            let mut builder = self.http.post(&url).json(req).timeout(timeout);
+            let mut builder = self.http.post(url).json(req).timeout(timeout);
             match HeaderValue::from_str(request_id) {
                 Ok(value) => builder = builder.header(REQUEST_ID_HEADER, value),
                 Err(_) => tracing::debug!(request_id, "request id is not a header value; not sent"),

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::error::{classify, status_error};
-use super::{Protocol, REQUEST_ID_HEADER, UpstreamClient, UpstreamError, join};
+use super::{Protocol, REQUEST_ID_HEADER, Upstream, UpstreamClient, UpstreamError};
 
 /// A request as sent upstream.
 #[derive(Debug, Clone)]
@@ -104,20 +104,20 @@ impl Payload {
 }
 
 impl UpstreamClient {
-    /// Sends `payload` (not a stream) to the target at `base_url` in its `protocol`, bounded
+    /// Sends `payload` (not a stream) to `upstream` in its protocol, bounded
     /// by `timeout` from sending to the last byte of the answer.
     pub async fn call(
         &self,
-        base_url: &str,
-        protocol: &Protocol,
+        upstream: &Upstream,
         payload: &Payload,
         timeout: Duration,
         request_id: &str,
     ) -> Result<Completed, UpstreamError> {
+        let protocol = upstream.protocol();
         match (protocol, payload) {
             (Protocol::Lab, Payload::Generate(generate)) => {
                 let answer = self
-                    .generate(base_url, generate, timeout, request_id)
+                    .generate(upstream, generate, timeout, request_id)
                     .await?;
                 Ok(Completed {
                     text: answer.response,
@@ -130,13 +130,9 @@ impl UpstreamClient {
             }
             _ => {
                 let chat = payload.chat_for(protocol);
-                let url = chat_url(base_url, protocol);
+                let request = self.post_chat(upstream, &chat, Some(timeout), request_id)?;
                 let call = async {
-                    let response = self
-                        .post(&url, &chat, protocol, Some(timeout), request_id)
-                        .send()
-                        .await
-                        .map_err(|e| classify(&e, timeout))?;
+                    let response = request.send().await.map_err(|e| classify(&e, timeout))?;
                     if !response.status().is_success() {
                         return Err(status_error(response, timeout).await);
                     }
@@ -150,44 +146,27 @@ impl UpstreamClient {
         }
     }
 
-    /// A POST of `body` as JSON with the request id and, for an endpoint with a key, its
-    /// `Authorization`; `timeout` bounds the whole exchange (none for a stream).
-    pub(super) fn post(
+    /// A POST of `body` as JSON to `upstream`'s chat URL, with the request id and, for an
+    /// endpoint with a key, its `Authorization`; `timeout` bounds the whole exchange (none
+    /// for a stream).
+    pub(super) fn post_chat(
         &self,
-        url: &str,
+        upstream: &Upstream,
         body: &impl Serialize,
-        protocol: &Protocol,
         timeout: Option<Duration>,
         request_id: &str,
-    ) -> reqwest::RequestBuilder {
-        let mut builder = self.http.post(url).json(body);
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        let mut builder = self.http.post(upstream.chat_url()?).json(body);
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
         }
         if let Ok(value) = HeaderValue::from_str(request_id) {
             builder = builder.header(REQUEST_ID_HEADER, value);
         }
-        if let Protocol::OpenAi {
-            api_key: Some(key), ..
-        } = protocol
-        {
-            match HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
-                Ok(mut value) => {
-                    value.set_sensitive(true);
-                    builder = builder.header(AUTHORIZATION, value);
-                }
-                Err(_) => tracing::warn!(url, "the API key is not a valid header value; not sent"),
-            }
+        if let Some(authorization) = upstream.authorization() {
+            builder = builder.header(AUTHORIZATION, authorization.clone());
         }
-        builder
-    }
-}
-
-/// Where chat goes: the lab's `/v1/chat/completions`, an endpoint's `{base}/chat/completions`.
-pub(super) fn chat_url(base_url: &str, protocol: &Protocol) -> String {
-    match protocol {
-        Protocol::Lab => join(base_url, "/v1/chat/completions"),
-        Protocol::OpenAi { .. } => join(base_url, "/chat/completions"),
+        Ok(builder)
     }
 }
 

@@ -18,9 +18,8 @@ use llm_api::openai::{DONE, Usage};
 use serde_json::Value;
 
 use super::error::{chain, classify, status_error};
-use super::openai::chat_url;
 use super::redact::redact;
-use super::{Payload, Protocol, UpstreamClient, UpstreamError};
+use super::{Payload, Upstream, UpstreamClient, UpstreamError};
 
 /// Malformed events tolerated before the first token; past this the upstream is broken.
 const MALFORMED_BEFORE_FIRST_TOKEN: u32 = 16;
@@ -87,18 +86,18 @@ impl UpstreamClient {
     /// within `first_token` (see the module's rules).
     pub async fn open_stream(
         &self,
-        base_url: &str,
-        protocol: &Protocol,
+        upstream: &Upstream,
         payload: &Payload,
         first_token: Duration,
         request_id: &str,
     ) -> Result<OpenStream, UpstreamError> {
+        let protocol = upstream.protocol();
         let chat = payload.chat_for(protocol);
-        let url = chat_url(base_url, protocol);
+        let request = self.post_chat(upstream, &chat, None, request_id)?;
+        let url = upstream.base();
         let started = tokio::time::Instant::now();
         let open = async {
-            let response = self
-                .post(&url, &chat, protocol, None, request_id)
+            let response = request
                 .send()
                 .await
                 .map_err(|e| classify(&e, first_token))?;
@@ -124,7 +123,7 @@ impl UpstreamClient {
                     }
                     StreamEvent::Malformed(excerpt) => {
                         skipped += 1;
-                        tracing::warn!(url, request_id, excerpt, "malformed stream event skipped");
+                        tracing::warn!(url = %redact(url), request_id, excerpt, "malformed stream event skipped");
                         if skipped > MALFORMED_BEFORE_FIRST_TOKEN {
                             return Err(UpstreamError::Malformed(format!(
                                 "{skipped} malformed events and no token"

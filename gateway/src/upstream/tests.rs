@@ -8,7 +8,7 @@ use resilience_core::health::HealthProbe;
 use resilience_core::policy::FailureClass;
 
 use super::error::{Said, error_message, identifier};
-use super::{HttpProbe, UpstreamClient, UpstreamError, join, parse_answer};
+use super::{HttpProbe, Upstream, UpstreamClient, UpstreamError, join, parse_answer};
 use crate::pool::testing::{FakeLlm, Reply, closed_port_url};
 
 fn client() -> UpstreamClient {
@@ -180,7 +180,7 @@ async fn generate_returns_the_flat_answer_and_passes_the_request_id() {
     let llm = FakeLlm::start("llm-a", Reply::Ok).await;
     let answer = client()
         .generate(
-            &llm.url,
+            &Upstream::lab(&llm.url),
             &GenerateRequest::new("hello"),
             Duration::from_secs(5),
             "req-42",
@@ -202,7 +202,10 @@ async fn error_statuses_keep_message_and_retry_after() {
     let c = client();
     let req = GenerateRequest::new("x");
     let t = Duration::from_secs(5);
-    let err = c.generate(&llm.url, &req, t, "r").await.unwrap_err();
+    let err = c
+        .generate(&Upstream::lab(&llm.url), &req, t, "r")
+        .await
+        .unwrap_err();
     assert_eq!(err.failure("a").status, Some(503));
     assert!(
         err.to_string().contains("Simulated upstream error"),
@@ -211,12 +214,18 @@ async fn error_statuses_keep_message_and_retry_after() {
     assert_eq!(err.class(), FailureClass::ServerError);
 
     llm.set(Reply::RetryAfter(429, 7));
-    let err = c.generate(&llm.url, &req, t, "r").await.unwrap_err();
+    let err = c
+        .generate(&Upstream::lab(&llm.url), &req, t, "r")
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "http_429");
     assert_eq!(err.failure("a").retry_after, Some(Duration::from_secs(7)));
 
     llm.set(Reply::Status(400));
-    let err = c.generate(&llm.url, &req, t, "r").await.unwrap_err();
+    let err = c
+        .generate(&Upstream::lab(&llm.url), &req, t, "r")
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), FailureClass::Refused);
     assert!(!err.class().is_retryable());
 }
@@ -227,7 +236,7 @@ async fn a_hanging_upstream_times_out_on_time() {
     let started = Instant::now();
     let err = client()
         .generate(
-            &llm.url,
+            &Upstream::lab(&llm.url),
             &GenerateRequest::new("x"),
             Duration::from_millis(200),
             "r",
@@ -246,13 +255,16 @@ async fn connection_failures_are_connect_errors() {
     let req = GenerateRequest::new("x");
     let t = Duration::from_secs(5);
     let refused = c
-        .generate(&closed_port_url().await, &req, t, "r")
+        .generate(&Upstream::lab(&closed_port_url().await), &req, t, "r")
         .await
         .unwrap_err();
     assert_eq!(refused.error_type(), "connect", "{refused}");
 
     let closing = FakeLlm::start_closing("llm-c").await;
-    let closed = c.generate(&closing.url, &req, t, "r").await.unwrap_err();
+    let closed = c
+        .generate(&Upstream::lab(&closing.url), &req, t, "r")
+        .await
+        .unwrap_err();
     assert_eq!(closed.error_type(), "connect", "{closed}");
     assert!(closed.class().is_retryable());
     assert!(closing.calls() >= 1);
@@ -263,7 +275,7 @@ async fn a_truncated_body_is_malformed() {
     let llm = FakeLlm::start("llm-a", Reply::Malformed).await;
     let err = client()
         .generate(
-            &llm.url,
+            &Upstream::lab(&llm.url),
             &GenerateRequest::new("x"),
             Duration::from_secs(5),
             "r",
@@ -279,7 +291,7 @@ async fn an_answer_larger_than_the_limit_is_malformed_not_read_whole() {
     let llm = FakeLlm::start("llm-a", Reply::Huge).await;
     let err = client()
         .generate(
-            &llm.url,
+            &Upstream::lab(&llm.url),
             &GenerateRequest::new("x"),
             Duration::from_secs(10),
             "r",
@@ -318,4 +330,20 @@ async fn http_probe_tells_up_from_down() {
         other_path.probe("llm-a", &llm.url).await.unwrap_err(),
         "HTTP 404"
     );
+}
+
+#[tokio::test]
+async fn a_base_url_that_does_not_parse_fails_each_try_as_a_connection_failure() {
+    let upstream = Upstream::lab("http://exa mple:1");
+    let err = client()
+        .generate(
+            &upstream,
+            &GenerateRequest::new("x"),
+            Duration::from_secs(1),
+            "r",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "connect", "{err}");
+    assert!(err.to_string().contains("invalid upstream URL"), "{err}");
 }
