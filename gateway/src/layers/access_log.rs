@@ -1,53 +1,42 @@
-//! Layer 2: the access log — one `tracing` line per request when its answer starts:
-//! method, path (never the query, which may hold secrets), status, latency and request id.
-//! Built on tower-http's `TraceLayer`.
+//! Layer 2: the access log — one `tracing` line per request when its answer starts (target
+//! `access`, level INFO): method, path (never the query, which may hold secrets), status,
+//! latency and request id.
+//!
+//! The request runs inside a `request` span (method, path, request id) only when DEBUG is
+//! on for the gateway: at the default level a span per request cost as much as the line
+//! itself, and the lines a request logs carry its request id anyway.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::Response;
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{DefaultOnBodyChunk, DefaultOnEos, TraceLayer};
-use tracing::Span;
+use tracing::Instrument;
 
 use super::RequestId;
 
-/// The access-log layer.
-pub type AccessLogLayer = TraceLayer<
-    SharedClassifier<ServerErrorsAsFailures>,
-    fn(&Request) -> Span,
-    fn(&Request, &Span),
-    fn(&Response, Duration, &Span),
-    DefaultOnBodyChunk,
-    DefaultOnEos,
-    (),
->;
-
-/// The access-log layer: a span per request, a line per answer.
-pub fn layer() -> AccessLogLayer {
-    TraceLayer::new_for_http()
-        .make_span_with(span as fn(&Request) -> Span)
-        .on_request(on_request as fn(&Request, &Span))
-        .on_response(on_response as fn(&Response, Duration, &Span))
-        // The access line carries the status already; no second line per 5xx.
-        .on_failure(())
-}
-
-fn span(req: &Request) -> Span {
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map_or("", |id| id.0.as_str());
-    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-}
-
-fn on_request(_: &Request, _: &Span) {}
-
-fn on_response(response: &Response, latency: Duration, _: &Span) {
+/// Logs the request's answer (see the module's rules).
+pub async fn access_log(req: Request, next: Next) -> Response {
+    if !tracing::enabled!(target: "access", tracing::Level::INFO)
+        && !tracing::enabled!(tracing::Level::DEBUG)
+    {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let id = req.extensions().get::<RequestId>().cloned();
+    let id = id.as_ref().map_or("", |id| id.0.as_str());
+    let span = tracing::debug_span!("request", %method, path = uri.path(), request_id = id);
+    let response = next.run(req).instrument(span).await;
     tracing::info!(
         target: "access",
+        %method,
+        path = uri.path(),
         status = response.status().as_u16(),
-        latency_ms = latency.as_secs_f64() * 1000.0,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = id,
         "answered"
     );
+    response
 }

@@ -64,7 +64,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn(request_id::request_id))
-                .layer(access_log::layer())
+                .layer(from_fn(access_log::access_log))
                 .layer(http_edge::security::headers())
                 .option_layer(gateway.settings.cors.layer())
                 // authentication and rate limit go here, in that order.
