@@ -6,7 +6,9 @@
 //!   ([`AnswerStore::remember`]; a stream request's answer is still coming then), and the
 //!   stream relay gives it a stream's text once the stream completed
 //!   ([`AnswerCache::remember_stream`]). Each write goes to the in-process cache and, in
-//!   the background, to Redis.
+//!   the background, to Redis — unless the in-process cache already holds an answer for
+//!   the key stored less than half the TTL ago (`ResponseCache::holds_fresh`): a popular
+//!   prompt is written once per half TTL, not once per request.
 //! - Reads: the cache tier it builds ([`AnswerCache::tier`]) asks the in-process cache first
 //!   (no network), then Redis.
 //! - Keys: a request's model and normalised prompt ([`cache_key`]); blank and very long
@@ -107,10 +109,20 @@ impl AnswerCache {
 
     /// Keeps the text of a stream that completed, under `key`.
     pub fn remember_stream(&self, key: CacheKey, answer: WholeAnswer) {
+        self.store(key, &answer);
+    }
+
+    /// Stores `answer` under `key` in process and, in the background, in Redis, unless the
+    /// in-process cache holds a fresh answer there ([`ResponseCache::holds_fresh`]).
+    fn store(&self, key: CacheKey, answer: &WholeAnswer) {
+        let local = self.local.cache();
+        if local.holds_fresh(&key) {
+            return;
+        }
         if let Some(redis) = &self.redis {
             redis.store_in_background(key.clone(), answer.clone());
         }
-        self.local.cache().insert(key, answer);
+        local.insert(key, answer.clone());
     }
 
     /// The in-process cache's counters.
@@ -120,13 +132,14 @@ impl AnswerCache {
 }
 
 impl AnswerStore<GatewayRequest, Answer> for AnswerCache {
+    /// Stores the answer in process and in Redis, unless the in-process cache holds a
+    /// fresh one under its key (then Redis got it too, when it was stored).
     fn remember(&self, req: &GatewayRequest, answer: &Answer) {
         let Answer::Whole(whole) = answer else {
             return; // kept by the relay once it completed
         };
-        self.local.remember(req, whole);
-        if let (Some(redis), Some(key)) = (&self.redis, store_key(req)) {
-            redis.store_in_background(key, whole.clone());
+        if let Some(key) = store_key(req) {
+            self.store(key, whole);
         }
     }
 

@@ -237,6 +237,21 @@ impl<Resp> ResponseCache<Resp> {
         self.add(&self.counters.inserts, 1);
     }
 
+    /// Whether `key` holds a learned answer stored less than half its TTL ago: a writer of
+    /// live answers skips storing it again (the copy, the weighing, the index updates, a
+    /// shared store's write) and stores the next answer once half the TTL has passed, so a
+    /// key kept in use never expires. Every request answered live would otherwise write the
+    /// cache.
+    pub fn holds_fresh(&self, key: &CacheKey) -> bool {
+        let now = self.clock.now();
+        let half = self.ttl / 2;
+        self.lock().learned.get(key).is_some_and(|entry| {
+            entry
+                .expires_at
+                .is_none_or(|expires| expires.saturating_duration_since(now) > half)
+        })
+    }
+
     /// Stores `value` as a seeded answer under `key`: it never expires and is never evicted.
     /// Replaces an earlier seeded answer for the same key; ignored for a blank key.
     pub fn insert_seeded(&self, key: CacheKey, value: Resp) {

@@ -46,8 +46,12 @@ impl<Req, Resp> AnswerStore<Req, Resp> for CacheStore<Req, Resp>
 where
     Resp: Clone + Send + Sync,
 {
+    /// Stores the answer unless the cache holds a fresh one under its key
+    /// ([`ResponseCache::holds_fresh`]).
     fn remember(&self, req: &Req, response: &Resp) {
-        if let Some(key) = (self.key)(req) {
+        if let Some(key) = (self.key)(req)
+            && !self.cache.holds_fresh(&key)
+        {
             self.cache.insert(key, response.clone());
         }
     }

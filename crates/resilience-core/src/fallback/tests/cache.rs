@@ -68,6 +68,39 @@ fn reinserting_a_key_replaces_the_answer_and_restarts_its_ttl() {
 }
 
 #[test]
+fn an_entry_is_fresh_for_half_its_ttl_then_due_for_a_rewrite() {
+    let (clock, cache) = manual_cache(MINUTE, 10);
+    assert!(!cache.holds_fresh(&k("hello")), "nothing stored yet");
+    cache.insert(k("hello"), "hi".to_owned());
+    assert!(cache.holds_fresh(&k("  HELLO ")));
+    assert!(
+        !cache.holds_fresh(&km("other-model", "hello")),
+        "another key"
+    );
+
+    clock.advance(MINUTE / 2 - Duration::from_millis(1));
+    assert!(cache.holds_fresh(&k("hello")), "29.999 s of 60 s: fresh");
+    clock.advance(Duration::from_millis(1));
+    assert!(
+        !cache.holds_fresh(&k("hello")),
+        "half the TTL gone: rewrite"
+    );
+    assert_eq!(
+        cache.get(&k("hello")).as_deref(),
+        Some("hi"),
+        "still served"
+    );
+
+    let (clock, forever) = manual_cache(Duration::MAX, 10);
+    forever.insert(k("hello"), "hi".to_owned());
+    clock.advance(Duration::from_secs(10 * 365 * 24 * 3600));
+    assert!(
+        forever.holds_fresh(&k("hello")),
+        "an entry that never expires stays fresh"
+    );
+}
+
+#[test]
 fn size_bound_evicts_the_least_recently_used_entry() {
     let (_clock, cache) = manual_cache(MINUTE, 2);
     cache.insert(k("a"), "A".to_owned());

@@ -143,3 +143,26 @@ async fn chain_stats_include_the_cache_counters() {
     let json = serde_json::to_value(without.stats()).unwrap();
     assert!(json.get("cache").is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_answer_is_stored_once_and_rewritten_after_half_its_ttl() {
+    let (clock, cache) = manual_cache(Duration::from_secs(60), 10);
+    let primary = Scripted::answering("pool", "first");
+    let chain = FallbackChain::new([tier(Primary, &[&primary])])
+        .unwrap()
+        .with_store(Arc::new(CacheStore::new(Arc::clone(&cache), key)));
+    let hello = key(&req("hello")).unwrap();
+
+    for _ in 0..5 {
+        chain.execute(&req("hello")).await.unwrap();
+    }
+    assert_eq!(cache.stats().inserts, 1, "one write for five answers");
+    primary.set(Step::Answer("second".to_owned()));
+    chain.execute(&req("hello")).await.unwrap();
+    assert_eq!(cache.get(&hello).as_deref(), Some("first"), "still fresh");
+
+    clock.advance(Duration::from_secs(30));
+    chain.execute(&req("hello")).await.unwrap();
+    assert_eq!(cache.stats().inserts, 2);
+    assert_eq!(cache.get(&hello).as_deref(), Some("second"), "rewritten");
+}
