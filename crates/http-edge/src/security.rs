@@ -13,10 +13,9 @@ use axum::http::header::{
     STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderName, HeaderValue, Method};
-use tower::ServiceBuilder;
-use tower::layer::util::{Identity, Stack};
+use axum::response::Response;
+use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The security headers and their values, as the seed sets them.
 pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
@@ -30,27 +29,24 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     (REFERRER_POLICY, "strict-origin-when-cross-origin"),
 ];
 
-/// One header set when absent.
-type SetHeader = SetResponseHeaderLayer<HeaderValue>;
-
-/// The layer [`headers`] returns: one [`SetResponseHeaderLayer`] per header.
-pub type SecurityHeaders = Stack<
-    SetHeader,
-    Stack<SetHeader, Stack<SetHeader, Stack<SetHeader, Stack<SetHeader, Identity>>>>,
->;
+/// The layer [`headers`] returns: one function over the response (one layer, not one per
+/// header: the stack is cloned for every request).
+pub type SecurityHeaders = MapResponseLayer<fn(Response) -> Response>;
 
 /// A layer that puts [`SECURITY_HEADERS`] on every response that has not set them itself.
 pub fn headers() -> SecurityHeaders {
-    let [a, b, c, d, e] = SECURITY_HEADERS.map(|(name, value)| {
-        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-    });
-    ServiceBuilder::new()
-        .layer(a)
-        .layer(b)
-        .layer(c)
-        .layer(d)
-        .layer(e)
-        .into_inner()
+    MapResponseLayer::new(add_security_headers as fn(Response) -> Response)
+}
+
+/// [`SECURITY_HEADERS`] on `response`, where it has not set them itself.
+fn add_security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// How long a browser may keep a preflight's answer.
