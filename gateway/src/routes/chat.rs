@@ -90,7 +90,13 @@ pub async fn chat_completions(
             let mut response = match served.response {
                 Answer::Stream(live) => relay::relay(&gateway, &req, live),
                 Answer::Whole(answer) if stream => replay(&answer, &req),
-                Answer::Whole(answer) => Json(whole(&answer, &req)).into_response(),
+                Answer::Whole(answer) => match answer.completion.as_deref() {
+                    // The upstream's own completion, counted: passed on as it is, not copied.
+                    Some(completion) if completion.usage.is_some() => {
+                        Json(completion).into_response()
+                    }
+                    _ => Json(whole(&answer, &req)).into_response(),
+                },
             };
             tag(&mut response, &served_by, fallback);
             response.extensions_mut().insert(Recorded::Answered {
