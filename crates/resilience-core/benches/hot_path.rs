@@ -1,7 +1,8 @@
 //! Hot-path micro-benchmarks: what the gateway pays per request inside `resilience-core`.
 //!
 //! Run with `cargo bench -p resilience-core --bench hot_path`. Each benchmark runs on one
-//! thread (uncontended) and on two threads sharing one breaker or balancer (contended).
+//! thread (uncontended) and on two threads sharing one breaker, balancer or retry budget
+//! (contended).
 //! Target: well under a microsecond per operation.
 #![expect(
     clippy::expect_used,
@@ -14,7 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use resilience_core::SystemClock;
 use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
 use resilience_core::breaker::{Breaker, BreakerConfig, Outcome};
+use resilience_core::policy::{AttemptPlan, Candidate, PlanSettings, Step};
+use resilience_core::retry::{BudgetConfig, RetryBudget, RetryPolicy};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn main() {
     divan::main();
@@ -71,4 +75,45 @@ fn balancer_pick_round_robin() {
     drop(divan::black_box(
         pool.round_robin.pick(&pool.endpoints, healthy),
     ));
+}
+
+/// The gateway's retry settings (config/gateway.example.toml's defaults).
+static PLAN: LazyLock<PlanSettings> = LazyLock::new(|| PlanSettings {
+    retry: RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_secs(1),
+    },
+    max_retry_after: Duration::from_secs(2),
+    bypass_when_all_ejected: true,
+});
+
+static BUDGET: LazyLock<RetryBudget> = LazyLock::new(|| {
+    RetryBudget::new(BudgetConfig::default(), SystemClock::shared())
+        .expect("the default budget configuration is valid")
+});
+
+const CANDIDATES: [Candidate<'static>; 4] = {
+    const fn up(id: &'static str) -> Candidate<'static> {
+        Candidate {
+            id,
+            healthy: true,
+            admits: true,
+            cooling: None,
+        }
+    }
+    [up("a"), up("b"), up("c"), up("d")]
+};
+
+/// A request's plan on a pool of 4 healthy instances: built (a deposit in the shared retry
+/// budget), its first step decided, the try started: what every request pays before its
+/// first upstream call.
+#[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 500)]
+fn plan_first_step() {
+    let now = Instant::now();
+    let mut plan = AttemptPlan::new(&PLAN, &BUDGET, false, now, now + Duration::from_secs(30));
+    let step = plan.next(now, &CANDIDATES);
+    assert!(matches!(step, Step::Try { .. }), "{step:?}");
+    plan.attempt_started(divan::black_box("a"));
+    divan::black_box(plan);
 }
