@@ -1134,11 +1134,12 @@ async fn memory_scenario(
         tokio::time::sleep(Duration::from_secs(1)).await;
         let holding = rss(ep);
         drop(held);
+        let show = |mib: Option<f64>| mib.map_or_else(|| "–".to_owned(), |m| format!("{m:.1}"));
         eprintln!(
-            "    memory {}: idle {:?} MiB, holding {IDLE_CONNECTIONS} connections {:?} MiB",
+            "    memory {}: idle {} MiB, holding {IDLE_CONNECTIONS} connections {} MiB",
             ep.target.name(),
-            idle,
-            holding
+            show(idle),
+            show(holding)
         );
         if ep.target == Target::Gateway {
             (memory.gateway_idle_mib, memory.gateway_held_mib) = (idle, holding);
