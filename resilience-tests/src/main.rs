@@ -1,12 +1,13 @@
 //! `resilience-tests`: the lab's grading suite (`suite`), its load test (`load`), its final
 //! checklist (`validate`), run against a live stack (README.md, "Grading the stack"), and
-//! the hostile-client suite (`abuse`).
+//! the hostile-client suite (`abuse`), and the benchmark against nginx (`bench`).
 #![allow(
     clippy::print_stdout,
     reason = "a command-line tool: its report is its standard output"
 )]
 
 mod abuse;
+mod bench;
 mod load;
 mod suite;
 mod validate;
@@ -34,6 +35,9 @@ enum Command {
     /// Hostile clients (slowloris, slow bodies, idle floods, oversized and malformed
     /// input, header bombs) while a well-behaved client measures the damage.
     Abuse(abuse::AbuseArgs),
+    /// The benchmark: the gateway against nginx and the direct path, on servers it starts
+    /// itself on 127.0.0.1 (README.md, "Benchmark").
+    Bench(bench::BenchArgs),
     /// Internal: one of `abuse`'s idle-connection workers.
     #[command(hide = true)]
     AbuseWorker(abuse::WorkerArgs),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             Command::Load(args) => load::run(args).await,
             Command::Validate(args) => validate::run(args).await,
             Command::Abuse(args) => abuse::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::AbuseWorker(args) => abuse::run_worker(args).await,
         }
     });

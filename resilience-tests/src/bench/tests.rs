@@ -1,0 +1,542 @@
+//! The pure parts: aggregation, ratios, verdicts, the wrk line, `/proc` parsing, the
+//! generated nginx configurations and Lua script.
+
+use std::path::Path;
+
+use super::confs::{
+    COMPLETION_JSON, HopServer, fallback_gateway_toml, gateway_toml, hop_conf, lua_string,
+    nginx_quote, upstream_conf, wrk_script,
+};
+use super::goals::{Inputs, Verdict, goals};
+use super::memory::answer_complete;
+use super::procfs::{cpu_us_per_request, parse_stat, vm_rss_bytes};
+use super::report::{
+    Memory, Round, Scenario, ScenarioError, StreamResult, Target, ratios, stream_added, summarize,
+};
+use super::servers::{ensure_loopback, tail};
+use super::stats::{Spread, added, growth_pct, ratio};
+use super::stream::has_content;
+use super::wrk::parse_output;
+
+fn round(
+    scenario: Scenario,
+    concurrency: Option<u32>,
+    target: Target,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    cpu: f64,
+) -> Round {
+    Round {
+        scenario,
+        concurrency,
+        rate: concurrency.is_none().then_some(2000.0),
+        target,
+        round: 1,
+        requests: 1000,
+        seconds: 1.0,
+        rps,
+        p50_us: p50,
+        p90_us: p50,
+        p99_us: p99,
+        p999_us: p99,
+        errors: 0,
+        cpu_us_per_request: Some(cpu),
+        rss_mib: Some(10.0),
+    }
+}
+
+#[test]
+fn spread_is_the_median_with_min_and_max() {
+    assert_eq!(Spread::of(&[]), None);
+    assert_eq!(Spread::of(&[f64::NAN]), None);
+    let odd = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+    assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
+    let even = Spread::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+    assert_eq!((even.median, even.min, even.max), (2.5, 1.0, 4.0));
+    assert_eq!(Spread::of(&[7.0, f64::INFINITY]).unwrap().median, 7.0);
+    assert_eq!(odd.show(1), "2.0 [1.0–3.0]");
+}
+
+#[test]
+fn ratios_and_differences_need_both_sides() {
+    assert_eq!(ratio(Some(6.0), Some(3.0)), Some(2.0));
+    assert_eq!(ratio(Some(6.0), Some(0.0)), None);
+    assert_eq!(ratio(None, Some(3.0)), None);
+    assert_eq!(added(Some(5.0), Some(3.0)), Some(2.0));
+    assert_eq!(added(Some(5.0), None), None);
+    assert_eq!(growth_pct(100.0, 105.0), Some(5.0));
+    assert_eq!(growth_pct(0.0, 5.0), None);
+}
+
+#[test]
+fn summaries_group_rounds_and_ratios_compare_medians() {
+    let mut rounds = Vec::new();
+    for n in 1..=3 {
+        let f = f64::from(n);
+        rounds.push(round(
+            Scenario::Answer,
+            Some(50),
+            Target::Direct,
+            100.0 * f,
+            100.0,
+            200.0,
+            10.0,
+        ));
+        rounds.push(round(
+            Scenario::Answer,
+            Some(50),
+            Target::Hop,
+            80.0 * f,
+            150.0,
+            300.0,
+            20.0,
+        ));
+        rounds.push(round(
+            Scenario::Answer,
+            Some(50),
+            Target::Gateway,
+            40.0 * f,
+            300.0,
+            700.0,
+            50.0,
+        ));
+    }
+    let summaries = summarize(&rounds);
+    assert_eq!(summaries.len(), 3);
+    let gateway = &summaries[2];
+    assert_eq!(gateway.target, Target::Gateway);
+    assert_eq!(gateway.rounds, 3);
+    let rps = gateway.rps.unwrap();
+    assert_eq!((rps.median, rps.min, rps.max), (80.0, 40.0, 120.0));
+    let r = &ratios(&summaries)[0];
+    assert_eq!(r.gateway_over_hop_rps, Some(0.5));
+    assert_eq!(r.gateway_over_direct_rps, Some(0.4));
+    assert_eq!(r.gateway_over_hop_cpu, Some(2.5));
+    assert_eq!(r.gateway_over_direct_cpu, Some(5.0));
+    assert_eq!(r.gateway_added_p50_us, Some(200.0));
+    assert_eq!(r.gateway_added_p99_us, Some(500.0));
+    assert_eq!(r.hop_added_p50_us, Some(50.0));
+    assert_eq!(r.hop_added_p99_us, Some(100.0));
+}
+
+#[test]
+fn a_group_of_one_target_has_no_ratios() {
+    let rounds = [round(
+        Scenario::FallbackCache,
+        Some(1),
+        Target::Gateway,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    )];
+    assert!(ratios(&summarize(&rounds)).is_empty());
+}
+
+#[test]
+fn stream_added_ttft_is_gateway_minus_direct_and_hop() {
+    let s = |concurrency, target, ttft: f64| StreamResult {
+        concurrency,
+        target,
+        streams: 10,
+        errors: 0,
+        ttft_p50_us: ttft,
+        ttft_p99_us: ttft * 2.0,
+        gap_p50_us: 2000.0,
+        gap_p99_us: 3000.0,
+    };
+    let added = stream_added(&[
+        s(1, Target::Direct, 1000.0),
+        s(1, Target::Hop, 1200.0),
+        s(1, Target::Gateway, 1500.0),
+    ]);
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].vs_direct_p50_us, Some(500.0));
+    assert_eq!(added[0].vs_hop_p50_us, Some(300.0));
+    assert_eq!(added[0].vs_direct_p99_us, Some(1000.0));
+}
+
+#[test]
+fn verdicts_pass_fail_and_not_run() {
+    let mut rounds = Vec::new();
+    for (c, gw_p50) in [(Some(1), 140.0), (Some(50), 300.0), (None, 150.0)] {
+        rounds.push(round(
+            Scenario::Answer,
+            c,
+            Target::Direct,
+            100.0,
+            100.0,
+            200.0,
+            10.0,
+        ));
+        rounds.push(round(
+            Scenario::Answer,
+            c,
+            Target::Hop,
+            100.0,
+            120.0,
+            300.0,
+            20.0,
+        ));
+        rounds.push(round(
+            Scenario::Answer,
+            c,
+            Target::Gateway,
+            70.0,
+            gw_p50,
+            900.0,
+            30.0,
+        ));
+    }
+    rounds.push(round(
+        Scenario::FallbackCache,
+        Some(1),
+        Target::Gateway,
+        1.0,
+        100.0,
+        800.0,
+        1.0,
+    ));
+    rounds.push(round(
+        Scenario::FallbackCache,
+        None,
+        Target::Gateway,
+        1.0,
+        100.0,
+        1200.0,
+        1.0,
+    ));
+    let summaries = summarize(&rounds);
+    let ratios = ratios(&summaries);
+    let memory = Memory {
+        connections: 1000,
+        gateway_idle_mib: Some(20.0),
+        hop_idle_mib: Some(8.0),
+        gateway_held_mib: Some(70.0),
+        hop_held_mib: Some(12.0),
+    };
+    let failed = [ScenarioError {
+        scenario: Scenario::FallbackTemplate,
+        error: "no template header".into(),
+    }];
+    let ran = [
+        Scenario::Answer,
+        Scenario::Memory,
+        Scenario::FallbackCache,
+        Scenario::FallbackTemplate,
+    ];
+    let goals = goals(&Inputs {
+        ran: &ran,
+        failed: &failed,
+        summaries: &summaries,
+        ratios: &ratios,
+        stream_added: &[],
+        memory: Some(&memory),
+        soak: None,
+    });
+    let verdict = |prefix: &str| {
+        goals
+            .iter()
+            .find(|g| g.goal.starts_with(prefix))
+            .map(|g| g.verdict)
+            .unwrap()
+    };
+    assert_eq!(
+        verdict("answer, c=50: gateway CPU"),
+        Verdict::Pass,
+        "{goals:#?}"
+    ); // 1.5×
+    assert_eq!(verdict("answer, c=50: gateway req/s"), Verdict::Pass); // 0.7×
+    assert_eq!(verdict("answer, c=1"), Verdict::Pass); // +40 ≤ 2 × +20
+    assert_eq!(verdict("answer, fixed rate"), Verdict::Fail); // +0.7 ms
+    assert_eq!(verdict("memory: gateway RSS idle"), Verdict::Pass);
+    assert_eq!(verdict("memory: gateway RSS holding"), Verdict::Fail);
+    assert_eq!(verdict("soak"), Verdict::NotRun);
+    assert_eq!(verdict("fallback-cache"), Verdict::Fail); // 1.2 ms at the fixed rate
+    assert_eq!(verdict("fallback-template"), Verdict::Fail);
+    assert!(
+        goals
+            .iter()
+            .any(|g| g.measured.contains("no template header"))
+    );
+    assert_eq!(verdict("stream"), Verdict::NotRun);
+}
+
+#[test]
+fn a_goal_whose_load_was_not_run_says_so() {
+    let rounds = [
+        round(
+            Scenario::Answer,
+            Some(1),
+            Target::Direct,
+            100.0,
+            100.0,
+            200.0,
+            10.0,
+        ),
+        round(
+            Scenario::Answer,
+            Some(1),
+            Target::Gateway,
+            100.0,
+            100.0,
+            200.0,
+            10.0,
+        ),
+    ];
+    let summaries = summarize(&rounds);
+    let ratios = ratios(&summaries);
+    let goals = goals(&Inputs {
+        ran: &[Scenario::Answer],
+        failed: &[],
+        summaries: &summaries,
+        ratios: &ratios,
+        stream_added: &[],
+        memory: None,
+        soak: None,
+    });
+    let cpu = &goals[0];
+    assert_eq!(cpu.verdict, Verdict::NotRun);
+    assert!(cpu.measured.contains("c=50"), "{cpu:?}");
+}
+
+#[test]
+fn the_wrk_line_is_parsed_and_a_malformed_one_refused() {
+    let stdout = "Running 1s test @ http://127.0.0.1:1/\n  2 threads and 16 connections\n\
+        BENCH_JSON {\"requests\":1234,\"duration_us\":1000456,\"errors\":{\"connect\":0,\"read\":1,\"write\":0,\"status\":2,\"timeout\":3},\
+        \"latency\":{\"mean\":101.500,\"p50\":95,\"p90\":150,\"p99\":300,\"p999\":900,\"max\":1500}}\n";
+    let summary = parse_output(stdout).unwrap();
+    assert_eq!(summary.requests, 1234);
+    assert_eq!(summary.duration_us, 1_000_456);
+    assert_eq!(summary.errors.total(), 6);
+    assert_eq!(summary.latency.p999, 900.0);
+    assert!((summary.latency.mean - 101.5).abs() < 1e-9);
+
+    let malformed = parse_output("BENCH_JSON {\"requests\":12,").unwrap_err();
+    assert!(
+        format!("{malformed:#}").contains("not valid"),
+        "{malformed:#}"
+    );
+    let missing = parse_output("Running 1s test\n").unwrap_err();
+    assert!(format!("{missing:#}").contains("BENCH_JSON"), "{missing:#}");
+}
+
+#[test]
+fn proc_stat_is_read_after_the_last_parenthesis() {
+    // comm "nginx: worker (x) )" holds spaces and parentheses.
+    let stat = "4242 (nginx: worker (x) )) S 4241 4241 4241 0 -1 4194624 100 0 0 0 \
+        250 75 0 0 20 0 1 0 12345 10000000 500 18446744073709551615";
+    let parsed = parse_stat(stat).unwrap();
+    assert_eq!(parsed.ppid, 4241);
+    assert_eq!(parsed.cpu_ticks, 325);
+    assert_eq!(parse_stat("12 (short) S 1"), None);
+    assert_eq!(parse_stat("garbage"), None);
+}
+
+#[test]
+fn rss_and_cpu_per_request() {
+    let status = "Name:\tgateway\nVmPeak:\t  9000 kB\nVmRSS:\t   2048 kB\nThreads:\t4\n";
+    assert_eq!(vm_rss_bytes(status), Some(2048 * 1024));
+    assert_eq!(vm_rss_bytes("Name: x\n"), None);
+    // 50 ticks at 100/s = 0.5 s over 10,000 requests = 50 µs each.
+    assert_eq!(cpu_us_per_request(100, 150, 100, 10_000), Some(50.0));
+    assert_eq!(cpu_us_per_request(100, 150, 100, 0), None);
+}
+
+#[test]
+fn the_upstream_nginx_answers_a_valid_completion() {
+    let completion: llm_api::openai::ChatCompletion =
+        serde_json::from_str(COMPLETION_JSON).unwrap();
+    assert_eq!(completion.object, "chat.completion");
+    assert_eq!(completion.model, "bench-model");
+    assert_eq!(completion.choices[0].finish_reason.as_deref(), Some("stop"));
+    let words = completion.choices[0]
+        .message
+        .content
+        .as_deref()
+        .unwrap()
+        .split_whitespace()
+        .count();
+    assert!((25..=40).contains(&words), "{words} words");
+    assert!(!COMPLETION_JSON.contains(['$', '\'']));
+
+    let conf = upstream_conf(Path::new("/tmp/b e"), "up", 4100);
+    for needle in [
+        "daemon off;",
+        "master_process on;",
+        "worker_processes auto;",
+        "access_log off;",
+        "keepalive_requests 100000;",
+        "listen 127.0.0.1:4100;",
+        "default_type application/json;",
+        "location = /v1/chat/completions",
+        "location = /health",
+        "location = /v1/models",
+        "pid '/tmp/b e/up.pid';",
+        "error_log '/tmp/b e/up.error.log' warn;",
+        "client_body_temp_path '/tmp/b e/up-tmp/client_body';",
+    ] {
+        assert!(conf.contains(needle), "{needle} missing from:\n{conf}");
+    }
+    assert!(conf.contains(&format!("return 200 {};", nginx_quote(COMPLETION_JSON))));
+    assert_eq!(
+        conf.matches('{').count(),
+        conf.matches('}').count(),
+        "{conf}"
+    );
+}
+
+#[test]
+fn nginx_strings_escape_quotes_and_backslashes() {
+    assert_eq!(nginx_quote("a'b\\c"), "'a\\'b\\\\c'");
+    assert_eq!(nginx_quote("{\"x\":1}"), "'{\"x\":1}'");
+}
+
+#[test]
+fn the_hop_proxies_over_kept_alive_connections() {
+    let conf = hop_conf(
+        Path::new("/w"),
+        "hop",
+        &[
+            HopServer {
+                name: "answer".into(),
+                listen: 5001,
+                upstream: 4001,
+                streaming: false,
+            },
+            HopServer {
+                name: "stream".into(),
+                listen: 5002,
+                upstream: 4002,
+                streaming: true,
+            },
+        ],
+    );
+    for needle in [
+        "upstream answer {",
+        "server 127.0.0.1:4001;",
+        "keepalive 64;",
+        "listen 127.0.0.1:5001;",
+        "proxy_pass http://answer;",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Connection \"\";",
+        "listen 127.0.0.1:5002;",
+        "proxy_pass http://stream;",
+    ] {
+        assert!(conf.contains(needle), "{needle} missing from:\n{conf}");
+    }
+    assert_eq!(conf.matches("proxy_buffering off;").count(), 1, "{conf}");
+    assert_eq!(
+        conf.matches('{').count(),
+        conf.matches('}').count(),
+        "{conf}"
+    );
+}
+
+#[test]
+fn the_gateway_files_parse_as_toml() {
+    let file: toml::Value = toml::from_str(&gateway_toml(4001, 4002)).unwrap();
+    let bench = &file["routes"]["bench"]["targets"][0];
+    assert_eq!(bench["url"].as_str(), Some("http://127.0.0.1:4001/v1"));
+    assert_eq!(bench["model"].as_str(), Some("bench-model"));
+    assert_eq!(bench["name"].as_str(), Some("nginx"));
+    assert_eq!(
+        file["routes"]["bench-stream"]["targets"][0]["url"].as_str(),
+        Some("http://127.0.0.1:4002/v1")
+    );
+    let open: toml::Value = toml::from_str(&fallback_gateway_toml(4999, 600_000)).unwrap();
+    let target = &open["routes"]["bench"]["targets"][0];
+    assert_eq!(target["breaker"]["failure_threshold"].as_integer(), Some(1));
+    assert_eq!(
+        target["breaker"]["recovery_timeout_ms"].as_integer(),
+        Some(600_000)
+    );
+    assert_eq!(
+        open["pool_breaker"]["recovery_timeout_ms"].as_integer(),
+        Some(600_000)
+    );
+}
+
+#[test]
+fn lua_strings_escape_the_body() {
+    assert_eq!(lua_string(r#"{"a":"b"}"#), r#""{\"a\":\"b\"}""#);
+    assert_eq!(
+        lua_string("back\\slash\nnew\rline\ttab"),
+        r#""back\\slash\nnew\rline\ttab""#
+    );
+    assert_eq!(lua_string("bell\u{7}"), r#""bell\007""#);
+    assert_eq!(lua_string("naïve"), "\"naïve\"");
+    let script = wrk_script("POST", r#"{"prompt":"say \"hi\""}"#, "application/json");
+    assert!(script.contains(r#"wrk.method = "POST""#), "{script}");
+    assert!(
+        script.contains(r#"wrk.body = "{\"prompt\":\"say \\\"hi\\\"\"}""#),
+        "{script}"
+    );
+    assert!(
+        script.contains(r#"wrk.headers["Content-Type"] = "application/json""#),
+        "{script}"
+    );
+    assert!(
+        script.contains("function done(summary, latency, requests)"),
+        "{script}"
+    );
+    assert!(script.contains("BENCH_JSON "), "{script}");
+    assert!(script.contains("latency:percentile(99.9)"), "{script}");
+}
+
+#[test]
+fn only_loopback_targets_are_allowed() {
+    assert!(ensure_loopback("http://127.0.0.1:8000/v1/chat/completions").is_ok());
+    assert!(ensure_loopback("http://127.0.0.1").is_ok());
+    assert!(ensure_loopback("http://10.0.0.1:8000/").is_err());
+    assert!(ensure_loopback("http://127.0.0.1.evil.example:80/").is_err());
+    assert!(ensure_loopback("https://127.0.0.1:8000/").is_err());
+}
+
+#[test]
+fn an_answer_is_complete_by_length_or_last_chunk() {
+    assert_eq!(
+        answer_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 5"),
+        None
+    );
+    assert_eq!(
+        answer_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc"),
+        Some(false)
+    );
+    assert_eq!(
+        answer_complete(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabcde"),
+        Some(true)
+    );
+    assert_eq!(
+        answer_complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+        Some(false)
+    );
+    assert_eq!(
+        answer_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ),
+        Some(true)
+    );
+}
+
+#[test]
+fn content_deltas_are_told_from_role_chunks() {
+    assert!(!has_content(
+        b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"
+    ));
+    assert!(!has_content(
+        b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"
+    ));
+    assert!(has_content(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n"
+    ));
+    assert!(!has_content(b"data: [DONE]\n\n"));
+}
+
+#[test]
+fn a_log_tail_keeps_the_last_lines() {
+    assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+    assert_eq!(tail("a", 5), "a");
+    assert_eq!(tail("", 5), "");
+}
