@@ -16,12 +16,15 @@
 //! [`run`] is the whole gateway on a bound listener until a shutdown future completes.
 
 pub mod answer;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod layers;
 pub mod metrics;
 pub mod openapi;
+pub mod pii;
 pub mod pool;
+pub mod ratelimit;
 pub mod routes;
 pub mod routing;
 pub mod state;

@@ -1,11 +1,16 @@
 //! `gateway` binary: configuration → tracing → bind → [`gateway::run`] until SIGTERM or
 //! SIGINT. `gateway healthcheck` is the container health check: one GET to this host's
-//! `/ready`, exit 0 when it answers 2xx.
+//! `/ready`, exit 0 when it answers 2xx. `gateway keys` and `gateway token` mint an API key
+//! and a JWT for testing ([`gateway::auth::mint`]); like the health check, they need no
+//! other valid setting.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use gateway::auth::mint::{KeysArgs, MintError, TokenArgs};
 use gateway::config::{Args, Settings};
 use tokio::net::TcpListener;
 
@@ -23,6 +28,11 @@ struct Cli {
 enum Command {
     /// Exits 0 when the gateway on this host answers `/ready` with 2xx (for containers).
     Healthcheck(http_edge::healthcheck::HealthcheckArgs),
+    /// Mints an API key: prints it once, then the `API_KEYS_FILE` and `API_KEYS` entries
+    /// that hold only its hash.
+    Keys(KeysArgs),
+    /// Mints an HS256 JWT signed with `JWT_SECRET_KEY` (for testing `AUTH_MODE=jwt`).
+    Token(TokenArgs),
 }
 
 /// jemalloc, whose background threads give memory freed after a burst (thousands of
@@ -33,11 +43,21 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let Cli { args, command } = Cli::parse();
-    if let Some(Command::Healthcheck(check)) = command {
-        return match args.listen() {
-            Ok((host, port)) => check.run(host, port, "/ready"),
-            Err(problems) => invalid(problems),
-        };
+    match command {
+        Some(Command::Healthcheck(check)) => {
+            return match args.listen() {
+                Ok((host, port)) => check.run(host, port, "/ready"),
+                Err(problems) => invalid(problems),
+            };
+        }
+        Some(Command::Keys(keys)) => return minted(keys.run()),
+        Some(Command::Token(token)) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            return minted(token.run(&args, now));
+        }
+        None => {}
     }
     let settings = match Settings::load(&args) {
         Ok(settings) => settings,
@@ -67,6 +87,23 @@ fn invalid(problems: Vec<llm_api::FieldError>) -> ExitCode {
         eprintln!("gateway: invalid setting {problem}");
     }
     ExitCode::from(2)
+}
+
+/// Prints a minted credential to stdout (exit 0), or why not to stderr (exit 2).
+fn minted(result: Result<String, MintError>) -> ExitCode {
+    match result {
+        Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("gateway: cannot write to stdout: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn start(settings: Settings) -> anyhow::Result<()> {

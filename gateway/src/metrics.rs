@@ -27,6 +27,17 @@ pub struct Metrics {
     first_token: HistogramVec,
     stream_events: IntCounterVec,
     edge: EdgeMetrics,
+    identity: IdentityMetrics,
+}
+
+/// Authentication refusals and rate limits.
+struct IdentityMetrics {
+    /// Requests refused by authentication, by reason.
+    auth_refused: IntCounterVec,
+    /// Requests refused by a rate limit, by tier and limit.
+    rate_limited: IntCounterVec,
+    /// The rate limiter's active source (1) among all (0), set at scrape time.
+    limiter_active: IntGaugeVec,
 }
 
 /// The client side of the edge: connections and request bodies, copied from
@@ -66,6 +77,7 @@ impl Metrics {
         let (in_flight, breaker_state, available) = state_gauges()?;
         let (first_token, stream_events) = stream_metrics()?;
         let edge = edge_metrics()?;
+        let identity = identity_metrics()?;
         let metrics = Self {
             registry: Registry::new(),
             requests,
@@ -79,6 +91,7 @@ impl Metrics {
             first_token,
             stream_events,
             edge,
+            identity,
         };
         metrics.register()?;
         metrics.seed_series();
@@ -107,6 +120,9 @@ impl Metrics {
             Box::new(self.edge.closed.clone()),
             Box::new(self.edge.uploads.clone()),
             Box::new(self.edge.refused_uploads.clone()),
+            Box::new(self.identity.auth_refused.clone()),
+            Box::new(self.identity.rate_limited.clone()),
+            Box::new(self.identity.limiter_active.clone()),
         ] {
             self.registry.register(collector)?;
         }
@@ -196,6 +212,34 @@ impl Metrics {
         }
     }
 
+    /// A request refused by authentication for `reason` (a bounded set of labels).
+    pub fn auth_refused(&self, reason: &str) {
+        self.identity
+            .auth_refused
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// A request of a caller of `tier` (a configured tier) refused by its `limit`
+    /// (`requests`, `tokens`, `unavailable`).
+    pub fn rate_limited(&self, tier: &str, limit: &str) {
+        self.identity
+            .rate_limited
+            .with_label_values(&[tier, limit])
+            .inc();
+    }
+
+    /// The rate limiter's active source now (`memory`, `redis`, `fail_local`, `fail_open`,
+    /// `fail_closed`): 1 for it, 0 for the others.
+    pub fn limiter_active(&self, active: &str) {
+        for source in LIMITER_SOURCES {
+            self.identity
+                .limiter_active
+                .with_label_values(&[source])
+                .set(i64::from(source == active));
+        }
+    }
+
     /// Renders the text exposition after setting the state gauges.
     pub fn render(
         &self,
@@ -213,6 +257,39 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+/// The rate limiter's sources, as `gateway_rate_limit_active` labels them.
+const LIMITER_SOURCES: [&str; 5] = ["memory", "redis", "fail_local", "fail_open", "fail_closed"];
+
+/// `gateway_auth_refused_total`, `gateway_rate_limited_total`, `gateway_rate_limit_active`.
+fn identity_metrics() -> Result<IdentityMetrics, prometheus::Error> {
+    let auth_refused = IntCounterVec::new(
+        Opts::new(
+            "gateway_auth_refused_total",
+            "Requests refused by authentication (401/403), by reason.",
+        ),
+        &["reason"],
+    )?;
+    let rate_limited = IntCounterVec::new(
+        Opts::new(
+            "gateway_rate_limited_total",
+            "Requests refused with 429 by a rate limit, by tier and limit (requests, tokens, unavailable).",
+        ),
+        &["tier", "limit"],
+    )?;
+    let limiter_active = IntGaugeVec::new(
+        Opts::new(
+            "gateway_rate_limit_active",
+            "1 for the rate limiter's active source (memory, redis, or the failure mode fail_local / fail_open / fail_closed while Redis is unreachable).",
+        ),
+        &["source"],
+    )?;
+    Ok(IdentityMetrics {
+        auth_refused,
+        rate_limited,
+        limiter_active,
+    })
 }
 
 /// The answers (`llm_requests_total`), their latency (`llm_request_duration_seconds`) and

@@ -3,6 +3,8 @@
 //!
 //! `llm_api` depends on serde only, so it mirrors these snapshots; each function here is
 //! the one place a field crosses over, and the tests hold the two JSON forms equal.
+//! An upstream's URL crosses through [`public_url`] only: `/health` and `/admin/status`
+//! never show its credentials, query or fragment.
 
 use std::collections::BTreeMap;
 
@@ -137,7 +139,27 @@ pub fn service(i: &InstanceView) -> ServiceView {
         id: i.id.clone(),
         model: i.model.clone(),
         tier: i.tier.clone(),
-        url: i.url.clone(),
+        url: public_url(&i.url),
+    }
+}
+
+/// `url` as it may be shown: without `user:password@`, `?query` and `#fragment` (an
+/// endpoint's key may sit in any of them); the rest as it was written. Text that is no URL
+/// loses the same parts.
+pub fn public_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
+    match url[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}{}",
+            &url[..authority_start],
+            &url[authority_start + at + 1..]
+        ),
+        None => url.to_owned(),
     }
 }
 
@@ -243,3 +265,28 @@ pub fn fallback_reason(reason: core_fallback::FallbackReason) -> FallbackReason 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod public_url_tests {
+    use super::public_url;
+
+    #[test]
+    fn credentials_query_and_fragment_are_dropped() {
+        for (url, shown) in [
+            ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
+            ("https://api.example.com/v1", "https://api.example.com/v1"),
+            (
+                "https://user:pass@api.example.com/v1?key=secret",
+                "https://api.example.com/v1",
+            ),
+            ("http://token@host:80/v1#frag", "http://host:80/v1"),
+            ("http://h/v1?key=secret#x", "http://h/v1"),
+            ("http://u:p%40ss@h/v1", "http://h/v1"),
+            ("http://h/path@with-at", "http://h/path@with-at"),
+            ("http://[::1]:8000/v1?a=b", "http://[::1]:8000/v1"),
+            ("user:pass@host/x?y", "host/x"),
+        ] {
+            assert_eq!(public_url(url), shown, "{url}");
+        }
+    }
+}

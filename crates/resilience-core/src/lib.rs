@@ -43,6 +43,7 @@ pub mod discovery;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod limit;
 pub mod policy;
 pub mod registry;
 pub mod retry;

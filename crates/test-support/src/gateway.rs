@@ -107,6 +107,13 @@ impl GatewayBuilder {
             .env_remove("LLM_SERVICE_URLS")
             .env_remove("HEALTH_CHECK_PATH")
             .env_remove("GATEWAY_CONFIG")
+            .env_remove("AUTH_MODE")
+            .env_remove("API_KEYS")
+            .env_remove("API_KEYS_FILE")
+            .env_remove("JWT_SECRET_KEY")
+            .env_remove("JWT_PUBLIC_KEY_FILE")
+            .env_remove("JWT_JWKS_FILE")
+            .env_remove("RATE_LIMIT_STORE")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let process = Process::start("gateway", command, Address::FromLog, Some("/ready")).await;
         Gateway {

@@ -99,6 +99,64 @@ pub struct Args {
     /// Optional TOML file with the settings below the environment's.
     #[arg(long, env = "GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Who may call: `none` (anonymous, the lab's default), `api_key`, `jwt` or `api_key,jwt`.
+    #[arg(long, env = "AUTH_MODE", default_value = "none")]
+    pub auth_mode: String,
+    /// TOML file of API keys (`[[keys]]` with `owner`, `tier`, `scopes`, `sha256`,
+    /// `revoked`); see `gateway keys`.
+    #[arg(long, env = "API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys as hashes, comma-separated `OWNER:TIER:SCOPE+SCOPE:SHA256HEX` entries.
+    #[arg(long, env = "API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// HS256 secret of the JWTs callers present (the lab's variable).
+    #[arg(long, env = "JWT_SECRET_KEY", hide_env_values = true)]
+    pub jwt_secret_key: Option<String>,
+    /// PEM public key (RSA for RS256, P-256 for ES256) that signs callers' JWTs.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file (RS256/ES256 keys chosen by `kid`) that signs callers' JWTs.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// The `aud` every JWT must carry; unset: not checked.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The `iss` every JWT must carry; unset: not checked.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    #[arg(long, env = "JWT_LEEWAY_S", default_value = "30")]
+    pub jwt_leeway_s: String,
+    /// Comma-separated networks (`10.0.0.0/8`, `127.0.0.1`, `::1/128`) that may call
+    /// `/admin/*`; empty: any address (cross-site browser requests are refused either way).
+    #[arg(long, env = "ADMIN_ALLOW", default_value = "")]
+    pub admin_allow: String,
+    /// PII in prompts: `off`, or `mask` (e-mail addresses, phone and card numbers replaced
+    /// before the prompt goes upstream).
+    #[arg(long, env = "PII_REDACTION", default_value = "off")]
+    pub pii_redaction: String,
+    /// Where rate limits are counted: `memory` (this process) or `redis` (`REDIS_URL`,
+    /// shared by every replica).
+    #[arg(long, env = "RATE_LIMIT_STORE", default_value = "memory")]
+    pub rate_limit_store: String,
+    /// When the Redis store cannot be reached: `fail_local` (this replica's share of the
+    /// limit, in memory), `fail_closed` (refuse) or `fail_open` (allow).
+    #[arg(long, env = "RATE_LIMIT_FAILURE_MODE", default_value = "fail_local")]
+    pub rate_limit_failure_mode: String,
+    /// Gateway replicas sharing the limits; `fail_local` gives each 1/N of a limit.
+    #[arg(long, env = "RATE_LIMIT_REPLICAS", default_value = "1")]
+    pub rate_limit_replicas: String,
+    /// Limit anonymous callers per client address when `AUTH_MODE=none` (the `default`
+    /// tier's limits).
+    #[arg(long, env = "RATE_LIMIT_ANONYMOUS", default_value = "false")]
+    pub rate_limit_anonymous: String,
+    /// Milliseconds one rate-limit check may wait for Redis before the failure mode applies.
+    #[arg(long, env = "RATE_LIMIT_REDIS_TIMEOUT_MS", default_value = "100")]
+    pub rate_limit_redis_timeout_ms: String,
+    /// Callers (keys, tokens' subjects, anonymous addresses) the in-process limiter tracks
+    /// at most; a new caller beyond is refused until buckets refill.
+    #[arg(long, env = "RATE_LIMIT_MAX_KEYS", default_value = "100000")]
+    pub rate_limit_max_keys: String,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: String,

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub tiers: TiersSection,
     /// `[stream]`: stream limits.
     pub stream: StreamSection,
+    /// `[rate_limits.<tier>]`: each tier's allowance, over the lab's defaults.
+    pub rate_limits: BTreeMap<String, RateTierSection>,
     /// `[routes.<model>]`: public model name → ordered targets; `default` serves every
     /// other name.
     pub routes: BTreeMap<String, RouteSection>,
@@ -49,6 +51,21 @@ pub struct FileConfig {
 pub struct PoolSection {
     /// The breakers of this pool's instances, over `[instance_breaker]`.
     pub instance_breaker: BreakerSection,
+}
+
+/// `[rate_limits.<tier>]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateTierSection {
+    /// Requests a minute, refilled steadily.
+    pub requests_per_minute: Option<u32>,
+    /// Requests that may be spent at once [default: `requests_per_minute`].
+    pub burst: Option<u32>,
+    /// Tokens (prompt + completion, as the upstream reports them) a minute; unset: no
+    /// token limit.
+    pub tokens_per_minute: Option<u32>,
+    /// Tokens that may be spent at once [default: `tokens_per_minute`].
+    pub token_burst: Option<u32>,
 }
 
 /// `[stream]`.
@@ -232,6 +249,7 @@ impl FileConfig {
             cache: section(take("cache"), "cache", problems).unwrap_or_default(),
             tiers: section(take("tiers"), "tiers", problems).unwrap_or_default(),
             stream: section(take("stream"), "stream", problems).unwrap_or_default(),
+            rate_limits: keyed(take("rate_limits"), "rate_limits", problems),
             routes: keyed(take("routes"), "routes", problems),
         };
         for key in table.keys() {

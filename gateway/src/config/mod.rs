@@ -2,11 +2,13 @@
 //! optional TOML file for what variables express badly ([`file`]: timeouts, retry policy,
 //! breakers, cache, health, model [`routes`]). [`validate`] turns them into one typed
 //! [`Settings`] at start, reporting every problem at once, each naming its variable or key;
-//! [`breaker`] holds the breaker keys and how their sections stack.
+//! [`breaker`] holds the breaker keys and how their sections stack; [`limits`] the rate
+//! limits' store and tiers.
 
 pub mod args;
 pub mod breaker;
 pub mod file;
+pub mod limits;
 pub mod routes;
 pub mod validate;
 
@@ -86,6 +88,14 @@ pub struct Settings {
     pub tiers: TiersSection,
     /// The routes, `default` included.
     pub routes: Vec<RouteSpec>,
+    /// `AUTH_MODE` and the credentials it accepts.
+    pub auth: crate::auth::AuthSettings,
+    /// `ADMIN_ALLOW`: the networks that may call `/admin/*`.
+    pub admin_allow: crate::layers::admin_guard::AdminAllow,
+    /// `PII_REDACTION`.
+    pub pii: crate::pii::PiiMode,
+    /// Rate limits: store, failure mode, tiers.
+    pub rate_limits: limits::RateLimitSettings,
 }
 
 /// The breakers' settings.

@@ -19,8 +19,11 @@ use resilience_core::retry::{BudgetConfig, RetryPolicy};
 use super::args::Args;
 use super::breaker::{self, BreakerSection, Layer, Source};
 use super::file::{self, FileConfig};
+use super::limits;
 use super::routes::{self, EndpointKey};
 use super::{Breakers, CacheSettings, LogFormat, Settings};
+use crate::layers::admin_guard::AdminAllow;
+use crate::pii::PiiMode;
 
 /// Reads an environment variable (the API keys `api_key_env` names).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -89,6 +92,15 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
     let cache = cache(args, &file, &mut p);
     let routes = routes::check(&file.routes, env, &mut p);
     let breakers = breakers(args, &file, &routes, &mut p);
+    let auth = crate::auth::AuthSettings::from_args(args, &mut p).unwrap_or_default();
+    let admin_allow = AdminAllow::parse(&args.admin_allow).unwrap_or_else(|why| {
+        p.push("ADMIN_ALLOW", why);
+        AdminAllow::default()
+    });
+    let pii = p
+        .parse::<PiiMode>("PII_REDACTION", &args.pii_redaction, "`off` or `mask`")
+        .unwrap_or_default();
+    let rate_limits = limits::rate_limits(args, &file.rate_limits, &mut p);
     let edge = args.edge.limits().unwrap_or_else(|problems| {
         for problem in problems {
             p.push(problem.field, problem.message);
@@ -131,6 +143,10 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         cache,
         tiers: file.tiers,
         routes: routes.routes,
+        auth,
+        admin_allow,
+        pii,
+        rate_limits,
     })
 }
 

@@ -24,8 +24,10 @@
 //! elsewhere ([`Api`]).
 
 pub mod access_log;
+pub mod admin_guard;
 pub mod body;
 pub mod metrics;
+pub mod rate_limit;
 pub mod request_id;
 pub mod shed;
 pub mod validate;

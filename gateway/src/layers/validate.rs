@@ -1,7 +1,8 @@
 //! Layer 7 (model routes): the body, already in memory, parsed into the route's request type
 //! and validated (415 / 400 / 422 naming the field, in the API's shape, counted in the
 //! metrics); the handler takes the request as [`Valid<T>`]. Bad input never takes an
-//! in-flight slot and never reaches an upstream.
+//! in-flight slot and never reaches an upstream. With `PII_REDACTION=mask`, the valid
+//! request's prompt text is masked here ([`crate::pii`]), before anything reads it.
 
 use std::sync::Arc;
 
@@ -17,23 +18,35 @@ use llm_api::openai::ChatCompletionRequest;
 use serde::de::DeserializeOwned;
 
 use super::{Api, RequestId};
+use crate::pii::{self, PiiMode, Redactor};
 use crate::state::Gateway;
 
 /// A request type a model route accepts.
 pub trait Validate: DeserializeOwned + Clone + Send + Sync + 'static {
     /// Checks the request under the gateway's input limits; the error names the field.
     fn check(&self, limits: &InputLimits) -> Result<(), FieldError>;
+
+    /// Masks the personal data of its prompt text with `redactor`.
+    fn mask(&mut self, redactor: &Redactor);
 }
 
 impl Validate for GenerateRequest {
     fn check(&self, limits: &InputLimits) -> Result<(), FieldError> {
         self.validate_within(limits)
     }
+
+    fn mask(&mut self, redactor: &Redactor) {
+        pii::mask_generate(redactor, self);
+    }
 }
 
 impl Validate for ChatCompletionRequest {
     fn check(&self, limits: &InputLimits) -> Result<(), FieldError> {
         self.validate_within(limits)
+    }
+
+    fn mask(&mut self, redactor: &Redactor) {
+        pii::mask_chat(redactor, self);
     }
 }
 
@@ -60,7 +73,10 @@ pub async fn validate<T: Validate>(
             .map_err(BadInput::invalid)
     });
     match checked {
-        Ok(request) => {
+        Ok(mut request) => {
+            if let Some(redactor) = redactor(&gateway) {
+                request.mask(redactor);
+            }
             parts.extensions.insert(Valid(request));
             next.run(Request::from_parts(parts, axum::body::Body::empty()))
                 .await
@@ -69,9 +85,31 @@ pub async fn validate<T: Validate>(
             gateway
                 .metrics
                 .gateway_error("validation", bad.status.as_u16());
-            api.reject(bad, parts.extensions.get::<RequestId>())
+            api.reject(
+                without_quoted_input(bad),
+                parts.extensions.get::<RequestId>(),
+            )
         }
     }
+}
+
+/// `bad` without the string value serde quotes (`invalid type: string "…", expected a
+/// sequence` → `invalid type: string, expected a sequence`): that value may be prompt text
+/// sent in the wrong place, and an error message is no place to repeat it.
+fn without_quoted_input(mut bad: BadInput) -> BadInput {
+    let message = &bad.error.message;
+    let quoted = (message.find("string \""), message.rfind("\", expected"));
+    if let (Some(start), Some(end)) = quoted
+        && start + "string ".len() < end
+    {
+        bad.error.message = format!("{}string{}", &message[..start], &message[end + 1..]);
+    }
+    bad
+}
+
+/// The redactor prompts are masked with: `Some` when `PII_REDACTION=mask`.
+fn redactor(gateway: &Gateway) -> Option<&Redactor> {
+    (gateway.settings.pii == PiiMode::Mask).then_some(&gateway.redactor)
 }
 
 /// The handler's side: the request the layer validated.
@@ -84,5 +122,39 @@ impl<T: Clone + Send + Sync + 'static, S: Send + Sync> FromRequestParts<S> for V
             let bad = BadInput::invalid(FieldError::new("body", "was not validated"));
             Api::Lab.reject(bad, None)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use llm_api::openai::ChatCompletionRequest;
+
+    use super::*;
+
+    fn message_of(body: &str) -> String {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let bad =
+            http_edge::read_json::<ChatCompletionRequest>(&headers, body.as_bytes()).unwrap_err();
+        without_quoted_input(bad).error.message
+    }
+
+    #[test]
+    fn a_string_in_the_wrong_place_is_not_quoted_back() {
+        let message = message_of(r#"{"model": "m", "messages": "mail alice@example.com \"x\""}"#);
+        assert_eq!(message, "invalid type: string, expected a sequence");
+        let message = message_of(r#"{"model": "m", "messages": [], "max_tokens": "secret"}"#);
+        assert!(!message.contains("secret"), "{message}");
+        assert!(
+            message.starts_with("invalid type: string, expected"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn other_messages_stay() {
+        let message = message_of(r#"{"model": "m", "messages": [], "max_tokens": -1}"#);
+        assert!(message.contains("-1"), "{message}");
+        assert_eq!(message_of(r#"{"model": "m"}"#), "missing field `messages`");
     }
 }

@@ -33,6 +33,7 @@ use super::errors::{OpenAiFailure, failure_label};
 use super::generate::log_fallback;
 use super::{relay, tag};
 use crate::answer::{Answer, WholeAnswer};
+use crate::layers::rate_limit::TokenCharge;
 use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
@@ -71,7 +72,9 @@ pub async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Valid(request): Valid<ChatCompletionRequest>,
+    charge: Option<Extension<TokenCharge>>,
 ) -> Response {
+    let charge = charge.map(|Extension(charge)| charge);
     let stream = request.stream;
     let req = GatewayRequest::new(
         Payload::Chat(request),
@@ -87,8 +90,11 @@ pub async fn chat_completions(
                 served.response.served_by().to_owned(),
                 served.response.model_used().to_owned(),
             );
+            if let (Some(charge), Answer::Whole(answer)) = (&charge, &served.response) {
+                charge.clone().charge(total_tokens(answer, &req));
+            }
             let mut response = match served.response {
-                Answer::Stream(live) => relay::relay(&gateway, &req, live),
+                Answer::Stream(live) => relay::relay(&gateway, &req, live, charge),
                 Answer::Whole(answer) if stream => replay(&answer, &req),
                 Answer::Whole(answer) => match answer.completion.as_deref() {
                     // The upstream's own completion, counted: passed on as it is, not copied.
@@ -226,6 +232,17 @@ fn replay(answer: &WholeAnswer, req: &GatewayRequest) -> Response {
 /// An SSE event carrying `value` as JSON.
 pub(super) fn json_event(value: &impl serde::Serialize) -> Event {
     Event::default().data(serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+/// The tokens a whole answer used: as its upstream reported them, else the estimate.
+fn total_tokens(answer: &WholeAnswer, req: &GatewayRequest) -> u32 {
+    answer
+        .completion
+        .as_ref()
+        .and_then(|c| c.usage)
+        .or(answer.usage)
+        .unwrap_or_else(|| estimate(req, answer.tokens_used))
+        .total_tokens
 }
 
 /// The gateway's usage estimate: prompt words and the answer's tokens.

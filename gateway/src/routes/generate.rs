@@ -12,6 +12,7 @@ use resilience_core::fallback::{AllTiersFailed, FallbackError, Served};
 
 use super::errors::{LabFailure, failure_label};
 use crate::answer::Answer;
+use crate::layers::rate_limit::TokenCharge;
 use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
@@ -42,6 +43,7 @@ pub async fn generate(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Valid(request): Valid<GenerateRequest>,
+    charge: Option<Extension<TokenCharge>>,
 ) -> Response {
     let started = Instant::now();
     let req = GatewayRequest::new(
@@ -72,6 +74,11 @@ pub async fn generate(
                     return response;
                 }
             };
+            if let Some(Extension(charge)) = charge {
+                // Prompt and answer, as the OpenAI route counts them.
+                let prompt = super::chat::prompt_tokens(&req);
+                charge.charge(prompt.saturating_add(answer.tokens_used));
+            }
             let took = started.elapsed();
             let recorded = Recorded::Answered {
                 service: answer.served_by.clone(),

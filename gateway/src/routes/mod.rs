@@ -20,9 +20,12 @@ use llm_api::openai::{ChatCompletionRequest, OpenAiError};
 use resilience_core::fallback::TierKind;
 use tower::ServiceBuilder;
 
+use crate::auth::layer::{AuthState, authenticate};
 use crate::layers::body::{BodyReader, read_body};
 use crate::layers::validate::{Validate, validate};
-use crate::layers::{Api, RequestId, access_log, metrics, request_id, shed};
+use crate::layers::{
+    Api, RequestId, access_log, admin_guard, metrics, rate_limit, request_id, shed,
+};
 use crate::state::Gateway;
 
 /// `x-served-by`.
@@ -67,7 +70,21 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
                 .layer(from_fn(access_log::access_log))
                 .layer(http_edge::security::headers())
                 .option_layer(gateway.settings.cors.layer())
-                // authentication and rate limit go here, in that order.
+                .layer(from_fn_with_state(
+                    Arc::clone(&gateway.admin_allow),
+                    admin_guard::guard_admin,
+                ))
+                .layer(from_fn_with_state(
+                    AuthState {
+                        auth: Arc::clone(&gateway.auth),
+                        metrics: Arc::clone(&gateway.metrics),
+                    },
+                    authenticate,
+                ))
+                .layer(from_fn_with_state(
+                    Arc::clone(&gateway),
+                    rate_limit::rate_limit,
+                ))
                 .layer(from_fn_with_state(body, read_body)),
         )
         .with_state(gateway)

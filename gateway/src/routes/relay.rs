@@ -23,6 +23,7 @@ use super::chat::{json_event, prompt_tokens};
 use super::errors::interrupted_event;
 use crate::answer::WholeAnswer;
 use crate::layers::Occupancy;
+use crate::layers::rate_limit::TokenCharge;
 use crate::pool::{GatewayRequest, LiveStream, StreamEnd};
 use crate::state::Gateway;
 use crate::upstream::{StreamEvent, UpstreamError};
@@ -38,7 +39,12 @@ const MAX_MALFORMED_EVENTS: u32 = 32;
 const RELAY_BUFFER: usize = 32;
 
 /// Relays a live upstream stream to the client (the module's rules).
-pub(super) fn relay(gateway: &Arc<Gateway>, req: &GatewayRequest, live: LiveStream) -> Response {
+pub(super) fn relay(
+    gateway: &Arc<Gateway>,
+    req: &GatewayRequest,
+    live: LiveStream,
+    charge: Option<TokenCharge>,
+) -> Response {
     let (tx, rx) = mpsc::channel(RELAY_BUFFER);
     let relay = Relay {
         gateway: Arc::clone(gateway),
@@ -46,6 +52,7 @@ pub(super) fn relay(gateway: &Arc<Gateway>, req: &GatewayRequest, live: LiveStre
         prompt_tokens: prompt_tokens(req),
         key: crate::cache::cache_key(req),
         request_id: req.request_id.clone(),
+        charge,
     };
     // A stream holds an in-flight slot until it ends, not only until its headers.
     let occupancy = Occupancy::enter(gateway);
@@ -63,6 +70,8 @@ struct Relay {
     prompt_tokens: u32,
     key: Option<CacheKey>,
     request_id: String,
+    /// The caller's tokens allowance, when its tier limits tokens.
+    charge: Option<TokenCharge>,
 }
 
 /// What the relay saw of the answer.
@@ -127,6 +136,14 @@ impl Relay {
             None => self.pump(&mut live, &tx, &mut seen).await,
         };
         metrics.stream_ended(&service, ending.label());
+        if let Some(charge) = &self.charge {
+            // What the client received: the upstream's usage, else the estimate.
+            let total = seen.usage.map_or_else(
+                || self.prompt_tokens.saturating_add(seen.tokens),
+                |usage| usage.total_tokens,
+            );
+            charge.clone().charge(total);
+        }
         match ending {
             Ending::Completed | Ending::Finalized => {
                 self.remember(&seen, &live);

@@ -146,6 +146,9 @@ pub async fn metrics(
     gateway
         .metrics
         .edge(gateway.connections.stats(), gateway.uploads.stats());
+    gateway
+        .metrics
+        .limiter_active(gateway.limits.status().active.as_str());
     if wants_text {
         let mut breakers = vec![(
             gateway.pool_breaker.name().to_owned(),

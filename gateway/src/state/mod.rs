@@ -17,10 +17,14 @@ use resilience_core::discovery::{DiscoveryClient, DiscoveryTask};
 use resilience_core::health::{CheckerHandle, CompositeHealthChecker, HealthTracker};
 use serde::Serialize;
 
+use crate::auth::Authenticator;
 use crate::cache::AnswerCache;
 use crate::config::Settings;
+use crate::layers::admin_guard::AdminAllow;
 use crate::metrics::Metrics;
+use crate::pii::Redactor;
 use crate::pool::Pool;
+use crate::ratelimit::Limits;
 use crate::routing::Routes;
 use crate::upstream::UpstreamClient;
 
@@ -86,6 +90,14 @@ pub struct Gateway {
     pub checker: CheckerHandle,
     /// The registry refresh loop, when a registry is configured.
     pub discovery_task: Option<DiscoveryTask>,
+    /// Who may call (`AUTH_MODE`).
+    pub auth: Arc<Authenticator>,
+    /// Callers' rate limits.
+    pub limits: Arc<Limits>,
+    /// `ADMIN_ALLOW`, for the admin guard.
+    pub admin_allow: Arc<AdminAllow>,
+    /// Masks PII in prompts (`PII_REDACTION=mask`).
+    pub redactor: Redactor,
 }
 
 impl Gateway {
@@ -125,8 +137,20 @@ impl Gateway {
             in_flight: Arc::clone(&in_flight),
             max_in_flight: settings.max_concurrent_requests,
         };
+        let admin_allow = Arc::new(settings.admin_allow.clone());
+        let auth = Arc::new(Authenticator::with_clock(
+            &settings.auth,
+            Arc::clone(&clock),
+        ));
+        let limits = Arc::new(Limits::new(
+            &settings.rate_limits,
+            settings.redis_url.as_deref(),
+            auth.enabled(),
+            Arc::clone(&clock),
+        )?);
         let checks = wiring::checks(
             &settings,
+            &limits,
             &discovery,
             &health,
             &pool_breaker,
@@ -155,6 +179,10 @@ impl Gateway {
             started: Instant::now(),
             checker,
             discovery_task,
+            auth,
+            limits,
+            admin_allow,
+            redactor: Redactor::new(),
         }))
     }
 

@@ -13,9 +13,10 @@ use resilience_core::fallback::{
     AnswerStore, FallbackChain, TemplateProvider, Tier, TierKind, degraded_text,
 };
 use resilience_core::health::{
-    ActiveHealthChecker, CheckOutcome, CheckerHandle, CompositeHealthChecker, FnCheck,
+    ActiveHealthChecker, CheckOutcome, CheckerHandle, CompositeHealthChecker, FnCheck, HealthCheck,
     HealthTracker, ProbeTarget, RedisPingCheck, SystemResourcesCheck,
 };
+use resilience_core::limit::{FailureMode, StoreKind};
 use resilience_core::registry::{LLM_SERVICE, RedisRegistry};
 use resilience_core::retry::RetryBudget;
 
@@ -24,6 +25,7 @@ use crate::cache::AnswerCache;
 use crate::config::{RouteSpec, Settings, Target, endpoint_key};
 use crate::metrics::Metrics;
 use crate::pool::{EndpointSpec, GatewayRequest, Pool, PoolSettings, UpstreamObserver};
+use crate::ratelimit::Limits;
 use crate::routing::{Route, Routes};
 use crate::upstream::{HttpProbe, UpstreamClient, count_words};
 
@@ -243,11 +245,39 @@ impl Capacity {
     }
 }
 
+/// `rate_limiter` (not critical): where limits are counted now — degraded, saying the
+/// failure mode in force, while the Redis store is unreachable.
+fn rate_limiter_check(limits: &Arc<Limits>) -> impl HealthCheck + use<> {
+    let limits = Arc::clone(limits);
+    FnCheck::new("rate_limiter", false, move || {
+        let limits = Arc::clone(&limits);
+        async move {
+            let status = limits.probe().await;
+            let active = status.active.as_str();
+            if status.kind == StoreKind::Redis && !status.redis_available {
+                CheckOutcome::degraded(format!(
+                    "the rate limiter's Redis is unreachable: {active} in force"
+                ))
+            } else {
+                CheckOutcome::healthy()
+            }
+            .with_details(serde_json::json!({
+                "enforced": limits.active(),
+                "store": status.kind.as_str(),
+                "active": active,
+                "failure_mode": status.failure_mode.map(FailureMode::as_str),
+                "local_overflows": status.local_overflows,
+            }))
+        }
+    })
+}
+
 /// The dependency checks of `/health`: system resources, Redis when configured, capacity
 /// (degraded while saturated), and the service discovery check (degraded while the
 /// registry is stale, no instance is healthy or the pool breaker is not CLOSED).
 pub(super) fn checks(
     settings: &Settings,
+    limits: &Arc<Limits>,
     discovery: &Arc<DiscoveryClient>,
     health: &Arc<HealthTracker>,
     pool_breaker: &Arc<Breaker>,
@@ -272,6 +302,7 @@ pub(super) fn checks(
     if let Some(url) = &settings.redis_url {
         checks = checks.with_check(RedisPingCheck::from_url(url)?);
     }
+    checks = checks.with_check(rate_limiter_check(limits));
     let (discovery, health, breaker) = (
         Arc::clone(discovery),
         Arc::clone(health),

@@ -17,6 +17,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod admin;
 mod breaker;
 mod clients;
 mod contract;
@@ -29,6 +30,7 @@ mod limits;
 mod openai;
 mod openapi;
 mod protection;
+mod quotas;
 mod redis;
 mod shutdown;
 mod wire;

@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use super::report::{Memory, Ratios, Scenario, ScenarioError, Soak, StreamAdded, Summary, Target};
+use super::report::{
+    Memory, Ratios, RedisSource, Scenario, ScenarioError, Soak, StreamAdded, Summary, Target,
+};
 
 /// A goal's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,10 +46,16 @@ pub struct Inputs<'a> {
     pub memory: Option<&'a Memory>,
     /// The soak run, when one ran.
     pub soak: Option<&'a Soak>,
+    /// The identity scenario's Redis, when it got that far.
+    pub identity_redis: Option<&'a RedisSource>,
 }
 
 /// The concurrency of the throughput and CPU goals.
 const GOAL_CONCURRENCY: u32 = 50;
+
+/// The least share of the baseline's requests/s the gateway keeps with authentication and
+/// the in-memory limiter on (issue 18: within 10 %).
+const IDENTITY_MIN_RPS_RATIO: f64 = 0.9;
 
 /// The goal, judged: not run when `scenario` was not, failed when it failed, else by
 /// `measured` (`None`: the load it needs was not run, with the reason).
@@ -109,6 +117,41 @@ fn at_most(value: f64, limit: f64, unit: &str, what: &str) -> (bool, String) {
     (ok, format!("{what} {value:.2}{unit} {op} {limit}{unit}"))
 }
 
+/// Issue 18's goal: req/s with an API key and the in-memory limiter ≥ 0.9× the same gateway
+/// without, at c=50; the Redis limiter's ratio is told beside it, for information.
+fn identity_goal(inputs: &Inputs<'_>) -> Goal {
+    let redis_info = |r: &Ratios| match inputs.identity_redis {
+        Some(source @ RedisSource::NotRun { .. }) => format!("gateway+redis {}", source.describe()),
+        _ => r.redis_over_gateway_rps.map_or_else(
+            || "gateway+redis/gateway: no reading".to_owned(),
+            |x| format!("gateway+redis/gateway {x:.2}× (information, no goal)"),
+        ),
+    };
+    let measured = ratios_at(inputs, Scenario::Identity, Some(GOAL_CONCURRENCY))
+        .ok_or_else(|| format!("not run (c={GOAL_CONCURRENCY} is not in --concurrency)"))
+        .and_then(|r| {
+            r.auth_over_gateway_rps
+                .map(|x| {
+                    let ok = x >= IDENTITY_MIN_RPS_RATIO;
+                    let op = if ok { "≥" } else { "<" };
+                    (
+                        ok,
+                        format!(
+                            "gateway+auth/gateway {x:.2}× {op} {IDENTITY_MIN_RPS_RATIO}×; {}",
+                            redis_info(r)
+                        ),
+                    )
+                })
+                .ok_or_else(|| "no req/s reading".to_owned())
+        });
+    judge(
+        inputs,
+        Scenario::Identity,
+        "identity, c=50: requests/s with auth and the in-memory limiter ≥ 0.9× without",
+        measured,
+    )
+}
+
 /// Every goal of the issue, judged.
 pub fn goals(inputs: &Inputs<'_>) -> Vec<Goal> {
     let c50 = ratios_at(inputs, Scenario::Answer, Some(GOAL_CONCURRENCY));
@@ -167,6 +210,7 @@ pub fn goals(inputs: &Inputs<'_>) -> Vec<Goal> {
                 .ok_or_else(|| "no fixed-rate reading".to_owned()),
         ),
     ];
+    goals.push(identity_goal(inputs));
     let memory = |pick: fn(&Memory) -> Option<f64>| {
         inputs
             .memory

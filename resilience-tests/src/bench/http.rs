@@ -18,14 +18,20 @@ pub struct JsonPost {
     pub path: String,
     /// The JSON body.
     pub body: Bytes,
+    /// Headers beside `Host` and `Content-Type` (the identity scenario's credentials).
+    pub headers: Vec<(String, String)>,
 }
 
 impl JsonPost {
-    /// The hyper request.
+    /// The hyper request; fails when a header's name or value is not valid.
     fn request(&self) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
-        hyper::Request::post(self.path.as_str())
+        let mut request = hyper::Request::post(self.path.as_str())
             .header(hyper::header::HOST, self.addr.to_string())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request
             .body(Full::new(self.body.clone()))
             .context("cannot build the request")
     }

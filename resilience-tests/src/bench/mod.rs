@@ -3,7 +3,9 @@
 //! zero-latency llm-services (one streaming with small token gaps), a second nginx as a
 //! plain reverse-proxy hop in front of each, the gateway with every resilience feature at
 //! its defaults, and a second gateway whose breaker is open (fallback tiers) — then loads
-//! the direct path, the hop and the gateway alike, interleaved round by round:
+//! the direct path, the hop and the gateway alike, interleaved round by round (and, for
+//! the identity scenario, the gateway against two more with API keys and the rate limiter,
+//! in memory and in Redis — see [`identity`]):
 //! closed loop with wrk at each concurrency, open loop at a fixed rate with its own pacer
 //! (wrk2 and oha are not in Debian; latency from the scheduled send time, so coordinated
 //! omission is not hidden), streams with its own client (time to first token, gaps), and
@@ -12,7 +14,8 @@
 //! and writes everything as JSON. Every server is stopped on every exit path (the guards
 //! of [`servers`], and Ctrl-C / SIGTERM drop them).
 //!
-//! - [`confs`]: the generated nginx configurations, gateway TOML and wrk script.
+//! - [`confs`]: the generated nginx configurations, gateway TOML, key file and wrk script.
+//! - [`identity`]: the identity scenario's gateways, key and Redis.
 //! - [`servers`]: starting, waiting for and stopping the servers.
 //! - [`procfs`]: CPU and RSS from `/proc`.
 //! - [`wrk`]: the closed loop.
@@ -24,6 +27,7 @@
 mod confs;
 mod goals;
 mod http;
+mod identity;
 mod memory;
 mod pacer;
 mod procfs;
@@ -47,10 +51,10 @@ use serde::Serialize;
 use self::goals::{Inputs, Verdict};
 use self::http::JsonPost;
 use self::report::{
-    Growth, Machine, Memory, Report, Round, Scenario, ScenarioError, ServerInfo, Soak,
+    Growth, Machine, Memory, RedisSource, Report, Round, Scenario, ScenarioError, ServerInfo, Soak,
     StreamResult, Target,
 };
-use self::servers::{Server, Spec, ensure_loopback, free_port};
+use self::servers::{Ready, Server, Spec, ensure_loopback, free_port};
 use self::stats::growth_pct;
 use self::stream::Streamed;
 
@@ -130,6 +134,10 @@ pub struct BenchArgs {
     /// wrk [default: `wrk` on PATH].
     #[arg(long)]
     pub wrk: Option<PathBuf>,
+    /// redis-server for the identity scenario's `gateway+redis` when REDIS_URL is unset
+    /// [default: `redis-server` on PATH; none: that target is not run].
+    #[arg(long)]
+    pub redis_server: Option<PathBuf>,
     /// The gateway's MAX_CONCURRENT_REQUESTS.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrent_requests: u32,
@@ -180,6 +188,8 @@ pub struct Settings {
     pub nginx: PathBuf,
     /// wrk.
     pub wrk: PathBuf,
+    /// redis-server, when found.
+    pub redis_server: Option<PathBuf>,
 }
 
 /// `name` in a directory of PATH.
@@ -284,6 +294,10 @@ impl BenchArgs {
                 .clone()
                 .or_else(|| on_path("wrk"))
                 .unwrap_or_else(|| "wrk".into()),
+            redis_server: self
+                .redis_server
+                .clone()
+                .or_else(|| on_path("redis-server")),
         })
     }
 }
@@ -391,7 +405,7 @@ fn nginx_spec(settings: &Settings, name: &str, conf: &str, port: u16) -> anyhow:
         env: Vec::new(),
         env_remove: Vec::new(),
         port,
-        ready_path: "/health",
+        ready: Ready::Http("/health"),
         stop_signal: "QUIT",
         extra_logs: vec![error_log],
     })
@@ -419,7 +433,7 @@ fn llm_spec(settings: &Settings, name: &str, port: u16, token_interval_ms: u32) 
         env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
         env_remove: vec!["REDIS_URL", "CHAOS_TOKEN", "ADVERTISE_URL", "RUST_LOG"],
         port,
-        ready_path: "/health",
+        ready: Ready::Http("/health"),
         stop_signal: "TERM",
         extra_logs: Vec::new(),
     }
@@ -465,9 +479,26 @@ fn gateway_spec(
             "CACHE_MAX_BYTES",
             "CACHE_MAX_ENTRY_BYTES",
             "RUST_LOG",
+            // Identity and limits: off unless a scenario sets them (the identity gateways).
+            "AUTH_MODE",
+            "API_KEYS",
+            "API_KEYS_FILE",
+            "JWT_SECRET_KEY",
+            "JWT_PUBLIC_KEY_FILE",
+            "JWT_JWKS_FILE",
+            "JWT_AUDIENCE",
+            "JWT_ISSUER",
+            "ADMIN_ALLOW",
+            "PII_REDACTION",
+            "RATE_LIMIT_STORE",
+            "RATE_LIMIT_FAILURE_MODE",
+            "RATE_LIMIT_REPLICAS",
+            "RATE_LIMIT_ANONYMOUS",
+            "RATE_LIMIT_REDIS_TIMEOUT_MS",
+            "RATE_LIMIT_MAX_KEYS",
         ],
         port,
-        ready_path: "/ready",
+        ready: Ready::Http("/ready"),
         stop_signal: "TERM",
         extra_logs: Vec::new(),
     })
@@ -613,6 +644,8 @@ impl Stack {
             Scenario::FallbackCache | Scenario::FallbackTemplate => {
                 vec![ep(Target::Gateway, &self.fallback, self.fallback.port)]
             }
+            // The baseline; the scenario starts the gateways it is compared with.
+            Scenario::Identity => vec![ep(Target::Gateway, &self.gateway, self.gateway.port)],
         }
     }
 }
@@ -646,18 +679,31 @@ impl Endpoint<'_> {
             addr: self.addr(),
             path: path.to_owned(),
             body: Bytes::copy_from_slice(body.as_bytes()),
+            headers: Vec::new(),
         }
     }
 }
 
-/// What a scenario measures with: its path, body and wrk script.
+/// What a scenario measures with: its path, body, headers and wrk script.
 struct Workload {
     /// The path.
     path: &'static str,
     /// The JSON body.
     body: &'static str,
+    /// Headers beside `Content-Type` (the identity scenario's credentials).
+    headers: Vec<(String, String)>,
     /// wrk's script.
     script: PathBuf,
+}
+
+impl Workload {
+    /// Its request to `ep`, for the pacer.
+    fn post(&self, ep: &Endpoint<'_>) -> JsonPost {
+        JsonPost {
+            headers: self.headers.clone(),
+            ..ep.post(self.path, self.body)
+        }
+    }
 }
 
 /// What the run collects.
@@ -670,6 +716,10 @@ struct Collected {
     memory: Option<Memory>,
     /// The soak.
     soak: Option<Soak>,
+    /// Servers a scenario started and stopped (beside the stack's).
+    servers: Vec<ServerInfo>,
+    /// The identity scenario's Redis.
+    identity_redis: Option<RedisSource>,
 }
 
 /// The run's context.
@@ -700,7 +750,7 @@ async fn bench(settings: Settings) -> anyhow::Result<Report> {
         http,
     };
     let stack = Stack::start(&ctx.settings, &ctx.http).await?;
-    let answer = workload(&ctx, Scenario::Answer, CHAT_PATH, ANSWER_BODY)?;
+    let answer = workload(&ctx, Scenario::Answer, CHAT_PATH, ANSWER_BODY, Vec::new())?;
     // The gateway's first reading comes after a warm-up, as every measurement does.
     for ep in stack.targets(Scenario::Answer) {
         warm_up(&ctx, &ep, &answer).await?;
@@ -711,18 +761,27 @@ async fn bench(settings: Settings) -> anyhow::Result<Report> {
         streams: Vec::new(),
         memory: None,
         soak: None,
+        servers: Vec::new(),
+        identity_redis: None,
     };
     let mut errors = Vec::new();
     for scenario in ctx.settings.scenarios.clone() {
         eprintln!("==> scenario {}", scenario.name());
         let result = match scenario {
             Scenario::Answer => {
-                load_scenario(&ctx, &stack, scenario, &answer, &mut collected).await
+                let targets = stack.targets(scenario);
+                load_scenario(&ctx, &targets, scenario, &answer, &mut collected).await
             }
-            Scenario::Generate => match workload(&ctx, scenario, GENERATE_PATH, GENERATE_BODY) {
-                Ok(w) => load_scenario(&ctx, &stack, scenario, &w, &mut collected).await,
-                Err(e) => Err(e),
-            },
+            Scenario::Identity => identity::identity_scenario(&ctx, &stack, &mut collected).await,
+            Scenario::Generate => {
+                match workload(&ctx, scenario, GENERATE_PATH, GENERATE_BODY, Vec::new()) {
+                    Ok(w) => {
+                        let targets = stack.targets(scenario);
+                        load_scenario(&ctx, &targets, scenario, &w, &mut collected).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Scenario::FallbackCache | Scenario::FallbackTemplate => {
                 fallback_scenario(&ctx, &stack, scenario, &mut collected).await
             }
@@ -757,6 +816,7 @@ async fn bench(settings: Settings) -> anyhow::Result<Report> {
             pid: s.pid,
             pids: s.pids_seen(),
         })
+        .chain(collected.servers.drain(..))
         .collect();
     drop(stack);
     let summaries = report::summarize(&collected.rounds);
@@ -770,6 +830,7 @@ async fn bench(settings: Settings) -> anyhow::Result<Report> {
         stream_added: &stream_added,
         memory: collected.memory.as_ref(),
         soak: collected.soak.as_ref(),
+        identity_redis: collected.identity_redis.as_ref(),
     });
     let report = Report {
         machine: machine(ctx.clk_tck),
@@ -787,6 +848,7 @@ async fn bench(settings: Settings) -> anyhow::Result<Report> {
             pct: growth_pct(first, last),
         }),
         soak: collected.soak,
+        identity_redis: collected.identity_redis,
         scenario_errors: errors,
         targets,
     };
@@ -825,14 +887,23 @@ fn workload(
     scenario: Scenario,
     path: &'static str,
     body: &'static str,
+    headers: Vec<(String, String)>,
 ) -> anyhow::Result<Workload> {
     let script = ctx
         .settings
         .work_dir
         .join(format!("{}.lua", scenario.name()));
-    std::fs::write(&script, confs::wrk_script("POST", body, "application/json"))
-        .with_context(|| format!("cannot write {}", script.display()))?;
-    Ok(Workload { path, body, script })
+    std::fs::write(
+        &script,
+        confs::wrk_script("POST", body, "application/json", &headers),
+    )
+    .with_context(|| format!("cannot write {}", script.display()))?;
+    Ok(Workload {
+        path,
+        body,
+        headers,
+        script,
+    })
 }
 
 /// One second of wrk; fails when any request failed.
@@ -925,7 +996,7 @@ async fn rate_round(
 ) -> anyhow::Result<Round> {
     let before = ep.server.usage();
     let paced = pacer::run(
-        ep.post(work.path, work.body),
+        work.post(ep),
         ctx.settings.rate,
         Duration::from_secs(ctx.settings.duration_s),
         PACER_CONNECTIONS,
@@ -963,19 +1034,18 @@ async fn rate_round(
 /// concurrency, for each round, for each target in order.
 async fn load_scenario(
     ctx: &Ctx,
-    stack: &Stack,
+    targets: &[Endpoint<'_>],
     scenario: Scenario,
     work: &Workload,
     out: &mut Collected,
 ) -> anyhow::Result<()> {
-    let targets = stack.targets(scenario);
-    for ep in &targets {
+    for ep in targets {
         warm_up(ctx, ep, work).await?;
     }
     let rounds = ctx.settings.rounds;
     for &concurrency in &ctx.settings.concurrency {
         for round in 1..=rounds {
-            for ep in &targets {
+            for ep in targets {
                 eprintln!(
                     "    {} c={concurrency} round {round}/{rounds} {}",
                     scenario.name(),
@@ -987,7 +1057,7 @@ async fn load_scenario(
         }
     }
     for round in 1..=rounds {
-        for ep in &targets {
+        for ep in targets {
             eprintln!(
                 "    {} rate {}/s round {round}/{rounds} {}",
                 scenario.name(),
@@ -1014,7 +1084,7 @@ async fn fallback_scenario(
     } else {
         (TEMPLATE_BODY, "template")
     };
-    let work = workload(ctx, scenario, CHAT_PATH, body)?;
+    let work = workload(ctx, scenario, CHAT_PATH, body, Vec::new())?;
     let url = format!("{}{CHAT_PATH}", stack.fallback.url);
     ensure_loopback(&url)?;
     let mut in_a_row = 0;
@@ -1055,7 +1125,7 @@ async fn fallback_scenario(
             }
         }
     }
-    load_scenario(ctx, stack, scenario, &work, out).await
+    load_scenario(ctx, &stack.targets(scenario), scenario, &work, out).await
 }
 
 /// Streams at each concurrency, interleaved by round, per target.

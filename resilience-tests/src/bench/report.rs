@@ -15,6 +15,9 @@ use super::stats::{Spread, added, ratio};
 pub enum Scenario {
     /// OpenAI chat completions, whole answers: direct nginx, nginx hop, gateway.
     Answer,
+    /// The answer path with an API key: the gateway without authentication (the baseline),
+    /// with it and the in-memory limiter, and with the Redis limiter.
+    Identity,
     /// The lab's `POST /generate`: direct llm-service, nginx hop, gateway.
     Generate,
     /// Streamed chat completions: time to first token and gaps.
@@ -29,9 +32,10 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Memory,
         Self::Answer,
+        Self::Identity,
         Self::Generate,
         Self::Stream,
         Self::FallbackCache,
@@ -42,6 +46,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Self::Answer => "answer",
+            Self::Identity => "identity",
             Self::Generate => "generate",
             Self::Stream => "stream",
             Self::FallbackCache => "fallback-cache",
@@ -61,15 +66,56 @@ pub enum Target {
     Hop,
     /// The gateway in front of the upstream.
     Gateway,
+    /// A gateway like it with API keys and the in-memory rate limiter on.
+    #[serde(rename = "gateway+auth")]
+    GatewayAuth,
+    /// A gateway like it with API keys and the rate limiter in Redis.
+    #[serde(rename = "gateway+redis")]
+    GatewayRedis,
 }
 
 impl Target {
-    /// Its name in the table.
+    /// Its name in the table (and in the JSON).
     pub fn name(self) -> &'static str {
         match self {
             Self::Direct => "direct",
             Self::Hop => "hop",
             Self::Gateway => "gateway",
+            Self::GatewayAuth => "gateway+auth",
+            Self::GatewayRedis => "gateway+redis",
+        }
+    }
+}
+
+/// Where the identity scenario's `gateway+redis` target found its Redis, or why it was
+/// not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum RedisSource {
+    /// `REDIS_URL` of the bench's environment (its credentials hidden).
+    Environment {
+        /// The URL, without user or password.
+        url: String,
+    },
+    /// A private `redis-server` the bench started.
+    Private {
+        /// Its URL.
+        url: String,
+    },
+    /// Not run.
+    NotRun {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RedisSource {
+    /// One line for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Environment { url } => format!("REDIS_URL of the environment ({url})"),
+            Self::Private { url } => format!("a private redis-server ({url})"),
+            Self::NotRun { reason } => format!("not run: {reason}"),
         }
     }
 }
@@ -160,6 +206,14 @@ pub struct Ratios {
     pub hop_added_p50_us: Option<f64>,
     /// Hop p99 − direct p99, µs.
     pub hop_added_p99_us: Option<f64>,
+    /// gateway+auth req/s ÷ gateway req/s (the identity scenario).
+    pub auth_over_gateway_rps: Option<f64>,
+    /// gateway+auth CPU/request ÷ gateway CPU/request.
+    pub auth_over_gateway_cpu: Option<f64>,
+    /// gateway+redis req/s ÷ gateway req/s.
+    pub redis_over_gateway_rps: Option<f64>,
+    /// gateway+redis CPU/request ÷ gateway CPU/request.
+    pub redis_over_gateway_cpu: Option<f64>,
 }
 
 /// Streams of one target at one concurrency.
@@ -299,6 +353,8 @@ pub struct Report {
     pub gateway_rss: Option<Growth>,
     /// The soak run.
     pub soak: Option<Soak>,
+    /// The identity scenario's Redis, when the scenario got that far.
+    pub identity_redis: Option<RedisSource>,
     /// Scenarios that could not complete.
     pub scenario_errors: Vec<ScenarioError>,
     /// The goals.
@@ -376,7 +432,7 @@ pub fn ratios(summaries: &[Summary]) -> Vec<Ratios> {
             let cpu = |s: &Summary| s.cpu_us_per_request;
             let p50 = |s: &Summary| s.p50_us;
             let p99 = |s: &Summary| s.p99_us;
-            use Target::{Direct, Gateway, Hop};
+            use Target::{Direct, Gateway, GatewayAuth, GatewayRedis, Hop};
             Some(Ratios {
                 scenario,
                 concurrency,
@@ -388,6 +444,10 @@ pub fn ratios(summaries: &[Summary]) -> Vec<Ratios> {
                 gateway_added_p99_us: added(get(Gateway, p99), get(Direct, p99)),
                 hop_added_p50_us: added(get(Hop, p50), get(Direct, p50)),
                 hop_added_p99_us: added(get(Hop, p99), get(Direct, p99)),
+                auth_over_gateway_rps: ratio(get(GatewayAuth, rps), get(Gateway, rps)),
+                auth_over_gateway_cpu: ratio(get(GatewayAuth, cpu), get(Gateway, cpu)),
+                redis_over_gateway_rps: ratio(get(GatewayRedis, rps), get(Gateway, rps)),
+                redis_over_gateway_cpu: ratio(get(GatewayRedis, cpu), get(Gateway, cpu)),
             })
         })
         .collect()
@@ -440,6 +500,37 @@ fn load_label(concurrency: Option<u32>, settings: &Settings) -> String {
     )
 }
 
+/// The identity scenario's ratio lines: each gateway with identity against the baseline.
+fn identity_lines(out: &mut String, r: Option<&Ratios>, redis: Option<&RedisSource>) {
+    let (auth_rps, auth_cpu, redis_rps, redis_cpu) = r.map_or((None, None, None, None), |r| {
+        (
+            r.auth_over_gateway_rps,
+            r.auth_over_gateway_cpu,
+            r.redis_over_gateway_rps,
+            r.redis_over_gateway_cpu,
+        )
+    });
+    let _ = writeln!(
+        out,
+        "  gateway+auth/gateway: req/s ×{}, CPU/req ×{}",
+        opt(auth_rps, 2),
+        opt(auth_cpu, 2)
+    );
+    match redis {
+        Some(source @ RedisSource::NotRun { .. }) => {
+            let _ = writeln!(out, "  gateway+redis/gateway: {}", source.describe());
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "  gateway+redis/gateway: req/s ×{}, CPU/req ×{}",
+                opt(redis_rps, 2),
+                opt(redis_cpu, 2)
+            );
+        }
+    }
+}
+
 /// The whole text report.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -471,7 +562,7 @@ pub fn render(report: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<8} {:>26} {:>24} {:>24} {:>24} {:>12} {:>20} {:>20}",
+            "  {:<13} {:>26} {:>24} {:>24} {:>24} {:>12} {:>20} {:>20}",
             "target", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "CPU µs/req", "RSS MiB"
         );
         for summary in report
@@ -481,7 +572,7 @@ pub fn render(report: &Report) -> String {
         {
             let _ = writeln!(
                 out,
-                "  {:<8} {:>26} {:>24} {:>24} {:>24} {:>12} {:>20} {:>20}",
+                "  {:<13} {:>26} {:>24} {:>24} {:>24} {:>12} {:>20} {:>20}",
                 summary.target.name(),
                 spread(summary.rps, 0),
                 spread(summary.p50_us, 0),
@@ -492,11 +583,13 @@ pub fn render(report: &Report) -> String {
                 spread(summary.rss_mib, 1),
             );
         }
-        if let Some(r) = report
+        let group_ratios = report
             .ratios
             .iter()
-            .find(|r| (r.scenario, r.concurrency) == (scenario, concurrency))
-        {
+            .find(|r| (r.scenario, r.concurrency) == (scenario, concurrency));
+        if scenario == Scenario::Identity {
+            identity_lines(&mut out, group_ratios, report.identity_redis.as_ref());
+        } else if let Some(r) = group_ratios {
             let _ = writeln!(
                 out,
                 "  gateway/hop: req/s ×{}, CPU/req ×{} · gateway/direct: req/s ×{}, CPU/req ×{}",
@@ -514,6 +607,13 @@ pub fn render(report: &Report) -> String {
                 signed_us(r.hop_added_p99_us),
             );
         }
+    }
+    if let Some(redis) = &report.identity_redis {
+        let _ = writeln!(
+            out,
+            "\nidentity · gateway+redis's Redis: {}",
+            redis.describe()
+        );
     }
     if !report.streams.is_empty() {
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! The servers the bench starts: each a child process in its own process group, its
-//! output in a log file of the work dir, waited for until it answers, and stopped — with
-//! its whole group — when its guard is dropped, on every exit path of the run.
+//! output in a log file of the work dir, waited for until it answers (HTTP, or a Redis
+//! `PING`), and stopped — with its whole group — when its guard is dropped, on every exit
+//! path of the run.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -11,11 +12,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::procfs::{self, Usage};
 
 /// How long a server may take to answer after it was started.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a server may take to exit after its stop signal before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Lines of a server's log shown when it failed to start.
@@ -46,6 +50,43 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// How a server shows it is ready, and the scheme of its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// `GET path` answers 2xx (`http://`).
+    Http(&'static str),
+    /// `PING` answers `+PONG` (`redis://`).
+    RedisPing,
+}
+
+impl Ready {
+    /// The server's URL on 127.0.0.1:`port`.
+    pub fn url(self, port: u16) -> String {
+        match self {
+            Self::Http(_) => format!("http://127.0.0.1:{port}"),
+            Self::RedisPing => format!("redis://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// Whether the Redis on 127.0.0.1:`port` answers `PING` with `+PONG` now; the error says
+/// what it did instead.
+pub async fn redis_ping(port: u16) -> Result<(), String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"PING\r\n").await?;
+        let mut reply = [0u8; 64];
+        let n = stream.read(&mut reply).await?;
+        std::io::Result::Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, exchange).await {
+        Ok(Ok(reply)) if reply.starts_with("+PONG") => Ok(()),
+        Ok(Ok(reply)) => Err(format!("PING answered {:?}", reply.trim_end())),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("PING timed out".to_owned()),
+    }
+}
+
 /// How to start one server.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -61,8 +102,8 @@ pub struct Spec {
     pub env_remove: Vec<&'static str>,
     /// The port it listens on (127.0.0.1).
     pub port: u16,
-    /// The path that answers 2xx once it is ready.
-    pub ready_path: &'static str,
+    /// How it shows it is ready.
+    pub ready: Ready,
     /// The signal that stops it gracefully (`QUIT` for nginx, `TERM` for the services).
     pub stop_signal: &'static str,
     /// Other log files it writes (nginx's error log).
@@ -74,7 +115,7 @@ pub struct Spec {
 pub struct Server {
     /// Its name.
     pub name: String,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`redis://` for a Redis).
     pub url: String,
     /// Its port.
     pub port: u16,
@@ -87,11 +128,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `spec` in `dir` (its output in `dir/<name>.log`) and waits until its ready
-    /// path answers 2xx, at most [`START_DEADLINE`].
+    /// Starts `spec` in `dir` (its output in `dir/<name>.log`) and waits until it is
+    /// ready, at most [`START_DEADLINE`].
     pub async fn start(spec: Spec, dir: &Path, http: &reqwest::Client) -> anyhow::Result<Self> {
-        let url = format!("http://127.0.0.1:{}", spec.port);
-        ensure_loopback(&url)?;
+        let url = spec.ready.url(spec.port);
         let log_path = dir.join(format!("{}.log", spec.name));
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -122,15 +162,29 @@ impl Server {
             logs,
             seen: Mutex::new(BTreeSet::new()),
         };
-        server.wait_ready(spec.ready_path, http).await?;
+        server.wait_ready(spec.ready, http).await?;
         Ok(server)
     }
 
-    /// Polls `path` until it answers 2xx; fails with the log's tail when the process
-    /// exits or the deadline passes.
-    async fn wait_ready(&mut self, path: &str, http: &reqwest::Client) -> anyhow::Result<()> {
+    /// Whether it is ready now; the error says what it answered instead.
+    async fn probe(&self, ready: Ready, http: &reqwest::Client) -> Result<(), String> {
+        match ready {
+            Ready::Http(path) => {
+                let url = format!("{}{path}", self.url);
+                match http.get(&url).timeout(PROBE_TIMEOUT).send().await {
+                    Ok(answer) if answer.status().is_success() => Ok(()),
+                    Ok(answer) => Err(format!("{url}: HTTP {}", answer.status())),
+                    Err(error) => Err(format!("{url}: {error}")),
+                }
+            }
+            Ready::RedisPing => redis_ping(self.port).await,
+        }
+    }
+
+    /// Probes it until it is ready; fails with the log's tail when the process exits or
+    /// the deadline passes.
+    async fn wait_ready(&mut self, ready: Ready, http: &reqwest::Client) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_DEADLINE;
-        let url = format!("{}{path}", self.url);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 anyhow::bail!(
@@ -139,14 +193,12 @@ impl Server {
                     self.log_tail()
                 );
             }
-            let last = match http.get(&url).timeout(Duration::from_secs(2)).send().await {
-                Ok(answer) if answer.status().is_success() => return Ok(()),
-                Ok(answer) => format!("HTTP {}", answer.status()),
-                Err(error) => error.to_string(),
+            let Err(last) = self.probe(ready, http).await else {
+                return Ok(());
             };
             if Instant::now() >= deadline {
                 anyhow::bail!(
-                    "{} did not answer {url} within {} s (last: {last}); its log ends with:\n{}",
+                    "{} was not ready within {} s (last: {last}); its log ends with:\n{}",
                     self.name,
                     START_DEADLINE.as_secs(),
                     self.log_tail()

@@ -1,17 +1,22 @@
 //! The pure parts: aggregation, ratios, verdicts, the wrk line, `/proc` parsing, the
-//! generated nginx configurations and Lua script.
+//! generated nginx configurations, key file and Lua script, the identity scenario's key and
+//! Redis choice.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::Settings;
 use super::confs::{
-    COMPLETION_JSON, HopServer, fallback_gateway_toml, gateway_toml, hop_conf, lua_string,
-    nginx_quote, upstream_conf, wrk_script,
+    COMPLETION_JSON, HopServer, IDENTITY_TIER_LIMIT, KeyEntry, api_keys_toml,
+    fallback_gateway_toml, gateway_toml, hop_conf, identity_gateway_toml, lua_string, nginx_quote,
+    toml_string, upstream_conf, wrk_script,
 };
 use super::goals::{Inputs, Verdict, goals};
+use super::identity::{KEY_PREFIX, RedisPlan, api_key, redact_url, redis_plan, sha256_hex};
 use super::memory::answer_complete;
 use super::procfs::{cpu_us_per_request, parse_stat, vm_rss_bytes};
 use super::report::{
-    Memory, Round, Scenario, ScenarioError, StreamResult, Target, ratios, stream_added, summarize,
+    Machine, Memory, RedisSource, Report, Round, Scenario, ScenarioError, StreamResult, Target,
+    ratios, render, stream_added, summarize,
 };
 use super::servers::{ensure_loopback, tail};
 use super::stats::{Spread, added, growth_pct, ratio};
@@ -234,6 +239,7 @@ fn verdicts_pass_fail_and_not_run() {
         stream_added: &[],
         memory: Some(&memory),
         soak: None,
+        identity_redis: None,
     });
     let verdict = |prefix: &str| {
         goals
@@ -295,6 +301,7 @@ fn a_goal_whose_load_was_not_run_says_so() {
         stream_added: &[],
         memory: None,
         soak: None,
+        identity_redis: None,
     });
     let cpu = &goals[0];
     assert_eq!(cpu.verdict, Verdict::NotRun);
@@ -467,7 +474,12 @@ fn lua_strings_escape_the_body() {
     );
     assert_eq!(lua_string("bell\u{7}"), r#""bell\007""#);
     assert_eq!(lua_string("naïve"), "\"naïve\"");
-    let script = wrk_script("POST", r#"{"prompt":"say \"hi\""}"#, "application/json");
+    let script = wrk_script(
+        "POST",
+        r#"{"prompt":"say \"hi\""}"#,
+        "application/json",
+        &[],
+    );
     assert!(script.contains(r#"wrk.method = "POST""#), "{script}");
     assert!(
         script.contains(r#"wrk.body = "{\"prompt\":\"say \\\"hi\\\"\"}""#),
@@ -539,4 +551,375 @@ fn a_log_tail_keeps_the_last_lines() {
     assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
     assert_eq!(tail("a", 5), "a");
     assert_eq!(tail("", 5), "");
+}
+
+/// Rounds of the identity scenario at `concurrency`: the baseline at 1000 req/s and 10 µs
+/// CPU per request, gateway+auth at `auth_rps`, gateway+redis at `redis_rps` when given.
+fn identity_rounds(concurrency: Option<u32>, auth_rps: f64, redis_rps: Option<f64>) -> Vec<Round> {
+    let mut rounds = vec![
+        round(
+            Scenario::Identity,
+            concurrency,
+            Target::Gateway,
+            1000.0,
+            100.0,
+            200.0,
+            10.0,
+        ),
+        round(
+            Scenario::Identity,
+            concurrency,
+            Target::GatewayAuth,
+            auth_rps,
+            110.0,
+            220.0,
+            11.0,
+        ),
+    ];
+    if let Some(rps) = redis_rps {
+        rounds.push(round(
+            Scenario::Identity,
+            concurrency,
+            Target::GatewayRedis,
+            rps,
+            150.0,
+            300.0,
+            15.0,
+        ));
+    }
+    rounds
+}
+
+/// The identity goal over `rounds`, with `redis` as the scenario's Redis.
+fn identity_goal(
+    rounds: &[Round],
+    failed: &[ScenarioError],
+    redis: Option<&RedisSource>,
+) -> (Verdict, String) {
+    let summaries = summarize(rounds);
+    let ratios = ratios(&summaries);
+    let goals = goals(&Inputs {
+        ran: &[Scenario::Identity],
+        failed,
+        summaries: &summaries,
+        ratios: &ratios,
+        stream_added: &[],
+        memory: None,
+        soak: None,
+        identity_redis: redis,
+    });
+    let goal = goals
+        .iter()
+        .find(|g| g.goal.starts_with("identity, c=50"))
+        .unwrap();
+    (goal.verdict, goal.measured.clone())
+}
+
+#[test]
+fn identity_ratios_compare_each_identity_gateway_with_the_baseline() {
+    let r = &ratios(&summarize(&identity_rounds(Some(50), 950.0, Some(800.0))))[0];
+    assert_eq!(r.scenario, Scenario::Identity);
+    assert_eq!(r.auth_over_gateway_rps, Some(0.95));
+    assert_eq!(r.auth_over_gateway_cpu, Some(1.1));
+    assert_eq!(r.redis_over_gateway_rps, Some(0.8));
+    assert_eq!(r.redis_over_gateway_cpu, Some(1.5));
+    // No hop or direct target in this scenario.
+    assert_eq!(r.gateway_over_hop_rps, None);
+    assert_eq!(r.gateway_added_p50_us, None);
+}
+
+#[test]
+fn the_identity_goal_passes_at_nine_tenths_and_reports_redis_beside_it() {
+    let private = RedisSource::Private {
+        url: "redis://127.0.0.1:4000".into(),
+    };
+    let (verdict, measured) = identity_goal(
+        &identity_rounds(Some(50), 900.0, Some(700.0)),
+        &[],
+        Some(&private),
+    );
+    assert_eq!(verdict, Verdict::Pass, "{measured}");
+    assert!(
+        measured.contains("gateway+auth/gateway 0.90× ≥ 0.9×"),
+        "{measured}"
+    );
+    assert!(
+        measured.contains("gateway+redis/gateway 0.70× (information, no goal)"),
+        "{measured}"
+    );
+
+    let (verdict, measured) =
+        identity_goal(&identity_rounds(Some(50), 899.0, None), &[], Some(&private));
+    assert_eq!(verdict, Verdict::Fail, "{measured}");
+    assert!(measured.contains("0.90× < 0.9×"), "{measured}");
+    assert!(
+        measured.contains("gateway+redis/gateway: no reading"),
+        "{measured}"
+    );
+}
+
+#[test]
+fn the_identity_goal_says_why_redis_or_the_load_was_not_run() {
+    let skipped = RedisSource::NotRun {
+        reason: "no redis-server".into(),
+    };
+    let (verdict, measured) =
+        identity_goal(&identity_rounds(Some(50), 990.0, None), &[], Some(&skipped));
+    assert_eq!(verdict, Verdict::Pass, "{measured}");
+    assert!(
+        measured.contains("gateway+redis not run: no redis-server"),
+        "{measured}"
+    );
+
+    let (verdict, measured) = identity_goal(&identity_rounds(Some(16), 990.0, None), &[], None);
+    assert_eq!(verdict, Verdict::NotRun);
+    assert!(measured.contains("c=50"), "{measured}");
+
+    let failed = [ScenarioError {
+        scenario: Scenario::Identity,
+        error: "gateway-auth answered HTTP 200 to a request without a key".into(),
+    }];
+    let (verdict, measured) = identity_goal(&[], &failed, None);
+    assert_eq!(verdict, Verdict::Fail);
+    assert!(measured.contains("without a key"), "{measured}");
+
+    let goals = goals(&Inputs {
+        ran: &[Scenario::Answer],
+        failed: &[],
+        summaries: &[],
+        ratios: &[],
+        stream_added: &[],
+        memory: None,
+        soak: None,
+        identity_redis: None,
+    });
+    let goal = goals
+        .iter()
+        .find(|g| g.goal.starts_with("identity"))
+        .unwrap();
+    assert_eq!(goal.verdict, Verdict::NotRun);
+    assert_eq!(goal.measured, "not run (scenario identity)");
+}
+
+#[test]
+fn identity_runs_after_answer_and_its_targets_are_named_for_the_json() {
+    let at = |s| Scenario::ALL.iter().position(|x| *x == s).unwrap();
+    assert_eq!(at(Scenario::Identity), at(Scenario::Answer) + 1);
+    assert_eq!(Scenario::Identity.name(), "identity");
+    for target in [Target::GatewayAuth, Target::GatewayRedis, Target::Gateway] {
+        assert_eq!(
+            serde_json::to_value(target).unwrap(),
+            serde_json::json!(target.name())
+        );
+    }
+    assert_eq!(Target::GatewayAuth.name(), "gateway+auth");
+    assert_eq!(Target::GatewayRedis.name(), "gateway+redis");
+    let skipped = RedisSource::NotRun {
+        reason: "no redis-server".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&skipped).unwrap(),
+        serde_json::json!({"kind": "not-run", "reason": "no redis-server"})
+    );
+}
+
+/// Settings for a rendered report.
+fn settings() -> Settings {
+    Settings {
+        rounds: 1,
+        duration_s: 1,
+        concurrency: vec![50],
+        rate: 200.0,
+        streams: 1,
+        scenarios: vec![Scenario::Identity],
+        max_concurrent_requests: 1024,
+        soak_s: 0,
+        quick: false,
+        strict: false,
+        work_dir: PathBuf::from("/w"),
+        json: PathBuf::from("/w/bench.json"),
+        gateway_bin: PathBuf::from("gateway"),
+        llm_service_bin: PathBuf::from("llm-service"),
+        nginx: PathBuf::from("nginx"),
+        wrk: PathBuf::from("wrk"),
+        redis_server: None,
+    }
+}
+
+/// The rendered report of `rounds` with `redis` as the identity scenario's Redis.
+fn rendered(rounds: Vec<Round>, redis: RedisSource) -> String {
+    let summaries = summarize(&rounds);
+    let ratios = ratios(&summaries);
+    render(&Report {
+        machine: Machine {
+            cores: 2,
+            kernel: "6".into(),
+            cpu_model: "cpu".into(),
+            clk_tck: 100,
+        },
+        settings: settings(),
+        servers: Vec::new(),
+        rounds,
+        summaries,
+        ratios,
+        streams: Vec::new(),
+        stream_added: Vec::new(),
+        memory: None,
+        gateway_rss: None,
+        soak: None,
+        identity_redis: Some(redis),
+        scenario_errors: Vec::new(),
+        targets: Vec::new(),
+    })
+}
+
+#[test]
+fn the_identity_table_has_a_row_per_gateway_and_their_ratios() {
+    let text = rendered(
+        identity_rounds(Some(50), 950.0, Some(800.0)),
+        RedisSource::Private {
+            url: "redis://127.0.0.1:4000".into(),
+        },
+    );
+    assert!(text.contains("identity · c=50 (wrk)"), "{text}");
+    for target in ["gateway ", "gateway+auth ", "gateway+redis "] {
+        assert!(text.contains(&format!("  {target}")), "{target}: {text}");
+    }
+    assert!(
+        text.contains("gateway+auth/gateway: req/s ×0.95, CPU/req ×1.10"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway+redis/gateway: req/s ×0.80, CPU/req ×1.50"),
+        "{text}"
+    );
+    assert!(!text.contains("gateway/hop"), "{text}");
+    assert!(
+        text.contains("gateway+redis's Redis: a private redis-server (redis://127.0.0.1:4000)"),
+        "{text}"
+    );
+
+    let text = rendered(
+        identity_rounds(Some(50), 950.0, None),
+        RedisSource::NotRun {
+            reason: "no redis-server".into(),
+        },
+    );
+    assert!(
+        text.contains("gateway+redis/gateway: not run: no redis-server"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_identity_wrk_script_sends_the_key() {
+    let headers = [("Authorization".to_owned(), "Bearer gk_abc".to_owned())];
+    let script = wrk_script("POST", "{}", "application/json", &headers);
+    assert!(
+        script.contains(r#"wrk.headers["Authorization"] = "Bearer gk_abc""#),
+        "{script}"
+    );
+    assert!(
+        script.contains(r#"wrk.headers["Content-Type"] = "application/json""#),
+        "{script}"
+    );
+    let plain = wrk_script("POST", "{}", "application/json", &[]);
+    assert!(!plain.contains("Authorization"), "{plain}");
+    assert_eq!(plain.matches("wrk.headers[").count(), 1, "{plain}");
+}
+
+#[test]
+fn the_key_file_holds_the_hash_of_a_fresh_looking_key() {
+    // The SHA-256 test vector of "abc".
+    assert_eq!(
+        sha256_hex("abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let key = api_key("seed");
+    assert!(key.starts_with(KEY_PREFIX), "{key}");
+    let hex = &key[KEY_PREFIX.len()..];
+    assert_eq!(hex.len(), 64);
+    assert!(
+        hex.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    assert_ne!(api_key("seed"), api_key("other seed"));
+
+    let hash = sha256_hex(&key);
+    let text = api_keys_toml(&[KeyEntry {
+        owner: "bench",
+        tier: "bench",
+        scopes: &["llm:generate"],
+        sha256: &hash,
+    }]);
+    assert!(!text.contains(&key), "the file holds no key: {text}");
+    let file: toml::Value = toml::from_str(&text).unwrap();
+    let keys = file["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["owner"].as_str(), Some("bench"));
+    assert_eq!(keys[0]["tier"].as_str(), Some("bench"));
+    assert_eq!(
+        keys[0]["scopes"].as_array().unwrap()[0].as_str(),
+        Some("llm:generate")
+    );
+    assert_eq!(keys[0]["sha256"].as_str(), Some(hash.as_str()));
+    assert_eq!(toml_string("a\"b\\c\u{1}"), r#""a\"b\\c\u0001""#);
+}
+
+#[test]
+fn the_identity_gateways_have_the_routes_and_a_tier_never_reached() {
+    let file: toml::Value = toml::from_str(&identity_gateway_toml(4001, 4002, "bench")).unwrap();
+    assert_eq!(
+        file["routes"]["bench"]["targets"][0]["url"].as_str(),
+        Some("http://127.0.0.1:4001/v1")
+    );
+    let tier = &file["rate_limits"]["bench"];
+    let limit = i64::from(IDENTITY_TIER_LIMIT);
+    assert_eq!(tier["requests_per_minute"].as_integer(), Some(limit));
+    assert_eq!(tier["burst"].as_integer(), Some(limit));
+    // Far above anything two cores can send in a minute.
+    const { assert!(IDENTITY_TIER_LIMIT >= 100_000_000) };
+}
+
+#[test]
+fn redis_comes_from_the_environment_then_a_private_server_then_nowhere() {
+    let exists = std::env::current_exe().unwrap();
+    assert_eq!(
+        redis_plan(Some("redis://127.0.0.1:6379".into()), Some(&exists)),
+        RedisPlan::Environment("redis://127.0.0.1:6379".into())
+    );
+    assert_eq!(
+        redis_plan(Some("  ".into()), Some(&exists)),
+        RedisPlan::Private(exists.clone())
+    );
+    assert_eq!(
+        redis_plan(None, None),
+        RedisPlan::Skip("no redis-server".into())
+    );
+    let RedisPlan::Skip(reason) = redis_plan(None, Some(Path::new("/nonexistent/redis-server")))
+    else {
+        panic!("a missing redis-server is not started");
+    };
+    assert!(reason.contains("/nonexistent/redis-server"), "{reason}");
+}
+
+#[test]
+fn a_redis_url_is_shown_without_its_credentials() {
+    assert_eq!(
+        redact_url("redis://:s3cret@10.0.0.5:6379/2"),
+        "redis://***@10.0.0.5:6379/2"
+    );
+    assert_eq!(
+        redact_url("rediss://user:p@ss@host:6380"),
+        "rediss://***@host:6380"
+    );
+    assert_eq!(
+        redact_url("redis://127.0.0.1:6379"),
+        "redis://127.0.0.1:6379"
+    );
+    assert_eq!(
+        redact_url("redis://host:6379/0?password=x@y"),
+        "redis://host:6379/0?password=x@y"
+    );
+    assert_eq!(redact_url("s3cret"), "(not a URL)");
 }

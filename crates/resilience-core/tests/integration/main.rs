@@ -5,6 +5,8 @@
 //!   Redis at `redis://127.0.0.1:6379` (`REDIS_URL` overrides). Every test writes under its
 //!   own random key prefix ([`TestRedis`]) and removes its keys at the end, so parallel runs
 //!   never collide; [`RedisProxy`] plays an outage without touching the shared server.
+//! - `rate_limit`: the Redis rate-limit store (Lua GCRA) and the limiter's failure modes,
+//!   against the same Redis, under per-test prefixes, with [`RedisProxy`] for the outage.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,6 +14,7 @@
     reason = "test harness helpers fail loudly by design"
 )]
 
+mod rate_limit;
 mod redis_registry;
 
 use std::sync::{Arc, Mutex};
