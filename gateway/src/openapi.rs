@@ -9,7 +9,8 @@
 
 use axum::Json;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 /// The document: every route of [`crate::routes::app`].
 #[derive(OpenApi)]
@@ -33,6 +34,7 @@ use utoipa::{OpenApi, ToSchema};
         crate::routes::status::admin_status,
         openapi_json,
     ),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "lab", description = "The lab's contract"),
         (name = "openai", description = "The OpenAI-compatible API"),
@@ -41,6 +43,38 @@ use utoipa::{OpenApi, ToSchema};
     )
 )]
 pub struct ApiDoc;
+
+/// The credentials `AUTH_MODE` accepts: `bearer` (`Authorization: Bearer`, an API key or a
+/// JWT) and `api_key` (`x-api-key`, what some SDKs send). The model and admin operations
+/// list both and the empty requirement: with `AUTH_MODE=none` (the lab's default) they need
+/// none.
+pub struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`gk_…`, see `gateway keys`) or a JWT (HS256 with \
+                         `JWT_SECRET_KEY`, RS256/ES256 with `JWT_PUBLIC_KEY_FILE` or \
+                         `JWT_JWKS_FILE`; claims `sub`, `iat`, `exp`, `scope`, optional `tier`)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "An API key (`gk_…`)",
+            ))),
+        );
+    }
+}
 
 /// `GET /live`'s answer: `{"status": "alive"}`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,6 +5,7 @@
 //! request answered 401/403 in the API's error shape. Refusals are logged at DEBUG only
 //! (a flood of bad tokens must not flood the logs), by reason, never with the credential.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,6 +25,11 @@ pub struct AuthState {
     /// `gateway_auth_refused_total` lives here.
     pub metrics: Arc<Metrics>,
 }
+
+/// Who an authenticated request's answer was for (a JWT's `sub` or a key's owner, never the
+/// credential), in the response's extensions for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerName(pub Cow<'static, str>);
 
 /// Authenticates and authorises `req`, or answers the refusal.
 pub async fn authenticate(
@@ -49,8 +55,11 @@ pub async fn authenticate(
     match decided {
         Ok(mut identity) => {
             identity.client = client;
+            let caller = CallerName(identity.subject.clone());
             req.extensions_mut().insert(identity);
-            next.run(req).await
+            let mut response = next.run(req).await;
+            response.extensions_mut().insert(caller);
+            response
         }
         Err(refusal) => {
             metrics.auth_refused(refusal.reason());

@@ -1,6 +1,7 @@
 //! Layer 2: the access log — one `tracing` line per request when its answer starts (target
 //! `access`, level INFO): method, path (never the query, which may hold secrets), status,
-//! latency and request id.
+//! latency, request id and caller (an authenticated caller's `sub` or key owner, never the
+//! credential; `anonymous` otherwise).
 //!
 //! The request runs inside a `request` span (method, path, request id) only when DEBUG is
 //! on for the gateway: at the default level a span per request cost as much as the line
@@ -14,6 +15,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::RequestId;
+use crate::auth::layer::CallerName;
 
 /// Logs the request's answer (see the module's rules).
 pub async fn access_log(req: Request, next: Next) -> Response {
@@ -29,6 +31,10 @@ pub async fn access_log(req: Request, next: Next) -> Response {
     let id = id.as_ref().map_or("", |id| id.0.as_str());
     let span = tracing::debug_span!("request", %method, path = uri.path(), request_id = id);
     let response = next.run(req).instrument(span).await;
+    let caller = response
+        .extensions()
+        .get::<CallerName>()
+        .map_or("anonymous", |CallerName(name)| name.as_ref());
     tracing::info!(
         target: "access",
         %method,
@@ -36,6 +42,7 @@ pub async fn access_log(req: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = id,
+        caller,
         "answered"
     );
     response

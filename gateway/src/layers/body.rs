@@ -1,4 +1,4 @@
-//! Layer 6: the whole request body, read before anything else by [`http_edge::Uploads`]:
+//! Layer 7: the whole request body, read before anything else by [`http_edge::Uploads`]:
 //! within a size limit (a larger `Content-Length` refused before reading, so no
 //! `100 Continue`), a deadline for the whole body (not per chunk) and a budget of bodies
 //! read at once. Over the limit: 413; too slow: 408; no room: 503 with `Retry-After`; all in

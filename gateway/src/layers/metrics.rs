@@ -1,4 +1,4 @@
-//! Layer 9 (model routes, innermost): the handler's answer recorded in the metrics with its
+//! Layer 10 (model routes, innermost): the handler's answer recorded in the metrics with its
 //! latency. The handler says what it answered by putting a [`Recorded`] in the response's
 //! extensions (who served, which model, which tier; or the label of the gateway's own
 //! error); this layer is the one place that turns it into metrics.

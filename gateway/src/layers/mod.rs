@@ -2,23 +2,31 @@
 //! [`crate::routes::app`] in this order (outermost first):
 //!
 //! 1. [`request_id`]: the client's sane `x-request-id`, or a new one; on every answer.
-//! 2. [`access_log`]: one line per request — method, path, status, latency, request id.
+//! 2. [`access_log`]: one line per request — method, path, status, latency, request id,
+//!    caller.
 //! 3. security headers ([`http_edge::security::headers`]) on every answer, then CORS
 //!    (`CORS_ALLOW_ORIGINS`; no layer at all when off), which answers a preflight itself.
-//! 4. authentication — added by later work, here.
-//! 5. rate limit — added by later work, here.
-//! 6. [`body`]: the whole body read before anything else, within a size limit and a
+//! 4. [`admin_guard`]: `/admin/*` (and the status page) refuse cross-site browser requests
+//!    and addresses outside `ADMIN_ALLOW`, in every `AUTH_MODE`.
+//! 5. authentication ([`crate::auth::layer`]): the caller's API key or JWT checked and its
+//!    scope against the route's (401 / 403 with `WWW-Authenticate`); the [`crate::auth::Identity`]
+//!    in the request's extensions. Public routes (`/live`, `/ready`, `/health`, `/metrics`,
+//!    `/openapi.json`) pass untouched.
+//! 6. [`rate_limit`]: the caller's allowance on the model routes (429 with `Retry-After`;
+//!    `X-RateLimit-*` on every answer), before any byte of the body is read.
+//! 7. [`body`]: the whole body read before anything else, within a size limit and a
 //!    deadline (413 / 408 in the API's error shape), so that no later layer and no handler
 //!    waits on a client.
 //!
 //! Then on the model routes (`/generate`, `/v1/chat/completions`) only:
 //!
-//! 7. [`validate`]: the body parsed and validated into the route's request type (4xx naming
-//!    the field); bad input never takes an in-flight slot or reaches an upstream.
-//! 8. [`shed`]: an in-flight slot, or 503 with `Retry-After` above
+//! 8. [`validate`]: the body parsed and validated into the route's request type (4xx naming
+//!    the field), then PII masked when `PII_REDACTION=mask`; bad input never takes an
+//!    in-flight slot or reaches an upstream.
+//! 9. [`shed`]: an in-flight slot, or 503 with `Retry-After` above
 //!    `MAX_CONCURRENT_REQUESTS` — health, readiness and metrics keep answering under
 //!    overload.
-//! 9. [`metrics`]: the answer (or the gateway's own error) recorded with its latency.
+//! 10. [`metrics`]: the answer (or the gateway's own error) recorded with its latency.
 //!
 //! Errors a layer answers itself take the API's shape: OpenAI's under `/v1/`, the lab's
 //! elsewhere ([`Api`]).

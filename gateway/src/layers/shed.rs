@@ -1,4 +1,4 @@
-//! Layer 8 (model routes): an in-flight slot for the request, or — above
+//! Layer 9 (model routes): an in-flight slot for the request, or — above
 //! `MAX_CONCURRENT_REQUESTS` in flight — 503 at once with `Retry-After`, instead of a queue.
 //! A stream keeps its slot until it ends ([`Occupancy`]), not only until its headers.
 

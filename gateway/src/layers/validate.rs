@@ -1,4 +1,4 @@
-//! Layer 7 (model routes): the body, already in memory, parsed into the route's request type
+//! Layer 8 (model routes): the body, already in memory, parsed into the route's request type
 //! and validated (415 / 400 / 422 naming the field, in the API's shape, counted in the
 //! metrics); the handler takes the request as [`Valid<T>`]. Bad input never takes an
 //! in-flight slot and never reaches an upstream. With `PII_REDACTION=mask`, the valid

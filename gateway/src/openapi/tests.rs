@@ -137,3 +137,49 @@ fn the_document_is_openapi_3_1_with_the_request_bounds_and_both_error_shapes() {
     let ok = &doc["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"];
     assert!(ok.get("text/event-stream").is_some() && ok.get("application/json").is_some());
 }
+
+#[test]
+fn the_security_schemes_are_declared_and_only_the_public_routes_need_none() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["type"], "http");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["type"], "apiKey");
+    assert_eq!(schemes["api_key"]["in"], "header");
+    assert_eq!(schemes["api_key"]["name"], "x-api-key");
+    let security = |path: &str, method: &str| doc["paths"][path][method]["security"].clone();
+    for (path, method) in [
+        ("/generate", "post"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/models", "get"),
+        ("/admin/status", "get"),
+        ("/admin/reset-circuit-breaker", "post"),
+    ] {
+        let listed = security(path, method);
+        let names: Vec<String> = listed
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} lists its security"))
+            .iter()
+            .flat_map(|r| r.as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(names, ["bearer", "api_key"], "{method} {path}");
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == &serde_json::json!({})),
+            "{method} {path}: none needed with AUTH_MODE=none"
+        );
+        let responses = &doc["paths"][path][method]["responses"];
+        assert!(
+            responses.get("401").is_some() && responses.get("403").is_some(),
+            "{path}"
+        );
+    }
+    for path in ["/health", "/live", "/ready", "/metrics", "/openapi.json"] {
+        assert!(security(path, "get").is_null(), "{path} is public");
+    }
+    let limited = &doc["paths"]["/generate"]["post"]["responses"]["429"]["headers"];
+    assert!(limited.get("retry-after").is_some() && limited.get("x-ratelimit-limit").is_some());
+}

@@ -59,14 +59,22 @@ use crate::upstream::{Payload, count_words};
         (status = 415, description = "The content type is not `application/json`", body = llm_api::openai::OpenAiError),
         (status = 422, description = "A field is missing, of the wrong type or out of bounds; `error.param` names it", body = llm_api::openai::OpenAiError),
         (status = "4XX", description = "An upstream refused the request (its status, message and code)", body = llm_api::openai::OpenAiError),
-        (status = 429, description = "The upstreams asked for quiet", body = llm_api::openai::OpenAiError,
-            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 401, description = "Missing or invalid credentials (when `AUTH_MODE` is not `none`): code `invalid_api_key`", body = llm_api::openai::OpenAiError,
+            headers(("www-authenticate" = String, description = "`Bearer realm=\"gateway\"`, with `error=\"invalid_token\"` for a bad one"))),
+        (status = 403, description = "The credentials lack the `llm:generate` scope: code `insufficient_permissions`", body = llm_api::openai::OpenAiError,
+            headers(("www-authenticate" = String, description = "`Bearer error=\"insufficient_scope\"`"))),
+        (status = 429, description = "The caller's rate limit is spent (`rate_limit_exceeded`; `rate_limiter_unavailable` under `fail_closed`), or the upstreams asked for quiet", body = llm_api::openai::OpenAiError,
+            headers(("retry-after" = u64, description = "Seconds to wait"),
+                ("x-ratelimit-limit" = u32, description = "Requests a minute of the caller's tier (when limited)"),
+                ("x-ratelimit-remaining" = u32, description = "Requests left now"),
+                ("x-ratelimit-reset" = u64, description = "Seconds until the allowance is whole again"))),
         (status = 502, description = "The upstreams answered with something broken", body = llm_api::openai::OpenAiError),
         (status = 503, description = "Overloaded, or no upstream was available", body = llm_api::openai::OpenAiError,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 504, description = "The upstreams did not answer in time", body = llm_api::openai::OpenAiError),
         (status = "5XX", description = "The last upstream's own 5xx status, when no tier could answer", body = llm_api::openai::OpenAiError),
-    )
+    ),
+    security((), ("bearer" = []), ("api_key" = []))
 )]
 pub async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
@@ -128,7 +136,12 @@ pub async fn chat_completions(
     get,
     path = "/v1/models",
     tag = "openai",
-    responses((status = 200, description = "The models clients may ask for", body = ModelList))
+    responses(
+        (status = 200, description = "The models clients may ask for", body = ModelList),
+        (status = 401, description = "Missing or invalid credentials (when `AUTH_MODE` is not `none`)", body = llm_api::openai::OpenAiError),
+        (status = 403, description = "The credentials lack the `llm:generate` scope", body = llm_api::openai::OpenAiError),
+    ),
+    security((), ("bearer" = []), ("api_key" = []))
 )]
 pub async fn models(State(gateway): State<Arc<Gateway>>) -> Json<ModelList> {
     let mut data: Vec<Model> = Vec::new();

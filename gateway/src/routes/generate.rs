@@ -34,10 +34,20 @@ use crate::wire;
         (status = 408, description = "The body did not arrive within the deadline", body = llm_api::ErrorBody),
         (status = 413, description = "The body is larger than the limit", body = llm_api::ErrorBody),
         (status = 415, description = "The content type is not `application/json`", body = llm_api::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials (when `AUTH_MODE` is not `none`)", body = llm_api::ErrorBody,
+            headers(("www-authenticate" = String, description = "`Bearer realm=\"gateway\"`, with `error=\"invalid_token\"` for a bad one"))),
+        (status = 403, description = "The credentials lack the `llm:generate` scope", body = llm_api::ErrorBody,
+            headers(("www-authenticate" = String, description = "`Bearer error=\"insufficient_scope\"`"))),
         (status = 422, description = "A field is missing, of the wrong type or out of bounds (`error.field` names it), or an upstream refused the request", body = llm_api::ErrorBody),
+        (status = 429, description = "The caller's rate limit is spent (`rate_limited`), or its store is unreachable under `fail_closed` (`rate_limiter_unavailable`)", body = llm_api::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"),
+                ("x-ratelimit-limit" = u32, description = "Requests a minute of the caller's tier"),
+                ("x-ratelimit-remaining" = u32, description = "Requests left now"),
+                ("x-ratelimit-reset" = u64, description = "Seconds until the allowance is whole again"))),
         (status = 503, description = "Overloaded, or no tier could answer", body = llm_api::ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
-    )
+    ),
+    security((), ("bearer" = []), ("api_key" = []))
 )]
 pub async fn generate(
     State(gateway): State<Arc<Gateway>>,

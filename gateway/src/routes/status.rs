@@ -214,7 +214,12 @@ pub async fn metrics(
     post,
     path = "/admin/reset-circuit-breaker",
     tag = "admin",
-    responses((status = 200, description = "Every breaker is closed", body = ResetAnswer))
+    responses(
+        (status = 200, description = "Every breaker is closed", body = ResetAnswer),
+        (status = 401, description = "Missing or invalid credentials (when `AUTH_MODE` is not `none`)", body = llm_api::ErrorBody),
+        (status = 403, description = "The credentials lack the `admin` scope; or, in every mode, a cross-site browser request or an address outside `ADMIN_ALLOW`", body = llm_api::ErrorBody),
+    ),
+    security((), ("bearer" = []), ("api_key" = []))
 )]
 pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<ResetAnswer> {
     gateway.pool_breaker.reset();
@@ -233,7 +238,12 @@ pub async fn reset_circuit_breaker(State(gateway): State<Arc<Gateway>>) -> Json<
     get,
     path = "/admin/status",
     tag = "admin",
-    responses((status = 200, description = "Pools, endpoints, breakers and recent transitions", body = AdminStatus))
+    responses(
+        (status = 200, description = "Pools, endpoints, breakers and recent transitions", body = AdminStatus),
+        (status = 401, description = "Missing or invalid credentials (when `AUTH_MODE` is not `none`)", body = llm_api::ErrorBody),
+        (status = 403, description = "The credentials lack the `admin` scope; or, in every mode, a cross-site browser request or an address outside `ADMIN_ALLOW`", body = llm_api::ErrorBody),
+    ),
+    security((), ("bearer" = []), ("api_key" = []))
 )]
 pub async fn admin_status(State(gateway): State<Arc<Gateway>>) -> Json<AdminStatus> {
     let health = gateway.checks.check().await;

@@ -6,7 +6,9 @@
 //! Masked, each as `***`: the user and password of a URL (`scheme://user:pass@host` →
 //! `scheme://***@host`); the value after `password`, `passwd`, `pwd`, `secret`, `token`,
 //! `access_token`, `api_key`, `apikey`, `api-key` and `key` followed by `=` or `:` (quoted
-//! or not, any case); the credentials after `Bearer` or `Basic`; `sk-…` style keys.
+//! or not, any case); the credentials after `Bearer` or `Basic`; `sk-…` style keys. Then
+//! personal data ([`crate::pii::for_logs`]): e-mail addresses, phone and card numbers, which
+//! an upstream may quote from the prompt.
 
 /// Names whose value is a secret when followed by `=` or `:` (matched in any case, at the
 /// start of a word). Longer names first, so `api_key` is not taken as `key`.
@@ -62,6 +64,7 @@ pub fn redact(text: &str) -> String {
             }
         }
     }
+    crate::pii::for_logs().redact_in_place(&mut out);
     out
 }
 
@@ -206,6 +209,18 @@ mod tests {
         assert_eq!(
             redact("invalid key sk-proj-abcdefghijklmnop1234"),
             "invalid key sk-***"
+        );
+    }
+
+    #[test]
+    fn masks_personal_data_an_upstream_quotes_from_the_prompt() {
+        assert_eq!(
+            redact("cannot answer for alice@example.com, call +44 20 7946 0958"),
+            "cannot answer for [EMAIL], call [PHONE]"
+        );
+        assert_eq!(
+            redact("refused: card 4111 1111 1111 1111 in the prompt"),
+            "refused: card [CARD] in the prompt"
         );
     }
 

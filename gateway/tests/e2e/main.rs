@@ -8,6 +8,7 @@
 //! `fallback` (cache and template tiers), `redis` (registry outage), `protection` (bad
 //! input, body limit, load shedding), `shutdown` (SIGTERM drain); `openai` covers issue #5 (OpenAI API, routes, stream
 //! safety, upstream misbehaviour); `wire` holds every JSON document to its `llm_api` type.
+//! `identity` covers issue #18's authentication (route groups × credentials, minting, modes).
 //! The processes are started by the workspace's test harness (crates/test-support);
 //! `harness` holds this suite's own helpers.
 #![allow(
@@ -25,6 +26,7 @@ mod failover;
 mod fallback;
 mod harness;
 mod headers;
+mod identity;
 mod leaks;
 mod limits;
 mod openai;

@@ -328,3 +328,119 @@ async fn admin_breaker(gw: &Gateway) -> Value {
         .expect("admin status is JSON");
     status["circuit_breaker"].clone()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_callers_are_limited_per_address_when_asked() {
+    let upstream = LlmService::builder().latency(0, 0).start().await;
+    let gw = Gateway::builder()
+        .upstreams(&[&upstream])
+        .env("RATE_LIMIT_ANONYMOUS", "true")
+        .config("[rate_limits.default]\nrequests_per_minute = 1\nburst = 3\n")
+        .start()
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(gw.generate("anonymous").await.status);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429],
+        "the burst of 3, then 429"
+    );
+    let (status, _) = gw.health().await;
+    assert_eq!(status, 200, "probes are never limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_limit_refuses_once_answers_spent_it() {
+    let upstream = LlmService::builder().latency(0, 0).start().await;
+    let gw = Gateway::builder()
+        .upstreams(&[&upstream])
+        .env("AUTH_MODE", "api_key")
+        .env("API_KEYS_FILE", keys_file())
+        .config(
+            "[rate_limits.quota]\nrequests_per_minute = 1000\ntokens_per_minute = 1\ntoken_burst = 12\n",
+        )
+        .start()
+        .await;
+    let mut answered = 0;
+    let mut refused = None;
+    for _ in 0..30 {
+        let (status, _, body) = call(&gw).await;
+        match status {
+            200 => answered += 1,
+            429 => {
+                refused = Some(body);
+                break;
+            }
+            other => panic!("200 or 429 only, got {other}: {body}"),
+        }
+        // Tokens are charged once the answer is out: give the charge a moment.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = refused.expect("the tokens allowance ran out within 30 answers");
+    assert!(answered >= 1, "answers were served until then");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tokens per minute")),
+        "the refusal names the tokens limit: {body}"
+    );
+    let (_, text) = gw.metrics_text().await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gateway_rate_limited_total{")
+                && l.contains("limit=\"tokens\"")
+                && l.contains("tier=\"quota\"")),
+        "counted as a tokens refusal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_tier_claim_picks_the_limit() {
+    let upstream = LlmService::builder().latency(0, 0).start().await;
+    let secret = "an-e2e-secret-of-at-least-32-bytes!";
+    let gw = Gateway::builder()
+        .upstreams(&[&upstream])
+        .env("AUTH_MODE", "jwt")
+        .env("JWT_SECRET_KEY", secret)
+        .start()
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (tier, limit) in [
+        (Some("premium"), "1000"),
+        (Some("enterprise"), "10000"),
+        (Some("standard"), "100"),
+        (Some("gold"), "100"),
+        (None, "100"),
+    ] {
+        let mut claims =
+            json!({"sub": "jwt-caller", "iat": now, "exp": now + 600, "scope": "llm:generate"});
+        if let Some(tier) = tier {
+            claims["tier"] = json!(tier);
+        }
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        let response = gw
+            .client()
+            .post(format!("{}/generate", gw.url))
+            .bearer_auth(token)
+            .json(&json!({"prompt": "tier", "max_tokens": 4}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "tier {tier:?}");
+        assert_eq!(
+            response.headers()["x-ratelimit-limit"],
+            limit,
+            "tier {tier:?} has the limit of its tier"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! environment is never changed.
 
 mod breakers;
+mod identity;
 mod routes;
 mod sources;
 

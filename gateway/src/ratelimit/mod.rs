@@ -294,3 +294,6 @@ fn address(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
