@@ -56,10 +56,15 @@ pub async fn run(
     if !gateway.checker.first_round().await {
         anyhow::bail!("the health checker stopped before its first round");
     }
+    let limiter = gateway.limits.status();
     tracing::info!(
         addr = %bound,
         url = %format!("http://127.0.0.1:{}", bound.port()),
         instances = gateway.discovery.snapshot().len(),
+        auth_mode = %gateway.auth.mode(),
+        rate_limits = gateway.limits.active(),
+        rate_limit_store = limiter.kind.as_str(),
+        rate_limit_failure_mode = limiter.failure_mode.map_or("-", |m| m.as_str()),
         "listening"
     );
     let for_signal = std::sync::Arc::clone(&gateway);

@@ -104,10 +104,14 @@ fn at(path: &str) -> &'static Route {
 /// What the gateway must make of a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    /// Not a valid credential: 401 on every protected route.
-    Refused,
+    /// Not a valid credential: 401 on every protected route, counted under this reason
+    /// of `gateway_auth_refused_total`.
+    Refused(&'static str),
     /// A valid credential with these scopes: 2xx where they suffice, 403 elsewhere.
     Grants { generate: bool, admin: bool },
+    /// A header the mode does not read (`x-api-key` when only JWTs are accepted): 401 as
+    /// if nothing had been presented.
+    Unread,
 }
 
 /// `llm:generate` only.
@@ -140,7 +144,7 @@ impl Credential {
         Self {
             name: "no credentials",
             header: None,
-            verdict: Verdict::Refused,
+            verdict: Verdict::Refused("missing"),
         }
     }
 
@@ -167,10 +171,14 @@ impl Credential {
     /// The secret parts no answer or log line may show: the credential without its
     /// scheme, and a JWT's signature on its own.
     fn secrets(&self) -> Vec<String> {
-        let Some((_, value)) = &self.header else {
+        let Some((name, value)) = &self.header else {
             return Vec::new();
         };
-        let bare = value.split_once(' ').map_or(value.as_str(), |(_, v)| v);
+        let bare = match value.split_once(' ') {
+            Some((_, bare)) => bare,
+            None if *name == "authorization" => return Vec::new(),
+            None => value.as_str(),
+        };
         let mut secrets = vec![bare.to_owned()];
         if let Some(signature) = bare.rsplit('.').next().filter(|s| s.len() >= 16) {
             secrets.push(signature.to_owned());
@@ -182,11 +190,22 @@ impl Credential {
     fn expect(&self, group: Group) -> Expect {
         match (group, self.verdict) {
             (Group::Public, _) => Expect::Ok,
-            (_, Verdict::Refused) => Expect::Unauthorized,
+            (_, Verdict::Refused(_) | Verdict::Unread) => Expect::Unauthorized,
             (Group::Model, Verdict::Grants { generate: true, .. })
             | (Group::Admin, Verdict::Grants { admin: true, .. }) => Expect::Ok,
             (Group::Model, _) => Expect::Forbidden("llm:generate"),
             (Group::Admin, _) => Expect::Forbidden("admin"),
+        }
+    }
+
+    /// The reason `gateway_auth_refused_total` counts its refusal on a route of `group`
+    /// under; `None` when it is served.
+    fn reason(&self, group: Group) -> Option<&'static str> {
+        match (self.expect(group), self.verdict) {
+            (Expect::Ok, _) => None,
+            (Expect::Forbidden(_), _) => Some("forbidden"),
+            (Expect::Unauthorized, Verdict::Refused(reason)) => Some(reason),
+            (Expect::Unauthorized, _) => Some("missing"),
         }
     }
 }
@@ -204,80 +223,75 @@ enum Expect {
 
 /// The whole matrix's credentials on the gateway of [`authenticated`].
 fn matrix_credentials() -> Vec<Credential> {
+    use Verdict::Refused;
     let now = now();
     let good = || claims("llm:generate admin", "premium");
     let other_secret = EncodingKey::from_secret(b"another-e2e-secret-another-e2e-secret");
+    let rsa_public_as_secret = EncodingKey::from_secret(&fixture_bytes("rsa_public.pem"));
+    let token = |name, claims: Value, verdict| Credential::bearer(name, &hs256(&claims), verdict);
+    let basic = "Basic ZTJlLXVzZXI6cGFzc3dvcmQtZTJlLTEyMw==".to_owned();
     vec![
         Credential::none(),
-        Credential::authorization(
-            "Authorization: Basic",
-            "Basic ZTJlLXVzZXI6cGFzc3dvcmQtZTJlLTEyMw==".to_owned(),
-            Verdict::Refused,
+        Credential::authorization("Authorization: Basic", basic, Refused("malformed")),
+        Credential::authorization("a scheme alone", "Bearer".into(), Refused("malformed")),
+        Credential::bearer(
+            "Bearer junk",
+            "not-a-credential-e2e-zz9",
+            Refused("invalid"),
         ),
-        Credential::bearer("Bearer junk", "not-a-credential-e2e-zz9", Verdict::Refused),
         Credential::bearer(
             "Bearer junk in three parts",
             "junk-e2e-part.junk-e2e-part.junk-e2e-signature",
-            Verdict::Refused,
+            Refused("malformed"),
         ),
-        Credential::authorization("a scheme alone", "Bearer".to_owned(), Verdict::Refused),
         Credential::bearer(
             "bad signature (another secret)",
             &sign(Algorithm::HS256, &other_secret, None, &good()),
-            Verdict::Refused,
+            Refused("invalid"),
         ),
-        Credential::bearer(
+        token(
             "expired",
-            &hs256(&with(good(), "exp", json!(now - 3600))),
-            Verdict::Refused,
+            with(good(), "exp", json!(now - 3600)),
+            Refused("expired"),
         ),
-        Credential::bearer(
+        token(
             "not yet valid",
-            &hs256(&with(good(), "nbf", json!(now + 3600))),
-            Verdict::Refused,
+            with(good(), "nbf", json!(now + 3600)),
+            Refused("not_yet_valid"),
         ),
-        Credential::bearer(
+        token(
             "wrong audience",
-            &hs256(&with(good(), "aud", json!("someone-else"))),
-            Verdict::Refused,
+            with(good(), "aud", json!("someone-else")),
+            Refused("wrong_audience"),
         ),
-        Credential::bearer(
+        token(
             "wrong issuer",
-            &hs256(&with(good(), "iss", json!("https://evil.example"))),
-            Verdict::Refused,
+            with(good(), "iss", json!("https://evil.example")),
+            Refused("wrong_issuer"),
         ),
-        Credential::bearer(
+        token(
             "no scope claim",
-            &hs256(&with(good(), "scope", Value::Null)),
-            Verdict::Refused,
+            with(good(), "scope", Value::Null),
+            Refused("malformed"),
         ),
-        Credential::bearer("alg: none", &alg_none(&good()), Verdict::Refused),
+        Credential::bearer("alg: none", &alg_none(&good()), Refused("malformed")),
         Credential::bearer(
             "HS/RS confusion",
-            &sign(
-                Algorithm::HS256,
-                &EncodingKey::from_secret(&fixture_bytes("rsa_public.pem")),
-                None,
-                &good(),
-            ),
-            Verdict::Refused,
+            &sign(Algorithm::HS256, &rsa_public_as_secret, None, &good()),
+            Refused("invalid"),
         ),
-        Credential::bearer(
-            "token with admin only",
-            &hs256(&claims("admin", "premium")),
-            ADMIN,
-        ),
-        Credential::bearer(
+        token("token with admin only", claims("admin", "premium"), ADMIN),
+        token(
             "token with llm:generate only",
-            &hs256(&claims("llm:generate", "premium")),
+            claims("llm:generate", "premium"),
             GENERATE,
         ),
-        Credential::bearer("HS256 token with both scopes", &hs256(&good()), BOTH),
+        token("HS256 token with both scopes", good(), BOTH),
         Credential::bearer("RS256 token with both scopes", &rs256(None, &good()), BOTH),
-        Credential::bearer("unknown key (Bearer)", UNKNOWN_KEY, Verdict::Refused),
-        Credential::api_key("unknown key (x-api-key)", UNKNOWN_KEY, Verdict::Refused),
-        Credential::bearer("revoked key (Bearer)", REVOKED_KEY, Verdict::Refused),
-        Credential::api_key("revoked key (x-api-key)", REVOKED_KEY, Verdict::Refused),
+        Credential::bearer("unknown key (Bearer)", UNKNOWN_KEY, Refused("invalid")),
+        Credential::api_key("unknown key (x-api-key)", UNKNOWN_KEY, Refused("invalid")),
+        Credential::bearer("revoked key (Bearer)", REVOKED_KEY, Refused("revoked")),
+        Credential::api_key("revoked key (x-api-key)", REVOKED_KEY, Refused("revoked")),
         Credential::bearer("caller key (Bearer)", KEY, GENERATE),
         Credential::api_key("caller key (x-api-key)", KEY, GENERATE),
         Credential::bearer("admin key (Bearer)", ADMIN_KEY, BOTH),
@@ -528,7 +542,11 @@ fn check(route: &Route, credential: &Credential, reply: &Reply) -> Vec<String> {
         .map(|p| {
             format!(
                 "{} {} with {}: {p} (expected {expect:?}; got {} {})",
-                route.method, route.path, credential.name, reply.status, reply.text
+                route.method,
+                route.path,
+                credential.name,
+                reply.status,
+                reply.text.chars().take(400).collect::<String>()
             )
         })
         .collect()
@@ -576,7 +594,7 @@ fn check_refused(
     if !challenge.starts_with(r#"Bearer realm="gateway""#) {
         problems.push(format!("challenge `{challenge}`"));
     }
-    let presented = credential.header.is_some();
+    let presented = credential.header.is_some() && credential.verdict != Verdict::Unread;
     if status == 401 && presented != challenge.contains(r#"error="invalid_token""#) {
         problems.push(format!(
             "challenge `{challenge}`: error=\"invalid_token\" exactly when a credential was presented"
@@ -646,14 +664,56 @@ async fn run_matrix(gw: &Gateway, credentials: &[Credential]) -> Vec<String> {
     problems
 }
 
-/// `gateway_auth_refused_total{reason}`.
-async fn refused(gw: &Gateway, reason: &str) -> f64 {
+/// Every reason of `gateway_auth_refused_total` (the gateway's `AuthError::REASONS`).
+const REASONS: [&str; 9] = [
+    "missing",
+    "malformed",
+    "invalid",
+    "revoked",
+    "expired",
+    "not_yet_valid",
+    "wrong_audience",
+    "wrong_issuer",
+    "forbidden",
+];
+
+/// `gateway_auth_refused_total` by reason, in [`REASONS`]' order.
+async fn refusals_counted(gw: &Gateway) -> Vec<f64> {
     let (_, text) = gw.metrics_text().await;
-    prometheus_sum(
-        &text,
-        "gateway_auth_refused_total",
-        &[&format!("reason=\"{reason}\"")],
-    )
+    REASONS
+        .iter()
+        .map(|reason| {
+            prometheus_sum(
+                &text,
+                "gateway_auth_refused_total",
+                &[&format!("reason=\"{reason}\"")],
+            )
+        })
+        .collect()
+}
+
+/// How many refusals of each reason (in [`REASONS`]' order) sending every credential to
+/// every route makes.
+fn refusals_made<'a>(
+    credentials: &[Credential],
+    routes: impl IntoIterator<Item = &'a Route> + Clone,
+) -> Vec<f64> {
+    REASONS
+        .iter()
+        .map(|reason| {
+            let made = credentials
+                .iter()
+                .flat_map(|c| routes.clone().into_iter().map(|r| c.reason(r.group)))
+                .filter(|r| r == &Some(*reason))
+                .count();
+            f64::from(u32::try_from(made).unwrap())
+        })
+        .collect()
+}
+
+/// `after - before`, by reason.
+fn delta(before: &[f64], after: &[f64]) -> Vec<f64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 
 /// The pool breaker as `/admin/status` shows it to an admin.
@@ -737,6 +797,7 @@ async fn every_route_group_answers_every_credential_as_the_matrix_says() {
     let upstream = LlmService::builder().latency(0, 0).start().await;
     let gw = authenticated(&upstream).await;
     let credentials = matrix_credentials();
+    let counted = refusals_counted(&gw).await;
 
     let problems = run_matrix(&gw, &credentials).await;
     assert!(
@@ -744,6 +805,11 @@ async fn every_route_group_answers_every_credential_as_the_matrix_says() {
         "{} problems:\n{}",
         problems.len(),
         problems.join("\n")
+    );
+    assert_eq!(
+        delta(&counted, &refusals_counted(&gw).await),
+        refusals_made(&credentials, &ROUTES),
+        "gateway_auth_refused_total by reason ({REASONS:?})"
     );
 
     let logs = gw.logs().settled().await.join("\n");
@@ -766,110 +832,19 @@ async fn every_route_group_answers_every_credential_as_the_matrix_says() {
 async fn refusals_reach_no_upstream_move_no_breaker_and_are_counted_by_reason() {
     let upstream = LlmService::builder().latency(0, 0).start().await;
     let gw = authenticated(&upstream).await;
-    let now = now();
-    let good = || claims("llm:generate", "premium");
-    // Each refusal, the reason it is counted under, on both model APIs.
-    let refusals = [
-        (Credential::none(), "missing"),
-        (
-            Credential::authorization("Basic", "Basic ZTJlOnB3ZA==".to_owned(), Verdict::Refused),
-            "malformed",
-        ),
-        (
-            Credential::bearer(
-                "no scope claim",
-                &hs256(&with(good(), "scope", Value::Null)),
-                Verdict::Refused,
-            ),
-            "malformed",
-        ),
-        (
-            Credential::api_key("unknown key", UNKNOWN_KEY, Verdict::Refused),
-            "invalid",
-        ),
-        (
-            Credential::bearer("alg: none", &alg_none(&good()), Verdict::Refused),
-            "malformed",
-        ),
-        (
-            Credential::bearer(
-                "HS/RS confusion",
-                &sign(
-                    Algorithm::HS256,
-                    &EncodingKey::from_secret(&fixture_bytes("rsa_public.pem")),
-                    None,
-                    &good(),
-                ),
-                Verdict::Refused,
-            ),
-            "invalid",
-        ),
-        (
-            Credential::bearer("revoked key", REVOKED_KEY, Verdict::Refused),
-            "revoked",
-        ),
-        (
-            Credential::bearer(
-                "expired",
-                &hs256(&with(good(), "exp", json!(now - 3600))),
-                Verdict::Refused,
-            ),
-            "expired",
-        ),
-        (
-            Credential::bearer(
-                "not yet valid",
-                &hs256(&with(good(), "nbf", json!(now + 3600))),
-                Verdict::Refused,
-            ),
-            "not_yet_valid",
-        ),
-        (
-            Credential::bearer(
-                "wrong audience",
-                &hs256(&with(good(), "aud", json!("other"))),
-                Verdict::Refused,
-            ),
-            "wrong_audience",
-        ),
-        (
-            Credential::bearer(
-                "wrong issuer",
-                &hs256(&with(good(), "iss", json!("other"))),
-                Verdict::Refused,
-            ),
-            "wrong_issuer",
-        ),
-        (
-            Credential::bearer(
-                "admin-only token",
-                &hs256(&claims("admin", "premium")),
-                ADMIN,
-            ),
-            "forbidden",
-        ),
-    ];
-    let reasons = [
-        "missing",
-        "malformed",
-        "invalid",
-        "revoked",
-        "expired",
-        "not_yet_valid",
-        "wrong_audience",
-        "wrong_issuer",
-        "forbidden",
-    ];
-    let mut counted_before = Vec::new();
-    for reason in reasons {
-        counted_before.push(refused(&gw, reason).await);
-    }
+    // Every credential of the matrix the model routes refuse (401 or 403), on both APIs.
+    let refused: Vec<Credential> = matrix_credentials()
+        .into_iter()
+        .filter(|c| c.expect(Group::Model) != Expect::Ok)
+        .collect();
+    let model_routes = [at("/generate"), at("/v1/chat/completions")];
+    let counted = refusals_counted(&gw).await;
     let generated = upstream.generate_count().await;
     let chatted = upstream.chat_count().await;
     let breaker = admin_breaker(&gw).await;
+    assert!(breaker["counters"].is_object(), "{breaker}");
 
-    let model_routes = [at("/generate"), at("/v1/chat/completions")];
-    for (credential, _) in &refusals {
+    for credential in &refused {
         for route in model_routes {
             let reply = send(&gw, route, credential).await;
             let problems = check(route, credential, &reply);
@@ -878,7 +853,8 @@ async fn refusals_reach_no_upstream_move_no_breaker_and_are_counted_by_reason() 
     }
     // A valid caller without the admin scope cannot reset the breakers.
     let caller = Credential::bearer("caller key", KEY, GENERATE);
-    let reply = send(&gw, at("/admin/reset-circuit-breaker"), &caller).await;
+    let reset = at("/admin/reset-circuit-breaker");
+    let reply = send(&gw, reset, &caller).await;
     assert_eq!(reply.status, 403, "{}", reply.text);
 
     assert_eq!(
@@ -897,21 +873,20 @@ async fn refusals_reach_no_upstream_move_no_breaker_and_are_counted_by_reason() 
         "the pool breaker counted no refusal"
     );
     assert_eq!(after["state"], "CLOSED");
-    for (reason, before) in reasons.iter().zip(counted_before) {
-        let sent = refusals.iter().filter(|(_, r)| r == reason).count() * model_routes.len()
-            + usize::from(*reason == "forbidden");
-        let counted = refused(&gw, reason).await - before;
-        assert_eq!(
-            counted, sent as f64,
-            "gateway_auth_refused_total{{reason=\"{reason}\"}}"
-        );
-    }
+    let mut made = refusals_made(&refused, model_routes);
+    made[REASONS.len() - 1] += 1.0;
+    assert_eq!(
+        delta(&counted, &refusals_counted(&gw).await),
+        made,
+        "gateway_auth_refused_total by reason ({REASONS:?})"
+    );
 
     // Through authentication, a model call reaches the upstream.
     let reply = send(&gw, at("/generate"), &caller).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(upstream.generate_count().await, generated + 1.0);
-    let token = Credential::bearer("RS256 token", &rs256(None, &good()), GENERATE);
+    let claims = claims("llm:generate", "premium");
+    let token = Credential::bearer("RS256 token", &rs256(None, &claims), GENERATE);
     let reply = send(&gw, at("/v1/chat/completions"), &token).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(upstream.chat_count().await, chatted + 1.0);
@@ -1043,19 +1018,19 @@ async fn jwks_keys_are_chosen_by_kid_and_algorithm() {
         Credential::bearer(
             "RS256, kid of the EC key",
             &rs256(Some("ec-1"), &good()),
-            Verdict::Refused,
+            Verdict::Refused("invalid"),
         ),
         Credential::bearer(
             "RS256, unknown kid",
             &rs256(Some("rsa-9"), &good()),
-            Verdict::Refused,
+            Verdict::Refused("invalid"),
         ),
         Credential::bearer(
             "HS256 (no secret configured)",
             &hs256(&good()),
-            Verdict::Refused,
+            Verdict::Refused("invalid"),
         ),
-        Credential::api_key("an API key (not accepted)", KEY, Verdict::Refused),
+        Credential::api_key("x-api-key, not read", KEY, Verdict::Unread),
     ];
     let problems = run_matrix(&gw, &credentials).await;
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -1115,54 +1090,60 @@ async fn auth_mode_none_serves_every_route_and_ignores_credentials() {
     );
 }
 
+/// A setting that must stop the gateway at start.
+struct BadSetting<'a> {
+    what: &'a str,
+    env: Vec<(&'a str, &'a str)>,
+    /// The variable stderr must name.
+    names: &'a str,
+}
+
 #[tokio::test]
 async fn bad_auth_settings_stop_the_gateway_at_start_naming_the_variable() {
     let private_key = fixture("rsa_private.pem").display().to_string();
-    let cases: [(&str, &[(&str, &str)], &str); 6] = [
-        (
+    let bad = |what, env, names| BadSetting { what, env, names };
+    let cases = [
+        bad(
             "jwt without key material",
-            &[("AUTH_MODE", "jwt")],
+            vec![("AUTH_MODE", "jwt")],
             "JWT_SECRET_KEY",
         ),
-        ("an unknown mode", &[("AUTH_MODE", "bogus")], "AUTH_MODE"),
-        (
-            "a short secret",
-            &[("AUTH_MODE", "jwt"), ("JWT_SECRET_KEY", "short-e2e-secret")],
+        bad("an unknown mode", vec![("AUTH_MODE", "bogus")], "AUTH_MODE"),
+        bad(
+            "a secret under 32 bytes",
+            vec![("AUTH_MODE", "jwt"), ("JWT_SECRET_KEY", "short-e2e-secret")],
             "JWT_SECRET_KEY",
         ),
-        (
+        bad(
             "api_key without keys",
-            &[("AUTH_MODE", "api_key")],
+            vec![("AUTH_MODE", "api_key")],
             "API_KEYS_FILE",
         ),
-        (
+        bad(
             "a private key as the public one",
-            &[("AUTH_MODE", "jwt"), ("JWT_PUBLIC_KEY_FILE", &private_key)],
+            vec![("AUTH_MODE", "jwt"), ("JWT_PUBLIC_KEY_FILE", &private_key)],
             "JWT_PUBLIC_KEY_FILE",
         ),
-        (
+        bad(
             "a key entry that is not one",
-            &[
+            vec![
                 ("AUTH_MODE", "api_key"),
                 ("API_KEYS", "ops:default:llm:generate:nothex"),
             ],
             "API_KEYS",
         ),
     ];
-    for (what, env, variable) in cases {
+    for BadSetting { what, env, names } in cases {
         let mut command = gateway_command();
         command
             .env("LLM_SERVICE_URLS", "http://127.0.0.1:9")
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
-            .envs(env.iter().copied());
+            .envs(env);
         let out = output(command).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
-        assert!(
-            stderr.contains(variable),
-            "{what} names {variable}: {stderr}"
-        );
+        assert!(stderr.contains(names), "{what} names {names}: {stderr}");
         assert!(
             !stderr.contains("short-e2e-secret"),
             "{what}: the secret is not echoed"

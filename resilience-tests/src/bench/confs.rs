@@ -207,23 +207,9 @@ pub fn api_keys_toml(entries: &[KeyEntry<'_>]) -> String {
     text
 }
 
-/// `text` as a TOML basic string: `\`, `"` and every control character escaped
-/// (`\uXXXX`).
+/// `text` as a TOML string value (quoted and escaped by the `toml` crate).
 pub fn toml_string(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '\\' => quoted.push_str("\\\\"),
-            '"' => quoted.push_str("\\\""),
-            c if c.is_control() => {
-                let _ = write!(quoted, "\\u{:04X}", u32::from(c));
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// `text` as a double-quoted Lua string: `\`, `"`, and every control character escaped

@@ -863,7 +863,9 @@ fn the_key_file_holds_the_hash_of_a_fresh_looking_key() {
         Some("llm:generate")
     );
     assert_eq!(keys[0]["sha256"].as_str(), Some(hash.as_str()));
-    assert_eq!(toml_string("a\"b\\c\u{1}"), r#""a\"b\\c\u0001""#);
+    let quoted = toml_string("a\"b\\c\u{1}");
+    let parsed: toml::Table = toml::from_str(&format!("v = {quoted}")).unwrap();
+    assert_eq!(parsed["v"].as_str(), Some("a\"b\\c\u{1}"));
 }
 
 #[test]
