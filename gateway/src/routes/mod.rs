@@ -39,6 +39,8 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         uploads: Arc::clone(&gateway.uploads),
         metrics: Arc::clone(&gateway.metrics),
     };
+    let limited = gateway.limits.active();
+    let needs_identity = gateway.auth.enabled() || limited;
     Router::new()
         .route(
             "/generate",
@@ -74,17 +76,21 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
                     Arc::clone(&gateway.admin_allow),
                     admin_guard::guard_admin,
                 ))
-                .layer(from_fn_with_state(
-                    AuthState {
-                        auth: Arc::clone(&gateway.auth),
-                        metrics: Arc::clone(&gateway.metrics),
-                    },
-                    authenticate,
-                ))
-                .layer(from_fn_with_state(
-                    Arc::clone(&gateway),
-                    rate_limit::rate_limit,
-                ))
+                // Neither layer exists when it has nothing to do (AUTH_MODE=none and no
+                // anonymous limits, the lab's default): a request pays nothing for them.
+                .option_layer(needs_identity.then(|| {
+                    from_fn_with_state(
+                        AuthState {
+                            auth: Arc::clone(&gateway.auth),
+                            metrics: Arc::clone(&gateway.metrics),
+                        },
+                        authenticate,
+                    )
+                }))
+                .option_layer(
+                    limited
+                        .then(|| from_fn_with_state(Arc::clone(&gateway), rate_limit::rate_limit)),
+                )
                 .layer(from_fn_with_state(body, read_body)),
         )
         .with_state(gateway)
