@@ -86,8 +86,10 @@ async fn kill_9_of_one_instance_under_steady_traffic() {
         "llm_errors_total for the dead instance stops growing 5 s after the kill"
     );
 
-    b.restart_on_same_port().await;
+    // Counted from the restart's start: the gateway may route to the instance as soon as it
+    // answers its health check, before `restart_on_same_port` returns.
     let restarted = Instant::now();
+    b.restart_on_same_port().await;
     let back = poll(
         Duration::from_secs(10),
         || gw.available_services(),
