@@ -1,7 +1,9 @@
 //! Rate limits per caller and tier (issue 18): two gateway replicas sharing one Redis hold
 //! one limit between them; when that Redis (the test's own) stops, each configured failure
 //! mode holds and `/health` says which is active; limits recover when Redis returns; a
-//! refused request never reaches an upstream nor touches a breaker.
+//! refused request never reaches an upstream nor touches a breaker; anonymous, tokens and
+//! JWT-tier limits; and the official `openai` SDK (`tests/clients/openai_auth.py`) reads the
+//! gateway's 401 and 429 as its own `AuthenticationError` and `RateLimitError`.
 
 use std::time::{Duration, Instant};
 
@@ -443,4 +445,71 @@ async fn a_jwt_tier_claim_picks_the_limit() {
             "tier {tier:?} has the limit of its tier"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_sdk_sees_auth_and_rate_limit_errors_as_its_own() {
+    let upstream = LlmService::builder()
+        .latency(0, 0)
+        .env("MODEL_NAME", "sdk-simulation")
+        .start()
+        .await;
+    let limited_key = "gk_quota_test_sdk_limited_0123456789abcdef";
+    let keys = keys_file();
+    let mut text = std::fs::read_to_string(&keys).unwrap();
+    text.push_str(&format!(
+        "\n[[keys]]\nowner = \"sdk\"\ntier = \"tiny\"\nsha256 = \"{}\"\n",
+        sha256_hex(limited_key)
+    ));
+    std::fs::write(&keys, text).unwrap();
+    let gw = Gateway::builder()
+        .upstreams(&[&upstream])
+        .env("AUTH_MODE", "api_key")
+        .env("API_KEYS_FILE", &keys)
+        .config(
+            "[rate_limits.quota]\nrequests_per_minute = 600\n\
+             [rate_limits.tiny]\nrequests_per_minute = 1\nburst = 2\n",
+        )
+        .start()
+        .await;
+    let output = tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/openai_auth.py"
+        ))
+        .args([
+            gw.url.as_str(),
+            KEY,
+            "gk_unknown_0000000000000000000000000000",
+            limited_key,
+        ])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the SDK failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        gw.logs().tail(20)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    assert_eq!(seen["model"], "sdk-simulation", "{seen}");
+    assert_eq!(seen["ratelimit_limit"], "600", "{seen}");
+    assert_eq!(seen["ratelimit_remaining"], "599", "{seen}");
+    assert_eq!(
+        seen["bad_key"],
+        json!({"status": 401, "code": "invalid_api_key", "type": "invalid_request_error"}),
+        "the SDK raises AuthenticationError with OpenAI's code"
+    );
+    assert_eq!(
+        seen["limited_statuses"],
+        json!([200, 200, 429, 429]),
+        "{seen}"
+    );
+    assert_eq!(seen["limited"]["code"], "rate_limit_exceeded", "{seen}");
+    let wait: u64 = seen["limited"]["retry_after"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After reaches the SDK");
+    assert!((1..=60).contains(&wait), "{seen}");
 }
