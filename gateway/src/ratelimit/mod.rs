@@ -9,6 +9,8 @@
 //! never client text as such): `rl:r:<tier>:<hex>` for requests, `rl:t:<tier>:<hex>` for
 //! tokens.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,15 +196,15 @@ impl Limits {
     /// (anonymous while `RATE_LIMIT_ANONYMOUS` is off, or an anonymous caller of unknown
     /// address).
     pub fn caller(&self, identity: &Identity) -> Option<Caller> {
-        let (kind, subject): (&str, String) = match identity.method {
+        let (kind, subject): (&str, Cow<'_, str>) = match identity.method {
             AuthMethod::Anonymous => {
                 if !self.settings.anonymous {
                     return None;
                 }
-                ("ip", address(identity.client?))
+                ("ip", Cow::Owned(address(identity.client?)))
             }
-            AuthMethod::ApiKey => ("key", identity.subject.to_string()),
-            AuthMethod::Jwt => ("sub", identity.subject.to_string()),
+            AuthMethod::ApiKey => ("key", Cow::Borrowed(identity.subject.as_ref())),
+            AuthMethod::Jwt => ("sub", Cow::Borrowed(identity.subject.as_ref())),
         };
         let (tier, _) = self.settings.tier(&identity.tier);
         let digest = Sha256::new()
@@ -210,7 +212,10 @@ impl Limits {
             .chain_update(b":")
             .chain_update(subject.as_bytes())
             .finalize();
-        let key = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let mut key = String::with_capacity(32);
+        for byte in digest.iter().take(16) {
+            let _ = write!(key, "{byte:02x}");
+        }
         Some(Caller {
             tier: tier.to_owned(),
             key,
