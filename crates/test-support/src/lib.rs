@@ -23,6 +23,7 @@
 //! the one place this crate panics.
 
 mod gateway;
+pub mod jwt;
 mod llm;
 mod logs;
 mod process;

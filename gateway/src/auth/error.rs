@@ -5,12 +5,10 @@
 //! exact reason is for logs and metrics ([`AuthError::reason`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use llm_api::ErrorBody;
-use llm_api::openai::OpenAiError;
+use axum::response::Response;
 
 use super::scope::Scope;
-use crate::layers::{Api, RequestId};
+use crate::layers::{Api, ErrorKind, RequestId};
 
 /// Why a caller was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -113,30 +111,20 @@ impl AuthError {
     /// `invalid_api_key` or `insufficient_permissions`) or the lab's envelope (`unauthorized`
     /// or `forbidden`, with the request id).
     pub fn into_response_for(self, api: Api, request_id: Option<&RequestId>) -> Response {
-        let forbidden = matches!(self, Self::Forbidden(_));
-        let message = self.client_message();
-        let mut response = match api {
-            Api::OpenAi => {
-                let code = if forbidden {
-                    "insufficient_permissions"
-                } else {
-                    "invalid_api_key"
-                };
-                let body =
-                    OpenAiError::new("invalid_request_error", message, None, Some(code.into()));
-                (self.status(), axum::Json(body)).into_response()
+        let kind = if matches!(self, Self::Forbidden(_)) {
+            ErrorKind {
+                lab: "forbidden",
+                openai: "invalid_request_error",
+                code: "insufficient_permissions",
             }
-            Api::Lab => {
-                let kind = if forbidden {
-                    "forbidden"
-                } else {
-                    "unauthorized"
-                };
-                let mut body = ErrorBody::new(kind, message, None);
-                body.request_id = request_id.map(|id| id.0.clone());
-                (self.status(), axum::Json(body)).into_response()
+        } else {
+            ErrorKind {
+                lab: "unauthorized",
+                openai: "invalid_request_error",
+                code: "invalid_api_key",
             }
         };
+        let mut response = api.refuse(self.status(), kind, self.client_message(), request_id);
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, self.challenge());

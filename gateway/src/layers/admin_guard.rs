@@ -25,10 +25,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use llm_api::ErrorBody;
+use axum::response::Response;
 
-use super::RequestId;
+use super::{Api, ErrorKind, RequestId};
 
 /// `Sec-Fetch-Site`, not among `http`'s named headers.
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
@@ -281,13 +280,13 @@ pub async fn guard_admin(
 
 /// 403 in the lab's envelope; the reason stays in the log.
 fn forbidden(request_id: Option<&RequestId>) -> Response {
-    let mut body = ErrorBody::new(
-        "forbidden",
-        "the admin routes refuse this request (see the gateway's log)",
-        None,
-    );
-    body.request_id = request_id.map(|id| id.0.clone());
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+    let kind = ErrorKind {
+        lab: "forbidden",
+        openai: "invalid_request_error",
+        code: "forbidden",
+    };
+    let message = "the admin routes refuse this request (see the gateway's log)".to_owned();
+    Api::Lab.refuse(StatusCode::FORBIDDEN, kind, message, request_id)
 }
 
 #[cfg(test)]

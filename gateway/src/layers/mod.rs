@@ -49,8 +49,11 @@ pub use shed::Occupancy;
 pub use validate::Valid;
 
 use axum::extract::Request;
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use http_edge::BadInput;
+use llm_api::ErrorBody;
+use llm_api::openai::OpenAiError;
 
 /// Which API a request is on, for the shape of the errors the gateway answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,4 +81,38 @@ impl Api {
             Self::Lab => bad.lab(request_id.map(|id| id.0.clone())),
         }
     }
+
+    /// A refusal the gateway answers itself, with `status`, in this API's shape: OpenAI's
+    /// error object (`kind.openai` as its `type`, `kind.code` as its `code`), or the lab's
+    /// envelope (`kind.lab` as its `type`, with the request id).
+    pub fn refuse(
+        self,
+        status: StatusCode,
+        kind: ErrorKind,
+        message: String,
+        request_id: Option<&RequestId>,
+    ) -> Response {
+        match self {
+            Self::OpenAi => {
+                let body = OpenAiError::new(kind.openai, message, None, Some(kind.code.to_owned()));
+                (status, axum::Json(body)).into_response()
+            }
+            Self::Lab => {
+                let mut body = ErrorBody::new(kind.lab, message, None);
+                body.request_id = request_id.map(|id| id.0.clone());
+                (status, axum::Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// How a refusal is named in each API's shape (see [`Api::refuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorKind {
+    /// The lab envelope's `error.type`.
+    pub lab: &'static str,
+    /// OpenAI's `error.type`.
+    pub openai: &'static str,
+    /// OpenAI's `error.code`.
+    pub code: &'static str,
 }

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use llm_api::ErrorBody;
-use llm_api::openai::OpenAiError;
+use axum::response::Response;
 
-use super::{Api, RequestId};
+use super::{Api, ErrorKind, RequestId};
 use crate::auth::{Identity, RouteGroup};
 use crate::ratelimit::{Caller, Limits, Refusal};
 use crate::state::Gateway;
@@ -71,20 +69,19 @@ pub async fn rate_limit(
 
 /// 429 in the API's shape.
 fn refused(api: Api, refusal: Refusal, tier: &str, request_id: Option<&RequestId>) -> Response {
-    let message = refusal.message(tier);
-    match api {
-        Api::OpenAi => {
-            let code = match refusal {
-                Refusal::Unavailable => "rate_limiter_unavailable",
-                Refusal::Requests | Refusal::Tokens => "rate_limit_exceeded",
-            };
-            let body = OpenAiError::new("rate_limit_error", message, None, Some(code.to_owned()));
-            (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
-        }
-        Api::Lab => {
-            let mut body = ErrorBody::new(refusal.as_str(), message, None);
-            body.request_id = request_id.map(|id| id.0.clone());
-            (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
-        }
-    }
+    let code = match refusal {
+        Refusal::Unavailable => "rate_limiter_unavailable",
+        Refusal::Requests | Refusal::Tokens => "rate_limit_exceeded",
+    };
+    let kind = ErrorKind {
+        lab: refusal.as_str(),
+        openai: "rate_limit_error",
+        code,
+    };
+    api.refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        kind,
+        refusal.message(tier),
+        request_id,
+    )
 }

@@ -8,11 +8,9 @@ use std::sync::atomic::Ordering;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use llm_api::ErrorBody;
-use llm_api::openai::OpenAiError;
+use axum::response::Response;
 
-use super::{Api, RequestId};
+use super::{Api, ErrorKind, RequestId};
 use crate::state::Gateway;
 
 /// Admits the request with a slot, or sheds it.
@@ -26,17 +24,14 @@ pub async fn shed_load(State(gateway): State<Arc<Gateway>>, req: Request, next: 
     if now > max {
         gateway.metrics.gateway_error("overloaded", 503);
         let message = format!("more than {max} requests in flight; try again shortly");
-        let mut response = match Api::of(&req) {
-            Api::OpenAi => {
-                let body = OpenAiError::new("overloaded", message, None, Some("overloaded".into()));
-                (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
-            }
-            Api::Lab => {
-                let mut body = ErrorBody::new("overloaded", message, None);
-                body.request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
-                (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
-            }
+        let kind = ErrorKind {
+            lab: "overloaded",
+            openai: "overloaded",
+            code: "overloaded",
         };
+        let request_id = req.extensions().get::<RequestId>();
+        let mut response =
+            Api::of(&req).refuse(StatusCode::SERVICE_UNAVAILABLE, kind, message, request_id);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use test_support::jwt::alg_none;
 use tokio::process::Command;
 
 use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, prometheus_sum};
@@ -377,31 +378,6 @@ fn es256(kid: Option<&str>, claims: &Value) -> String {
     sign(Algorithm::ES256, &key, kid, claims)
 }
 
-/// An unsigned token, `{"alg":"none"}`, by hand.
-fn alg_none(claims: &Value) -> String {
-    format!(
-        "{}.{}.",
-        b64url(br#"{"alg":"none","typ":"JWT"}"#),
-        b64url(claims.to_string().as_bytes())
-    )
-}
-
-/// base64url without padding (RFC 4648 §5).
-fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
@@ -664,18 +640,8 @@ async fn run_matrix(gw: &Gateway, credentials: &[Credential]) -> Vec<String> {
     problems
 }
 
-/// Every reason of `gateway_auth_refused_total` (the gateway's `AuthError::REASONS`).
-const REASONS: [&str; 9] = [
-    "missing",
-    "malformed",
-    "invalid",
-    "revoked",
-    "expired",
-    "not_yet_valid",
-    "wrong_audience",
-    "wrong_issuer",
-    "forbidden",
-];
+/// Every reason of `gateway_auth_refused_total`.
+const REASONS: [&str; 9] = gateway::auth::AuthError::REASONS;
 
 /// `gateway_auth_refused_total` by reason, in [`REASONS`]' order.
 async fn refusals_counted(gw: &Gateway) -> Vec<f64> {

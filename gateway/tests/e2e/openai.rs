@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, poll, prometheus_sum};
+use crate::harness::{
+    Gateway, GatewayExt, LlmExt, LlmService, poll, prometheus_sum, python_client,
+};
 
 /// A chat request for `model`, whole or streamed.
 fn chat(model: &str, stream: bool) -> Value {
@@ -66,22 +68,7 @@ async fn the_official_openai_sdk_works_through_the_gateway_served_by_an_upstream
         .start()
         .await;
     let gw = Gateway::builder().upstreams(&[&a]).start().await;
-    let output = tokio::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../llm-service/tests/openai_client.py"
-        ))
-        .arg(&gw.url)
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the SDK failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        gw.logs().tail(20)
-    );
-    let parsed: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let parsed = python_client(&gw, "llm-service/tests/openai_client.py", &[&gw.url]).await;
     assert_eq!(parsed["model"], "gpt-4-simulation", "the upstream's model");
     assert_eq!(parsed["stream_finish_reason"], "length");
     assert!(!parsed["stream_text"].as_str().unwrap().is_empty());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, RedisServer, poll};
+use crate::harness::{Gateway, GatewayExt, LlmExt, LlmService, RedisServer, poll, python_client};
 
 /// The test caller's API key.
 const KEY: &str = "gk_quota_test_caller_0123456789abcdef";
@@ -472,27 +472,17 @@ async fn the_official_openai_sdk_sees_auth_and_rate_limit_errors_as_its_own() {
         )
         .start()
         .await;
-    let output = tokio::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/openai_auth.py"
-        ))
-        .args([
-            gw.url.as_str(),
+    let seen = python_client(
+        &gw,
+        "gateway/tests/clients/openai_auth.py",
+        &[
+            &gw.url,
             KEY,
             "gk_unknown_0000000000000000000000000000",
             limited_key,
-        ])
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the SDK failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        gw.logs().tail(20)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+        ],
+    )
+    .await;
     assert_eq!(seen["model"], "sdk-simulation", "{seen}");
     assert_eq!(seen["ratelimit_limit"], "600", "{seen}");
     assert_eq!(seen["ratelimit_remaining"], "599", "{seen}");

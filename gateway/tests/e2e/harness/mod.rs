@@ -36,3 +36,22 @@ pub fn prometheus_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Runs the Python client `script` (a path from the workspace root) with `args`, which
+/// drives `gw` with the official `openai` SDK and prints one JSON object: that object. A
+/// failed script fails the test with its stderr and the gateway's last log lines.
+pub async fn python_client(gw: &Gateway, script: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new("python3")
+        .arg(test_support::workspace_root().join(script))
+        .args(args)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the SDK failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        gw.logs().tail(20)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
