@@ -29,6 +29,13 @@ impl BreakerState {
             Self::HalfOpen => "HALF_OPEN",
         }
     }
+
+    /// The state a stored name (`CLOSED`, `OPEN`, `HALF_OPEN`) names.
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::Closed, Self::Open, Self::HalfOpen]
+            .into_iter()
+            .find(|state| state.as_str() == stored)
+    }
 }
 
 /// One breaker at one instant.
@@ -141,9 +148,61 @@ pub enum TransitionKind {
     ForcedOpen,
 }
 
+impl TransitionKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 8] = [
+        Self::ConsecutiveFailures,
+        Self::FailureRate,
+        Self::SlowCallRate,
+        Self::RecoveryTimeoutElapsed,
+        Self::ProbeFailed,
+        Self::ProbesSucceeded,
+        Self::ManualReset,
+        Self::ForcedOpen,
+    ];
+
+    /// The JSON name, also what the history database stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConsecutiveFailures => "consecutive_failures",
+            Self::FailureRate => "failure_rate",
+            Self::SlowCallRate => "slow_call_rate",
+            Self::RecoveryTimeoutElapsed => "recovery_timeout_elapsed",
+            Self::ProbeFailed => "probe_failed",
+            Self::ProbesSucceeded => "probes_succeeded",
+            Self::ManualReset => "manual_reset",
+            Self::ForcedOpen => "forced_open",
+        }
+    }
+
+    /// The kind a stored name names.
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == stored)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn stored_names_are_the_json_names_and_parse_back() -> Result<(), serde_json::Error> {
+        for kind in TransitionKind::ALL {
+            assert_eq!(serde_json::to_value(kind)?, kind.as_str());
+            assert_eq!(TransitionKind::parse(kind.as_str()), Some(kind));
+        }
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            assert_eq!(serde_json::to_value(state)?, state.as_str());
+            assert_eq!(BreakerState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(TransitionKind::parse("nope"), None);
+        assert_eq!(BreakerState::parse("open"), None);
+        Ok(())
+    }
 
     /// A closed breaker with a few calls, and its JSON.
     pub(crate) fn closed() -> (BreakerView, &'static str) {

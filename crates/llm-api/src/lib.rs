@@ -24,6 +24,7 @@ pub mod fault;
 pub mod gateway;
 pub mod generate;
 pub mod health;
+pub mod history;
 pub mod limits;
 pub mod openai;
 pub mod sse;
