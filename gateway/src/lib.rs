@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod pii;
 pub mod pool;
 pub mod ratelimit;
+pub mod records;
 pub mod routes;
 pub mod routing;
 pub mod state;

@@ -240,6 +240,14 @@ impl Metrics {
         }
     }
 
+    /// Adds the history writer's series (`db_writer_*`).
+    pub fn register_history(
+        &self,
+        writer: &history::WriterMetrics,
+    ) -> Result<(), prometheus::Error> {
+        writer.register(&self.registry)
+    }
+
     /// Renders the text exposition after setting the state gauges.
     pub fn render(
         &self,

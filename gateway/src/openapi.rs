@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         crate::routes::status::metrics,
         crate::routes::status::reset_circuit_breaker,
         crate::routes::status::admin_status,
+        crate::routes::history::history,
         openapi_json,
     ),
     modifiers(&SecuritySchemes),

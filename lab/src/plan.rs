@@ -281,9 +281,15 @@ impl Plan {
             Mode::Redis { url } => gateway_env.insert("REDIS_URL".to_owned(), url.clone()),
             Mode::Static => gateway_env.insert("LLM_SERVICE_URLS".to_owned(), reached_at.join(",")),
         };
-        if let Ok(postgres) = std::env::var("POSTGRES_URL") {
-            gateway_env.insert("POSTGRES_URL".to_owned(), postgres);
-        }
+        // The history: the lab's PostgreSQL when one is given, else a SQLite file of the run.
+        match (std::env::var("DATABASE_URL"), std::env::var("POSTGRES_URL")) {
+            (Ok(url), _) => gateway_env.insert("DATABASE_URL".to_owned(), url),
+            (Err(_), Ok(postgres)) => gateway_env.insert("POSTGRES_URL".to_owned(), postgres),
+            (Err(_), Err(_)) => gateway_env.insert(
+                "DATABASE_URL".to_owned(),
+                format!("sqlite://{}", dir.join("history.sqlite3").display()),
+            ),
+        };
         services.push(ServiceSpec {
             name: API_GATEWAY.to_owned(),
             program: binary("gateway")?,

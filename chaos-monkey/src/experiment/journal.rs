@@ -179,6 +179,26 @@ impl Journal {
         self.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     }
 
+    /// The journal as a `chaos_experiments` row of the history.
+    pub fn record(&self) -> anyhow::Result<history::Record> {
+        let ms = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let outcome = serde_json::to_value(self.outcome.unwrap_or(Outcome::Interrupted))?;
+        Ok(history::Record::Experiment(history::ExperimentRecord {
+            experiment_id: format!("{}-{}", self.experiment, self.started_at_ms),
+            name: self.experiment.clone(),
+            target: self
+                .target
+                .name
+                .clone()
+                .or_else(|| self.target.url.clone())
+                .unwrap_or_default(),
+            started_at_ms: ms(self.started_at_ms),
+            ended_at_ms: ms(self.started_at_ms.saturating_add(self.duration_ms)),
+            outcome: outcome.as_str().unwrap_or("unknown").to_owned(),
+            journal: serde_json::to_value(self)?,
+        }))
+    }
+
     /// Writes the journal as JSON to `path`.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

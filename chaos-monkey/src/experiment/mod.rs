@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Write the journal (JSON) here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Also record the journal in this history database (`chaos_experiments`, beside the
+    /// gateway's history): `postgres://…` or `sqlite://PATH`; unset: not recorded.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// The highest share of client-visible errors (non-2xx, no answer) the hypothesis and
     /// the guard accept.
     #[arg(long, default_value_t = 0.1)]
@@ -160,7 +164,47 @@ pub async fn run(
     {
         tracing::error!(path = %path.display(), "cannot write the journal: {error:#}");
     }
+    if let Some(url) = &args.database_url {
+        record(url, &journal).await;
+    }
     Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// The longest wait for the journal's row to reach the database.
+const RECORD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Records `journal` in the history database at `url`, through the same writer as the
+/// gateway's history; a database that does not take it within [`RECORD_DEADLINE`] is
+/// logged, and the experiment's outcome stands.
+async fn record(url: &str, journal: &Journal) {
+    let settings = history::WriterSettings {
+        retention: None,
+        ..history::WriterSettings::default()
+    };
+    let started = history::Location::parse(url).and_then(|at| {
+        let described = at.describe();
+        history::History::start(&at, settings).map(|h| (h, described))
+    });
+    let (history, at) = match started {
+        Ok((Some(history), at)) => (history, at),
+        Ok((None, _)) => return,
+        Err(error) => {
+            tracing::error!("cannot record the journal: {error}");
+            return;
+        }
+    };
+    match journal.record() {
+        Ok(row) => history.record(row),
+        Err(error) => {
+            tracing::error!("cannot record the journal: {error:#}");
+            return;
+        }
+    }
+    if history.flush(RECORD_DEADLINE).await {
+        tracing::info!(database = %at, "journal recorded in the history database");
+    } else {
+        tracing::error!(database = %at, "the history database did not take the journal within {RECORD_DEADLINE:?}");
+    }
 }
 
 /// Resolves once a stop was asked for.

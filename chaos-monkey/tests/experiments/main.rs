@@ -17,6 +17,7 @@ use llm_api::envelope::GenerateSuccess;
 use llm_api::fault::{FaultKind, FaultSpec, FaultView};
 use llm_api::gateway::{GatewayHealth, HealthStatus};
 use llm_api::generate::GenerateRequest;
+use serde_json::Value;
 use stack_control::{Controller, RunState};
 use tokio::process::Command;
 
@@ -56,8 +57,16 @@ async fn experiments_take_effect_roll_back_and_are_journaled() {
     let stack = Stack::up().await;
 
     // Fault-API experiments: the fault is in place while the run lasts, gone afterwards.
+    let history = stack.dir.join("history.sqlite3");
+    let history_url = format!("sqlite://{}", history.display());
     for experiment in ["errors", "latency", "hang", "reset", "cpu", "memory"] {
-        let (child, report) = stack.start(experiment, "llm_service_1", &[]);
+        // The first one is also recorded in a history database.
+        let extra: &[&str] = if experiment == "errors" {
+            &["--database-url", &history_url]
+        } else {
+            &[]
+        };
+        let (child, report) = stack.start(experiment, "llm_service_1", extra);
         assert!(
             eventually(|| async { !stack.faults().await.is_empty() }).await,
             "{experiment}: no fault in place"
@@ -102,6 +111,24 @@ async fn experiments_take_effect_roll_back_and_are_journaled() {
             text.contains("completed") || text.contains("Completed"),
             "{text}"
         );
+        if experiment == "errors" {
+            let db = sqlx::SqlitePool::connect(&history_url).await.unwrap();
+            let (name, target, outcome, recorded): (String, String, String, String) =
+                sqlx::query_as("SELECT name, target, outcome, journal FROM chaos_experiments")
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+            assert_eq!(
+                (name.as_str(), target.as_str(), outcome.as_str()),
+                ("errors", "llm_service_1", "completed")
+            );
+            let recorded: Value = serde_json::from_str(&recorded).unwrap();
+            assert_eq!(
+                recorded["events"], journal["events"],
+                "the whole journal, as in the report"
+            );
+            db.close().await;
+        }
     }
 
     // SIGTERM (or Ctrl-C) mid-run: rolled back at once, exit 130.

@@ -23,7 +23,7 @@ fn env(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 
 /// A stack like `lab up`'s, fast and calm, in a run directory of its own.
 pub struct Stack {
-    dir: PathBuf,
+    pub dir: PathBuf,
     pub stack: LocalStack,
     pub gateway: String,
     pub llm1: String,

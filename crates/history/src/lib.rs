@@ -50,5 +50,16 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
 }
 
+/// An instant given as Unix milliseconds or RFC 3339, in Unix milliseconds.
+pub fn parse_instant(raw: &str) -> Option<i64> {
+    let raw = raw.trim();
+    if let Ok(ms) = raw.parse::<i64>() {
+        return (ms >= 0).then_some(ms);
+    }
+    sqlx::types::chrono::DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|at| at.timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,8 @@ use llm_api::breaker::{BreakerState, TransitionKind};
 use llm_api::envelope::{FallbackReason, FallbackType};
 use llm_api::history::{HealthState, HistoryEntry};
 
+use test_support::postgres::Schema;
+
 use super::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -207,66 +209,20 @@ async fn sqlite_migrates_twice_and_reads_rows_back_filtered_and_oldest_first() -
     store_round_trip(&store).await
 }
 
-/// A schema of its own on the local PostgreSQL (`TEST_POSTGRES_URL`, by default
-/// `postgres://postgres@127.0.0.1:5432/test`), dropped when the guard goes.
-pub(crate) struct PgSchema {
-    admin: sqlx::PgPool,
-    name: String,
-    /// The URL whose connections use the schema.
-    pub url: String,
-}
-
-impl PgSchema {
-    pub(crate) async fn new() -> Result<Self, Box<dyn std::error::Error>> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let base = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let name = format!(
-            "history_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = sqlx::PgPool::connect(&base)
-            .await
-            .map_err(|e| format!("the tests need PostgreSQL at {base}: {e}"))?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {name} CASCADE"
-        )))
-        .execute(&admin)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .execute(&admin)
-            .await?;
-        let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options=-csearch_path%3D{name}");
-        Ok(Self { admin, name, url })
-    }
-
-    pub(crate) async fn drop(self) -> TestResult {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA {} CASCADE",
-            self.name
-        )))
-        .execute(&self.admin)
-        .await?;
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn postgres_migrates_twice_and_reads_rows_back_filtered_and_oldest_first() -> TestResult {
-    let schema = PgSchema::new().await?;
-    let store = Store::connect_lazy(&Location::parse(&schema.url)?, Duration::from_secs(3))?
+    let schema = Schema::new().await;
+    let store = Store::connect_lazy(&Location::parse(&schema.url())?, Duration::from_secs(3))?
         .ok_or("off")?;
     store_round_trip(&store).await?;
-    schema.drop().await
+    schema.drop().await;
+    Ok(())
 }
 
 #[tokio::test]
 async fn the_writer_writes_to_postgres_in_batches() -> TestResult {
-    let schema = PgSchema::new().await?;
-    let history = History::start(&Location::parse(&schema.url)?, quick())?.ok_or("off")?;
+    let schema = Schema::new().await;
+    let history = History::start(&Location::parse(&schema.url())?, quick())?.ok_or("off")?;
     for i in 0..700 {
         history.record(answered(&format!("req-{i}"), 1_000 + i));
     }
@@ -305,8 +261,9 @@ async fn the_writer_writes_to_postgres_in_batches() -> TestResult {
         })
         .await?;
     assert_eq!(entries.len(), 1);
-    assert!(history.ping().await.is_ok());
-    schema.drop().await
+    assert!(history.ping(Duration::from_secs(1)).await.is_ok());
+    schema.drop().await;
+    Ok(())
 }
 
 #[tokio::test]
@@ -375,7 +332,7 @@ async fn an_unreachable_database_drops_rows_beyond_the_queue_and_says_so() -> Te
     let status = history.status();
     assert!(!status.migrated);
     assert_eq!(status.last_error, Some("unreachable or refused"));
-    assert!(history.ping().await.is_err());
+    assert!(history.ping(Duration::from_secs(1)).await.is_err());
     assert!(
         history
             .read(&HistoryQuery {

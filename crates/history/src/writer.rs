@@ -310,9 +310,8 @@ impl History {
             .map_err(|_| Error::Timeout(deadline))?
     }
 
-    /// One round trip to the database, within the connect timeout.
-    pub async fn ping(&self) -> Result<(), Error> {
-        let deadline = self.settings.connect_timeout;
+    /// One round trip to the database, within `deadline`.
+    pub async fn ping(&self, deadline: Duration) -> Result<(), Error> {
         timeout(deadline, self.store.ping())
             .await
             .map_err(|_| Error::Timeout(deadline))?
@@ -338,13 +337,16 @@ impl History {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
-    /// The writer's series; [`WriterMetrics::register`] adds them to a registry. The queue
-    /// gauge is brought up to date here (call it before rendering).
+    /// The writer's series; [`WriterMetrics::register`] adds them to a registry.
     pub fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
+    }
+
+    /// Brings `db_writer_queue_length` up to date (before a scrape renders it).
+    pub fn observe_queue(&self) {
         self.metrics
             .queue
             .set(i64::try_from(self.queued()).unwrap_or(i64::MAX));
-        &self.metrics
     }
 
     /// The database.

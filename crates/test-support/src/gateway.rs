@@ -40,6 +40,8 @@ impl Gateway {
                 ("LOG_FORMAT", "pretty"),
                 ("RUST_LOG", "info"),
                 ("DRAIN_TIMEOUT_MS", "5000"),
+                // The history in memory: nothing left behind in the working directory.
+                ("DATABASE_URL", "sqlite::memory:"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .to_vec(),

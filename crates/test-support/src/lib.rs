@@ -26,6 +26,7 @@ mod gateway;
 pub mod jwt;
 mod llm;
 mod logs;
+pub mod postgres;
 mod process;
 mod redis_server;
 

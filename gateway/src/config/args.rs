@@ -23,12 +23,29 @@ pub struct Args {
     /// Redis for the service registry and the response cache; unset: static list only.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
-    /// PostgreSQL URL (accepted for the lab's compose file; persistence is not wired yet).
+    /// The history database when `DATABASE_URL` is unset (the lab's compose file sets it).
     #[arg(long, env = "POSTGRES_URL")]
     pub postgres_url: Option<String>,
-    /// Database URL, `postgres://…` or `sqlite://PATH` (accepted; persistence not wired yet).
+    /// The history database (breaker transitions, health, one row per answer):
+    /// `postgres://…`, `sqlite://PATH`, `sqlite::memory:` or `off` [default: `POSTGRES_URL`,
+    /// else `sqlite://resilience-history.sqlite3` in the working directory].
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// History rows waiting for the database at most; beyond, rows are dropped (counted).
+    #[arg(long, env = "HISTORY_QUEUE_ROWS", default_value = "10000")]
+    pub history_queue_rows: String,
+    /// History rows written per transaction at most (1–1000).
+    #[arg(long, env = "HISTORY_BATCH_ROWS", default_value = "500")]
+    pub history_batch_rows: String,
+    /// Milliseconds a history batch, read or migration may take.
+    #[arg(long, env = "HISTORY_WRITE_TIMEOUT_MS", default_value = "5000")]
+    pub history_write_timeout_ms: String,
+    /// Hours history rows are kept (0: forever).
+    #[arg(long, env = "HISTORY_RETENTION_HOURS", default_value = "168")]
+    pub history_retention_hours: String,
+    /// Milliseconds between samples of every instance's health in the history (0: changes only).
+    #[arg(long, env = "HISTORY_SAMPLE_INTERVAL_MS", default_value = "60000")]
+    pub history_sample_interval_ms: String,
     /// Failed requests in a row that open the pool breaker [default: 5]; wins over
     /// `pool_breaker.failure_threshold` in the file.
     #[arg(long, env = "CIRCUIT_BREAKER_FAILURE_THRESHOLD")]

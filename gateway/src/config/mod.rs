@@ -96,6 +96,19 @@ pub struct Settings {
     pub pii: crate::pii::PiiMode,
     /// Rate limits: store, failure mode, tiers.
     pub rate_limits: limits::RateLimitSettings,
+    /// The history database and its writer.
+    pub history: HistorySettings,
+}
+
+/// Where the history goes and how it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistorySettings {
+    /// The database (`Off`: no history).
+    pub location: history::Location,
+    /// Queue, batches, deadlines, retention.
+    pub writer: history::WriterSettings,
+    /// Between two samples of every instance's health (`None`: changes only).
+    pub sample_interval: Option<Duration>,
 }
 
 /// The breakers' settings.

@@ -21,7 +21,7 @@ use super::breaker::{self, BreakerSection, Layer, Source};
 use super::file::{self, FileConfig};
 use super::limits;
 use super::routes::{self, EndpointKey};
-use super::{Breakers, CacheSettings, LogFormat, Settings};
+use super::{Breakers, CacheSettings, HistorySettings, LogFormat, Settings};
 use crate::layers::admin_guard::AdminAllow;
 use crate::pii::PiiMode;
 
@@ -101,6 +101,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         .parse::<PiiMode>("PII_REDACTION", &args.pii_redaction, "`off` or `mask`")
         .unwrap_or_default();
     let rate_limits = limits::rate_limits(args, &file.rate_limits, &mut p);
+    let history = history(args, &mut p);
     let edge = args.edge.limits().unwrap_or_else(|problems| {
         for problem in problems {
             p.push(problem.field, problem.message);
@@ -147,6 +148,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         admin_allow,
         pii,
         rate_limits,
+        history,
     })
 }
 
@@ -245,6 +247,56 @@ fn discovery(args: &Args, p: &mut Problems) -> Discovery {
         refresh: Duration::from_millis(within(p, "DISCOVERY_REFRESH_MS", refresh_ms)),
     }
 }
+
+/// `DATABASE_URL` (or `POSTGRES_URL`) and the `HISTORY_*` settings.
+fn history(args: &Args, p: &mut Problems) -> HistorySettings {
+    let (field, url) = match (&args.database_url, &args.postgres_url) {
+        (Some(url), _) => ("DATABASE_URL", url.as_str()),
+        (None, Some(url)) => ("POSTGRES_URL", url.as_str()),
+        (None, None) => ("DATABASE_URL", DEFAULT_HISTORY_URL),
+    };
+    let location = history::Location::parse(url).unwrap_or_else(|why| {
+        p.push(field, why.to_string());
+        history::Location::Off
+    });
+    let defaults = history::WriterSettings::default();
+    let rows = |p: &mut Problems, name: &str, raw: &str| {
+        count(p, name, raw).and_then(|n| usize::try_from(n).ok())
+    };
+    let writer = history::WriterSettings {
+        queue_capacity: rows(p, "HISTORY_QUEUE_ROWS", &args.history_queue_rows)
+            .unwrap_or(defaults.queue_capacity),
+        batch_size: rows(p, "HISTORY_BATCH_ROWS", &args.history_batch_rows)
+            .unwrap_or(defaults.batch_size),
+        write_timeout: count(
+            p,
+            "HISTORY_WRITE_TIMEOUT_MS",
+            &args.history_write_timeout_ms,
+        )
+        .map_or(defaults.write_timeout, Duration::from_millis),
+        retention: count(p, "HISTORY_RETENTION_HOURS", &args.history_retention_hours)
+            .map_or(defaults.retention, |hours| {
+                (hours > 0).then(|| Duration::from_secs(hours.saturating_mul(3600)))
+            }),
+        ..defaults
+    };
+    for problem in writer.problems() {
+        p.push("HISTORY_*", problem);
+    }
+    let sample_ms = count(
+        p,
+        "HISTORY_SAMPLE_INTERVAL_MS",
+        &args.history_sample_interval_ms,
+    );
+    HistorySettings {
+        location,
+        writer,
+        sample_interval: sample_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
+    }
+}
+
+/// The history database when none is configured.
+pub const DEFAULT_HISTORY_URL: &str = "sqlite://resilience-history.sqlite3";
 
 /// `DRAIN_TIMEOUT_MS` and `LOG_FORMAT`.
 fn drain_and_logs(args: &Args, p: &mut Problems) -> (Duration, LogFormat) {

@@ -1,18 +1,24 @@
 //! Layer 10 (model routes, innermost): the handler's answer recorded in the metrics with its
-//! latency. The handler says what it answered by putting a [`Recorded`] in the response's
-//! extensions (who served, which model, which tier; or the label of the gateway's own
-//! error); this layer is the one place that turns it into metrics.
+//! latency, and as one `request_log` row of the history. The handler says what it answered
+//! by putting a [`Recorded`] in the response's extensions (who served, which model, route
+//! and tier, why a fallback, how many tokens; or the label of the gateway's own error); this
+//! layer is the one place that turns it into metrics and history.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use history::{Record, RequestRecord};
+use llm_api::envelope::FallbackReason;
+use resilience_core::clock::unix_millis;
 use resilience_core::fallback::TierKind;
 
+use super::RequestId;
 use crate::metrics::Answered;
 use crate::state::Gateway;
+use crate::wire;
 
 /// What a model route's handler answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,12 @@ pub enum Recorded {
         model: String,
         /// The tier that answered.
         tier: TierKind,
+        /// The model route that served it.
+        route: String,
+        /// Why the primary tier did not answer, when a fallback did.
+        fallback_reason: Option<FallbackReason>,
+        /// The answer's tokens (prompt and completion), when known as it starts.
+        tokens: Option<u32>,
     },
     /// The gateway's own error (`rejected_upstream`, `exhausted`…).
     Failed(&'static str),
@@ -37,23 +49,79 @@ pub async fn record(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    let request_id = gateway
+        .history
+        .as_ref()
+        .and_then(|_| req.extensions().get::<RequestId>().cloned());
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    match response.extensions().get::<Recorded>() {
+    let took = started.elapsed();
+    let recorded = response.extensions().get::<Recorded>();
+    match recorded {
         Some(Recorded::Answered {
             service,
             model,
             tier,
+            ..
         }) => gateway.metrics.answered(Answered {
             service,
             model,
             status,
             tier: tier.as_str(),
             endpoint,
-            took: started.elapsed(),
+            took,
         }),
         Some(Recorded::Failed(label)) => gateway.metrics.gateway_error(label, status),
         None => {}
     }
+    if let (Some(history), Some(RequestId(request_id)), Some(recorded)) =
+        (&gateway.history, request_id, recorded)
+    {
+        history.record(request_row(request_id, endpoint, status, took, recorded));
+    }
     response
+}
+
+/// The `request_log` row of one answer: never the prompt, nor the answer's text.
+fn request_row(
+    request_id: String,
+    endpoint: &'static str,
+    status: u16,
+    took: Duration,
+    recorded: &Recorded,
+) -> Record {
+    let at_ms = unix_millis(SystemTime::now());
+    let mut row = RequestRecord {
+        request_id,
+        at_ms: i64::try_from(at_ms).unwrap_or(i64::MAX),
+        endpoint,
+        route: None,
+        model: None,
+        served_by: None,
+        tier: None,
+        status_code: status,
+        fallback_type: None,
+        fallback_reason: None,
+        response_time_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
+        tokens_used: None,
+        trace_id: None,
+    };
+    if let Recorded::Answered {
+        service,
+        model,
+        tier,
+        route,
+        fallback_reason,
+        tokens,
+    } = recorded
+    {
+        row.route = Some(route.clone());
+        row.model = Some(model.clone());
+        row.served_by = Some(service.clone());
+        row.tier = Some(tier.as_str());
+        row.fallback_type = wire::fallback_type(*tier);
+        row.fallback_reason = *fallback_reason;
+        row.tokens_used = tokens.map(i64::from);
+    }
+    Record::Request(row)
 }

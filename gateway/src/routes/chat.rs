@@ -38,6 +38,7 @@ use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
 use crate::upstream::{Payload, count_words};
+use crate::wire;
 
 /// Answers a chat completion from the model's route (see the module's rules).
 #[utoipa::path(
@@ -89,7 +90,7 @@ pub async fn chat_completions(
         request_id.clone(),
         gateway.settings.request_timeout,
     );
-    let (_route, result) = gateway.routes.serve(&req).await;
+    let (route, result) = gateway.routes.serve(&req).await;
     match result {
         Ok(served) => {
             log_fallback(&served, &request_id);
@@ -98,8 +99,13 @@ pub async fn chat_completions(
                 served.response.served_by().to_owned(),
                 served.response.model_used().to_owned(),
             );
-            if let (Some(charge), Answer::Whole(answer)) = (&charge, &served.response) {
-                charge.clone().charge(total_tokens(answer, &req));
+            let fallback_reason = served.fallback_reason().map(wire::fallback_reason);
+            let tokens = match &served.response {
+                Answer::Whole(answer) => Some(total_tokens(answer, &req)),
+                Answer::Stream(_) => None,
+            };
+            if let (Some(charge), Some(tokens)) = (&charge, tokens) {
+                charge.clone().charge(tokens);
             }
             let mut response = match served.response {
                 Answer::Stream(live) => relay::relay(&gateway, &req, live, charge),
@@ -117,6 +123,9 @@ pub async fn chat_completions(
                 service: served_by,
                 model,
                 tier,
+                route: route.name.clone(),
+                fallback_reason,
+                tokens,
             });
             response
         }

@@ -61,7 +61,7 @@ pub async fn generate(
         request_id.clone(),
         gateway.settings.request_timeout,
     );
-    let (_route, result) = gateway.routes.serve(&req).await;
+    let (route, result) = gateway.routes.serve(&req).await;
     match result {
         Ok(served) => {
             log_fallback(&served, &request_id);
@@ -94,6 +94,9 @@ pub async fn generate(
                 service: answer.served_by.clone(),
                 model: answer.model_used.clone(),
                 tier,
+                route: route.name.clone(),
+                fallback_reason: fallback_reason.map(wire::fallback_reason),
+                tokens: Some(answer.tokens_used),
             };
             let mut response = Json(GenerateSuccess::new(GenerateData {
                 fallback_reason: fallback_reason.map(wire::fallback_reason),

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod errors;
 pub mod generate;
+pub mod history;
 mod relay;
 pub mod status;
 
@@ -64,6 +65,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
             post(status::reset_circuit_breaker),
         )
         .route("/admin/status", get(status::admin_status))
+        .route("/admin/history", get(history::history))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(not_found)
         .layer(

@@ -164,6 +164,9 @@ pub async fn metrics(
                 breakers.push((format!("endpoint:{id}"), snapshot.state.as_gauge()));
             }
         }
+        if let Some(history) = &gateway.history {
+            history.observe_queue();
+        }
         return match gateway
             .metrics
             .render(&breakers, gateway.available_services())

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use history::History;
 use llm_api::generate::DEFAULT_MAX_TOKENS;
 use resilience_core::breaker::{Breaker, StateKind, Transition, TransitionHook, TransitionReason};
 use resilience_core::clock::{SharedClock, SystemClock, unix_millis};
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::pii::Redactor;
 use crate::pool::Pool;
 use crate::ratelimit::Limits;
+use crate::records;
 use crate::routing::Routes;
 use crate::upstream::UpstreamClient;
 
@@ -98,6 +100,8 @@ pub struct Gateway {
     pub admin_allow: Arc<AdminAllow>,
     /// Masks PII in prompts (`PII_REDACTION=mask`).
     pub redactor: Redactor,
+    /// The history database's writer (`None`: `DATABASE_URL=off`).
+    pub history: Option<Arc<History>>,
 }
 
 impl Gateway {
@@ -107,12 +111,20 @@ impl Gateway {
         let settings = Arc::new(settings);
         let clock: SharedClock = SystemClock::shared();
         let (discovery, discovery_task) = wiring::discovery(&settings).await?;
+        let history = History::start(&settings.history.location, settings.history.writer.clone())?;
         let transitions = Arc::new(Mutex::new(VecDeque::with_capacity(TRANSITIONS_KEPT)));
-        let hook = transition_log(Arc::clone(&transitions), Arc::clone(&clock));
+        let hook = transition_log(
+            Arc::clone(&transitions),
+            Arc::clone(&clock),
+            history.clone(),
+        );
         let pool_breaker = wiring::pool_breaker(&settings, &clock, &hook)?;
         let health = Arc::new(HealthTracker::new(settings.health, Arc::clone(&clock))?);
         let client = UpstreamClient::new()?;
         let metrics = Arc::new(Metrics::new()?);
+        if let Some(history) = &history {
+            metrics.register_history(history.metrics())?;
+        }
         let factory = wiring::PoolFactory {
             settings: Arc::clone(&settings),
             discovery: Arc::clone(&discovery),
@@ -155,8 +167,13 @@ impl Gateway {
             &health,
             &pool_breaker,
             capacity.clone(),
+            history.as_ref(),
         )?;
-        let checker = wiring::health_checker(&settings, client, &health, &discovery);
+        let checker =
+            wiring::health_checker(&settings, client, &health, &discovery, history.as_ref());
+        if let (Some(history), Some(every)) = (&history, settings.history.sample_interval) {
+            records::spawn_sampler(history, Arc::clone(&discovery), Arc::clone(&health), every);
+        }
         Ok(Arc::new(Self {
             settings,
             discovery,
@@ -183,6 +200,7 @@ impl Gateway {
             limits,
             admin_allow,
             redactor: Redactor::new(),
+            history,
         }))
     }
 
@@ -223,17 +241,23 @@ impl Gateway {
     }
 }
 
-/// A hook that keeps the last transitions for `/admin/status`.
+/// A hook that keeps the last transitions for `/admin/status` and records each in the
+/// history.
 fn transition_log(
     log: Arc<Mutex<VecDeque<TransitionEntry>>>,
     clock: SharedClock,
+    history: Option<Arc<History>>,
 ) -> TransitionHook {
     Arc::new(move |name: &str, t: &Transition| {
+        let at_ms = unix_millis(clock.wall_at(t.at));
+        if let Some(history) = &history {
+            history.record(records::breaker(name, t, at_ms));
+        }
         let entry = TransitionEntry {
             breaker: name.to_owned(),
             from: t.from,
             to: t.to,
-            at_ms: unix_millis(clock.wall_at(t.at)),
+            at_ms,
             reason: t.reason,
         };
         let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);

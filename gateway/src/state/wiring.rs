@@ -20,12 +20,16 @@ use resilience_core::limit::{FailureMode, StoreKind};
 use resilience_core::registry::{LLM_SERVICE, RedisRegistry};
 use resilience_core::retry::RetryBudget;
 
+use history::History;
+use resilience_core::health::InstanceStatus;
+
 use crate::answer::{Answer, WholeAnswer};
 use crate::cache::AnswerCache;
 use crate::config::{RouteSpec, Settings, Target, endpoint_key};
 use crate::metrics::Metrics;
 use crate::pool::{EndpointSpec, GatewayRequest, Pool, PoolSettings, UpstreamObserver};
 use crate::ratelimit::Limits;
+use crate::records;
 use crate::routing::{Route, Routes};
 use crate::upstream::{HttpProbe, UpstreamClient, count_words};
 
@@ -282,6 +286,7 @@ pub(super) fn checks(
     health: &Arc<HealthTracker>,
     pool_breaker: &Arc<Breaker>,
     capacity: Capacity,
+    history: Option<&Arc<History>>,
 ) -> anyhow::Result<CompositeHealthChecker> {
     let mut checks = CompositeHealthChecker::new()
         .with_check(SystemResourcesCheck::new())
@@ -303,6 +308,9 @@ pub(super) fn checks(
         checks = checks.with_check(RedisPingCheck::from_url(url)?);
     }
     checks = checks.with_check(rate_limiter_check(limits));
+    if let Some(history) = history {
+        checks = checks.with_check(database_check(history));
+    }
     let (discovery, health, breaker) = (
         Arc::clone(discovery),
         Arc::clone(health),
@@ -347,13 +355,21 @@ pub(super) fn health_checker(
     client: UpstreamClient,
     health: &Arc<HealthTracker>,
     discovery: &Arc<DiscoveryClient>,
+    history: Option<&Arc<History>>,
 ) -> CheckerHandle {
     let probe = Arc::new(
         HttpProbe::new(client, settings.health_check_path.clone())
             .with_timeout(settings.health.timeout),
     );
-    let checker = ActiveHealthChecker::new(Arc::clone(health), probe).on_transition(|id, t| {
-        tracing::warn!(instance = id, from = %t.from, to = %t.to, reason = %t.reason, "instance health changed");
+    let (history, known) = (history.cloned(), Arc::clone(discovery));
+    let checker = ActiveHealthChecker::new(Arc::clone(health), probe).on_transition(move |url, t| {
+        tracing::warn!(instance = url, from = %t.from, to = %t.to, reason = %t.reason, "instance health changed");
+        if let Some(history) = &history {
+            let at_ms = resilience_core::clock::unix_millis(std::time::SystemTime::now());
+            let error = (t.to != InstanceStatus::Healthy).then(|| t.reason.clone());
+            let id = records::instance_id(&known, url);
+            history.record(records::health(id, t.to, at_ms, error, true));
+        }
     });
     let discovery = Arc::clone(discovery);
     checker.spawn(move || {
@@ -363,6 +379,36 @@ pub(super) fn health_checker(
             .iter()
             .map(|i| ProbeTarget::new(i.url.clone(), i.url.clone()))
             .collect()
+    })
+}
+
+/// `database` (non-critical: the gateway answers without its history): the history
+/// database answers a round trip and takes the writer's batches.
+/// The database check's round trip at most.
+const DATABASE_PING_TIMEOUT: Duration = Duration::from_millis(800);
+
+fn database_check(history: &Arc<History>) -> impl HealthCheck + use<> {
+    let history = Arc::clone(history);
+    FnCheck::new("database", false, move || {
+        let history = Arc::clone(&history);
+        async move {
+            // Within the composite's deadline for a check, so that a hung database reads
+            // as degraded, not as a timed-out check.
+            let ping = history.ping(DATABASE_PING_TIMEOUT).await;
+            let status = history.status();
+            match (ping, status.up && status.migrated) {
+                (Ok(()), true) => CheckOutcome::healthy(),
+                (Ok(()), false) => CheckOutcome::degraded("the history writer is catching up"),
+                (Err(_), _) => CheckOutcome::degraded(
+                    "the history database does not answer; requests are served, history rows \
+                     wait in the queue",
+                ),
+            }
+            .with_details(serde_json::json!({
+                "engine": status.engine,
+                "queued": status.queued,
+            }))
+        }
     })
 }
 

@@ -26,6 +26,7 @@ mod failover;
 mod fallback;
 mod harness;
 mod headers;
+mod history;
 mod identity;
 mod leaks;
 mod limits;

@@ -267,18 +267,19 @@ impl CircuitBreaker {
             self.window.clear();
             self.reopens = 0;
         }
+        self.counters.transitions += 1;
         let transition = Transition {
             from,
             to: to.kind(),
             at: now,
             reason,
             sequence: self.generation,
+            counters: self.counters,
         };
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
         }
         self.history.push_back(transition);
-        self.counters.transitions += 1;
         Some(transition)
     }
 

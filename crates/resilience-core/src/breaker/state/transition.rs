@@ -5,6 +5,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::StateKind;
+use super::counts::BreakerCounters;
 
 /// Why a transition happened.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -55,4 +56,6 @@ pub struct Transition {
     /// transitions from two threads at once; a listener that keeps the latest state
     /// orders them by this.
     pub sequence: u64,
+    /// The breaker's lifetime counters, this transition counted.
+    pub counters: BreakerCounters,
 }
