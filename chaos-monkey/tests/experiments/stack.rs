@@ -117,6 +117,7 @@ impl Stack {
                         ("PER_TRY_TIMEOUT_MS", "1000".into()),
                         ("REQUEST_TIMEOUT", "5".into()),
                         ("CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "2".into()),
+                        ("DATABASE_URL", "sqlite::memory:".into()),
                     ]),
                     port: Some(gw),
                     url: Some(format!("http://127.0.0.1:{gw}")),

@@ -71,6 +71,9 @@ impl Service {
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("RUST_LOG", "warn")
+            // The gateway's history in memory, unless a test says otherwise: nothing written
+            // into the repository.
+            .env("DATABASE_URL", "sqlite::memory:")
             .envs(env.iter().copied());
         let process =
             Process::start(binary_name, command, Address::Port(port), Some(ready_path)).await;

@@ -425,6 +425,14 @@ fn llm_spec(settings: &Settings, name: &str, port: u16, token_interval_ms: u32) 
         ("CHAOS_ENABLED", "false".into()),
         ("LOG_FORMAT", "json".into()),
         ("DRAIN_TIMEOUT_MS", "2000".into()),
+        // The history on, as by default: a SQLite file of the run.
+        (
+            "DATABASE_URL",
+            format!(
+                "sqlite://{}",
+                settings.work_dir.join(format!("{name}-history.sqlite3")).display()
+            ),
+        ),
     ];
     Spec {
         name: name.to_owned(),
@@ -460,6 +468,14 @@ fn gateway_spec(
         ("LOG_FORMAT", "json".into()),
         ("GATEWAY_CONFIG", config.display().to_string()),
         ("DRAIN_TIMEOUT_MS", "2000".into()),
+        // The history on, as by default: a SQLite file of the run.
+        (
+            "DATABASE_URL",
+            format!(
+                "sqlite://{}",
+                settings.work_dir.join(format!("{name}-history.sqlite3")).display()
+            ),
+        ),
     ];
     Ok(Spec {
         name: name.to_owned(),
