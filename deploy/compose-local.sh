@@ -46,8 +46,8 @@ WAIT_SECONDS=${COMPOSE_LOCAL_TIMEOUT:-180}
 COMPOSE_FILES=(-f docker-compose.yml -f deploy/compose.local.yml)
 PROJECT=resilient-llm
 # Every service but Grafana, dependencies first.
-SERVICES=(redis postgres prometheus llm_service_1 llm_service_2 api_gateway chaos_monkey)
-BUILT=(api_gateway llm_service_1 llm_service_2 chaos_monkey)
+SERVICES=(redis postgres prometheus llm_service_1 llm_service_2 llm_service_3 api_gateway chaos_monkey)
+BUILT=(api_gateway llm_service_1 llm_service_2 llm_service_3 chaos_monkey)
 BINARIES=(gateway llm-service chaos-monkey)
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -301,6 +301,7 @@ The lab runs (podman-compose, project $PROJECT):
   gateway        http://127.0.0.1:8000   (curl localhost:8000/health)
   llm_service_1  http://127.0.0.1:8001
   llm_service_2  http://127.0.0.1:8002
+  llm_service_3  http://127.0.0.1:8003   (secondary tier)
   prometheus     http://127.0.0.1:9090
   redis          redis://127.0.0.1:16379
   postgres       postgresql://admin@127.0.0.1:15432/resilience_metrics

@@ -17,8 +17,8 @@ use serde_json::Value;
 use support::{Address, Process, free_port, known_env, read, root, run_argv, yaml};
 
 /// The lab's services, with the compose names the lab and the suite use (README.md, "With
-/// Docker").
-const SEED_SERVICES: [&str; 8] = [
+/// Docker"): the seed's, and llm_service_3, the secondary tier.
+const SEED_SERVICES: [&str; 9] = [
     "redis",
     "postgres",
     "prometheus",
@@ -26,7 +26,15 @@ const SEED_SERVICES: [&str; 8] = [
     "api_gateway",
     "llm_service_1",
     "llm_service_2",
+    "llm_service_3",
     "chaos_monkey",
+];
+
+/// The llm-services and the tier each registers (`SERVICE_TIER`, `primary` when unset).
+const LLM_TIERS: [(&str, &str); 3] = [
+    ("llm_service_1", "primary"),
+    ("llm_service_2", "primary"),
+    ("llm_service_3", "secondary"),
 ];
 
 /// What a Dockerfile builds and runs.
@@ -171,7 +179,9 @@ async fn compose_mirrors_the_lab_and_passes_only_what_the_binaries_read() {
     let gateway_env = environment(&services["api_gateway"]);
     assert!(!gateway_env.contains_key("LLM_SERVICE_URLS"));
     assert!(gateway_env["REDIS_URL"].starts_with("redis://redis:"));
-    for llm in ["llm_service_1", "llm_service_2"] {
+    // Two primaries and a secondary tier, each on a host port of its own (8001…8003).
+    let mut host_ports = BTreeSet::new();
+    for (llm, tier) in LLM_TIERS {
         let env = environment(&services[llm]);
         assert_eq!(env["SERVICE_ID"], llm);
         assert_eq!(env["ADVERTISE_URL"], format!("http://{llm}:8000"));
@@ -179,12 +189,34 @@ async fn compose_mirrors_the_lab_and_passes_only_what_the_binaries_read() {
             env["REDIS_URL"], gateway_env["REDIS_URL"],
             "{llm}: one registry"
         );
+        assert_eq!(
+            env.get("SERVICE_TIER").map_or("primary", String::as_str),
+            tier,
+            "{llm}'s tier"
+        );
+        let published = services[llm]["ports"][0].as_str().unwrap();
+        host_ports.insert(published.split(':').next().unwrap().to_owned());
     }
+    assert_eq!(
+        host_ports,
+        BTreeSet::from(["8001", "8002", "8003"].map(str::to_owned))
+    );
+    // The chaos monkey's random faults stay on the primaries.
     let chaos_env = environment(&services["chaos_monkey"]);
-    for target in chaos_env["TARGET_SERVICES"].split(',') {
+    let targets: BTreeSet<&str> = chaos_env["TARGET_SERVICES"].split(',').collect();
+    for target in &targets {
         assert!(
             names.contains(target),
             "chaos target {target} is not a service"
+        );
+    }
+    assert_eq!(targets, BTreeSet::from(["llm_service_1", "llm_service_2"]));
+    // Prometheus scrapes every llm-service.
+    let prometheus = read("config/prometheus.yml");
+    for (llm, _) in LLM_TIERS {
+        assert!(
+            prometheus.contains(&format!("\"{llm}:8000\"")),
+            "config/prometheus.yml does not scrape {llm}"
         );
     }
 

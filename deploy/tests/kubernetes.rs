@@ -239,11 +239,12 @@ fn selectors_ports_and_references_point_at_something() {
     }
 }
 
-/// What the kubelet would give the pod: its name, its IP, and the Secret's keys (Redis is
-/// a private redis-server; the optional keys are left out, as when they are not set).
-fn from_elsewhere(name: &str, redis: &str) -> Option<String> {
+/// What the kubelet would give a pod of `deployment`: its name, its IP, and the Secret's
+/// keys (Redis is a private redis-server; the optional keys are left out, as when they are
+/// not set).
+fn from_elsewhere(deployment: &str, name: &str, redis: &str) -> Option<String> {
     match name {
-        "SERVICE_ID" => Some("llm-service-7c9d5-x2x4q".to_owned()),
+        "SERVICE_ID" => Some(format!("{deployment}-7c9d5-x2x4q")),
         "POD_IP" => Some("127.0.0.1".to_owned()),
         "REDIS_URL" => Some(redis.to_owned()),
         _ => None,
@@ -257,6 +258,12 @@ fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
     })
 }
 
+/// The Deployments of llm-service pods, and the tier each registers (`SERVICE_TIER`).
+const LLM_DEPLOYMENTS: [(&str, &str); 2] = [
+    ("llm-service", "primary"),
+    ("llm-service-secondary", "secondary"),
+];
+
 #[tokio::test]
 async fn pods_start_with_their_manifests_and_the_gateway_finds_the_llm_services() {
     let resources = resources();
@@ -265,11 +272,13 @@ async fn pods_start_with_their_manifests_and_the_gateway_finds_the_llm_services(
     std::fs::create_dir_all(&config_dir).unwrap();
     let (_redis, redis_url) = support::private_redis().await;
 
+    // Deployment name → one pod of it, and its environment.
     let mut running: BTreeMap<String, (Service, BTreeMap<String, String>)> = BTreeMap::new();
-    // The llm-service first: it registers, then the gateway finds it in Redis.
+    // The llm-services first: they register, then the gateway finds them in Redis.
     let mut deployments = of_kind(&resources, "Deployment");
     deployments.sort_by_key(|d| d["metadata"]["name"] == "gateway");
     for deployment in deployments {
+        let deployment_name = deployment["metadata"]["name"].as_str().unwrap().to_owned();
         let pod = &deployment["spec"]["template"]["spec"];
         for container in pod["containers"].as_array().unwrap() {
             let binary = binary_of(container["image"].as_str().unwrap());
@@ -304,7 +313,10 @@ async fn pods_start_with_their_manifests_and_the_gateway_finds_the_llm_services(
             let local_port = support::free_port();
             let mut env: BTreeMap<String, String> = elsewhere
                 .iter()
-                .filter_map(|name| Some((name.clone(), from_elsewhere(name, &redis_url)?)))
+                .filter_map(|name| {
+                    let value = from_elsewhere(&deployment_name, name, &redis_url)?;
+                    Some((name.clone(), value))
+                })
                 .collect();
             for (name, value) in &literal {
                 let value =
@@ -369,32 +381,82 @@ async fn pods_start_with_their_manifests_and_the_gateway_finds_the_llm_services(
                 })
                 .await;
             }
-            running.insert(binary, (service, env));
+            running.insert(deployment_name.clone(), (service, env));
         }
     }
 
-    // The gateway found the llm-service pod through the registry (no static list in the
-    // manifests) and an answer names the pod.
-    let (gateway, gateway_env) = &running["gateway"];
-    let (_, llm_env) = &running["llm-service"];
+    // The gateway found both llm-service pods through the registry (no static list in the
+    // manifests), each in the tier its Deployment sets, and an answer names the primary pod.
+    let (gateway, gateway_env) = running.remove("gateway").unwrap();
     assert!(!gateway_env.contains_key("LLM_SERVICE_URLS"));
-    let pod_name = &llm_env["SERVICE_ID"];
-    support::wait_until("the gateway discovers the llm-service pod", || async {
+    let pods: BTreeMap<String, String> = running
+        .iter()
+        .map(|(deployment, (_, env))| (deployment.clone(), env["SERVICE_ID"].clone()))
+        .collect();
+    let pod_of = |deployment: &str| pods[deployment].clone();
+    let mut expected: Vec<(String, String)> = LLM_DEPLOYMENTS
+        .iter()
+        .map(|(deployment, tier)| (pod_of(deployment), (*tier).to_owned()))
+        .collect();
+    expected.sort();
+    support::wait_until("the gateway discovers both llm-service pods", || async {
         let health: Value = reqwest::get(gateway.url("/health"))
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        health["service_discovery"]["available_services"] == 1
+        let mut seen: Vec<(String, String)> = health["service_discovery"]["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["healthy"] == true)
+            .map(|s| {
+                let field = |key: &str| s[key].as_str().unwrap_or_default().to_owned();
+                (field("id"), field("tier"))
+            })
+            .collect();
+        seen.sort();
+        seen == expected
     })
     .await;
-    let question = serde_json::json!({"prompt": "What is AI?"});
-    let answer: Value = support::post(gateway.url("/generate"), question)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["data"]["served_by"], **pod_name, "{answer}");
+    let ask = || async {
+        let question = serde_json::json!({"prompt": "What is AI?"});
+        let answer: Value = support::post(gateway.url("/generate"), question)
+            .await
+            .json()
+            .await
+            .unwrap();
+        answer
+    };
+    let answer = ask().await;
+    assert_eq!(
+        answer["data"]["served_by"],
+        pod_of("llm-service"),
+        "{answer}"
+    );
+    assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
+
+    // The primary pod gone, the secondary tier answers, and says so.
+    let (mut primary, _) = running.remove("llm-service").unwrap();
+    primary.process.terminate().await;
+    let status = primary
+        .process
+        .wait_exit(std::time::Duration::from_secs(15))
+        .await;
+    assert!(status.success(), "the primary pod exits cleanly: {status}");
+    let secondary = pod_of("llm-service-secondary");
+    // Until the gateway drops the deregistered pod, a try may still reach for it.
+    let mut answer = ask().await;
+    for _ in 0..40 {
+        if answer["data"]["served_by"] == *secondary {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        answer = ask().await;
+    }
+    assert_eq!(answer["data"]["served_by"], *secondary, "{answer}");
+    assert_eq!(answer["data"]["fallback_used"], true, "{answer}");
+    assert_eq!(answer["data"]["fallback_type"], "secondary", "{answer}");
     let _ = std::fs::remove_dir_all(&config_dir);
 }

@@ -1,10 +1,12 @@
 //! `lab`: the whole stack as local processes, no Docker (README.md, "The lab launcher").
 //!
 //! `lab up` starts its own `redis-server` (and `prometheus` when installed), then the
-//! `llm-service` twice, the `gateway` and the `chaos-monkey` found beside this executable,
-//! with the compose file's environment, waits until each is healthy and prints the URLs.
-//! Without `redis-server` on PATH the stack runs without Redis: the gateway is given the
-//! llm-services' URLs and caches in memory (`plan::Mode`); `lab up` says which mode it chose.
+//! `llm-service` three times (`llm_service_1` and `llm_service_2`, the primaries, and
+//! `llm_service_3`, the secondary tier), the `gateway` and the `chaos-monkey` found beside
+//! this executable, with the compose file's environment, waits until each is healthy and
+//! prints the URLs. Without `redis-server` on PATH the stack runs without Redis: the gateway
+//! is given the primaries' URLs and caches in memory, and there is no secondary tier
+//! (`plan::Mode`); `lab up` says which mode it chose.
 //! State (the stack's description, pids, logs) lives in the run directory (`$LAB_DIR`,
 //! default `./.lab/`), so `lab status|stop|start|restart|kill|pause|resume|logs|down` — and
 //! the grading suite — act on the same processes from any shell.
@@ -41,8 +43,8 @@ enum Command {
         /// Leave the chaos monkey out.
         #[arg(long)]
         no_chaos: bool,
-        /// The gateway's port; the llm-services take the next two, Redis base+379,
-        /// Prometheus base+1090, the fault proxy's API base+474.
+        /// The gateway's port; the llm-services take the next three (the secondary tier
+        /// base+3), Redis base+379, Prometheus base+1090, the fault proxy's API base+474.
         #[arg(long, default_value_t = plan::DEFAULT_BASE_PORT)]
         base_port: u16,
         /// Routes this llm-service (llm_service_1 or llm_service_2) through the fault proxy
@@ -55,7 +57,8 @@ enum Command {
     Status,
     /// Stops a service (SIGTERM, then SIGKILL after a grace period).
     Stop {
-        /// A compose name: api_gateway, llm_service_1, llm_service_2, chaos_monkey, redis.
+        /// A compose name: api_gateway, llm_service_1, llm_service_2, llm_service_3,
+        /// chaos_monkey, redis.
         name: String,
     },
     /// Starts a stopped service and waits until it is healthy.

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use stack_control::local::{Health, ServiceSpec, StackFile, which};
-use stack_control::{API_GATEWAY, CHAOS_MONKEY, LLM_SERVICE_1, LLM_SERVICE_2, PROMETHEUS, REDIS};
+use stack_control::{
+    API_GATEWAY, CHAOS_MONKEY, LLM_SERVICE_1, LLM_SERVICE_2, LLM_SERVICE_3, PROMETHEUS, REDIS,
+};
 
 /// The gateway's port by default (the lab's).
 pub const DEFAULT_BASE_PORT: u16 = 8000;
@@ -18,6 +20,49 @@ pub const PROXY_API_OFFSET: u16 = 474;
 pub const PROXIED_OFFSET: u16 = 100;
 /// The fault proxy's service name.
 pub const CHAOS_PROXY: &str = "chaos_proxy";
+/// The secondary-tier llm-service listens this far above the base port (8003).
+pub const SECONDARY_OFFSET: u16 = 3;
+
+/// One llm-service of the stack: its port's offset from the base port, compose name, model,
+/// `MAX_TOKENS`, `RESPONSE_TIME_SLA` (ms) and `SERVICE_TIER`.
+struct Llm {
+    offset: u16,
+    name: &'static str,
+    model: &'static str,
+    max_tokens: &'static str,
+    sla_ms: &'static str,
+    tier: &'static str,
+}
+
+/// The lab's llm-services, as in the compose file: two primaries, then the secondary tier
+/// the gateway falls back to when neither primary can answer (before its cache and its
+/// template). The secondary registers its tier in Redis, so it runs in [`Mode::Redis`] only.
+const LLMS: [Llm; 3] = [
+    Llm {
+        offset: 1,
+        name: LLM_SERVICE_1,
+        model: "gpt-3.5-turbo-simulation",
+        max_tokens: "2048",
+        sla_ms: "5000",
+        tier: "primary",
+    },
+    Llm {
+        offset: 2,
+        name: LLM_SERVICE_2,
+        model: "gpt-4-simulation",
+        max_tokens: "4096",
+        sla_ms: "8000",
+        tier: "primary",
+    },
+    Llm {
+        offset: SECONDARY_OFFSET,
+        name: LLM_SERVICE_3,
+        model: "gpt-3.5-turbo-simulation",
+        max_tokens: "2048",
+        sla_ms: "5000",
+        tier: "secondary",
+    },
+];
 
 /// Simulation and chaos settings taken from lab's own environment when set (so a run can be
 /// made faster or calmer), else the lab's defaults (the seed's).
@@ -54,8 +99,9 @@ impl Mode {
             ),
             Self::Static => {
                 "mode: embedded defaults, no Redis (redis-server is not on PATH): the gateway \
-                 is given the llm-services' URLs (LLM_SERVICE_URLS) and caches in memory; install \
-                 redis-server for the registry and the shared cache"
+                 is given the primary llm-services' URLs (LLM_SERVICE_URLS) and caches in memory; \
+                 no secondary tier (llm_service_3 announces its tier through the registry); \
+                 install redis-server for the registry, the shared cache and the secondary tier"
                     .to_owned()
             }
         }
@@ -121,6 +167,12 @@ impl Plan {
                 std::env::var(key).unwrap_or_else(|_| default.to_owned()),
             )
         };
+        // The secondary announces its tier in the registry: without one it would be a third
+        // primary, so the static mode leaves it out.
+        let llms: Vec<&Llm> = LLMS
+            .iter()
+            .filter(|llm| llm.tier == "primary" || matches!(mode, Mode::Redis { .. }))
+            .collect();
         let mut services = Vec::new();
 
         if let (Some(redis_server), Mode::Redis { url: redis_url }) = (redis_server, &mode) {
@@ -155,7 +207,8 @@ impl Plan {
         if let Some(prometheus) = which(Path::new("prometheus")) {
             let port = base_port + PROMETHEUS_OFFSET;
             let config = dir.join("prometheus.yml");
-            std::fs::write(&config, prometheus_config(base_port))?;
+            let llm_ports: Vec<u16> = llms.iter().map(|llm| base_port + llm.offset).collect();
+            std::fs::write(&config, prometheus_config(base_port, &llm_ports))?;
             services.push(ServiceSpec {
                 name: PROMETHEUS.to_owned(),
                 program: prometheus,
@@ -203,14 +256,11 @@ impl Plan {
             });
         }
 
-        let llm = binary("llm-service")?;
+        let llm_service = binary("llm-service")?;
         // Where the gateway reaches each llm-service (given to it in the static mode).
         let mut reached_at = Vec::new();
-        for (offset, name, model, max_tokens, sla) in [
-            (1, LLM_SERVICE_1, "gpt-3.5-turbo-simulation", "2048", "5000"),
-            (2, LLM_SERVICE_2, "gpt-4-simulation", "4096", "8000"),
-        ] {
-            let port = base_port + offset;
+        for llm in &llms {
+            let (name, port) = (llm.name, base_port + llm.offset);
             let url = format!("http://127.0.0.1:{port}");
             // Routed through the fault proxy: the registry (so the gateway) has the proxy's
             // address; the fault API and the health check use the service's own.
@@ -225,11 +275,11 @@ impl Plan {
                 ("HOST", "127.0.0.1".to_owned()),
                 ("SERVICE_ID", name.to_owned()),
                 ("SERVICE_VERSION", "1.0.0".to_owned()),
-                ("MODEL_NAME", model.to_owned()),
-                ("MAX_TOKENS", max_tokens.to_owned()),
-                ("RESPONSE_TIME_SLA", sla.to_owned()),
+                ("MODEL_NAME", llm.model.to_owned()),
+                ("MAX_TOKENS", llm.max_tokens.to_owned()),
+                ("RESPONSE_TIME_SLA", llm.sla_ms.to_owned()),
                 ("ADVERTISE_URL", advertised),
-                ("SERVICE_TIER", "primary".to_owned()),
+                ("SERVICE_TIER", llm.tier.to_owned()),
                 // The lab's fault API (the suite's chaos scenarios, the chaos monkey); off
                 // by default in llm-service. A CHAOS_TOKEN in lab's environment is inherited
                 // by the llm-services and the monkey alike, and read by the suite.
@@ -251,7 +301,7 @@ impl Plan {
             );
             services.push(ServiceSpec {
                 name: name.to_owned(),
-                program: llm.clone(),
+                program: llm_service.clone(),
                 args: Vec::new(),
                 env,
                 port: Some(port),
@@ -302,6 +352,8 @@ impl Plan {
             },
         });
 
+        // The chaos monkey's random faults stay on the primaries, as in the compose file: the
+        // secondary is the tier that answers while they misbehave.
         if chaos {
             let mut env: BTreeMap<String, String> = BTreeMap::from([
                 (
@@ -346,13 +398,17 @@ impl Plan {
     }
 }
 
-/// A Prometheus configuration scraping the stack's gateway and llm-services.
-fn prometheus_config(base_port: u16) -> String {
+/// A Prometheus configuration scraping the stack's gateway and the llm-services at
+/// `llm_ports`.
+fn prometheus_config(base_port: u16, llm_ports: &[u16]) -> String {
+    let targets: Vec<String> = llm_ports
+        .iter()
+        .map(|port| format!("'127.0.0.1:{port}'"))
+        .collect();
     format!(
         "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: api_gateway\n    \
          static_configs:\n      - targets: ['127.0.0.1:{base_port}']\n  - job_name: llm_services\n    \
-         static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n",
-        base_port + 1,
-        base_port + 2
+         static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
     )
 }

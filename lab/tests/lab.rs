@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-/// A base port whose stack ports (P, P+1, P+2, P+101, P+102, P+379, P+474, P+1090) are
-/// all free now.
+/// A base port whose stack ports (P, P+1, P+2, P+3, P+101, P+102, P+379, P+474, P+1090)
+/// are all free now.
 fn free_base_port(seed: u16) -> u16 {
     let start = 20_000 + (std::process::id() as u16 % 500) * 40 + seed * 7;
     (0..200)
         .map(|i| start + i * 3)
         .find(|p| {
-            [0, 1, 2, 101, 102, 379, 474, 1090]
+            [0, 1, 2, 3, 101, 102, 379, 474, 1090]
                 .iter()
                 .all(|o| TcpListener::bind(("127.0.0.1", p + o)).is_ok())
         })
@@ -91,6 +91,29 @@ async fn assert_served_by_an_upstream(client: &reqwest::Client, base: u16, promp
     assert_eq!(answer["data"]["fallback_used"], false, "{answer}");
 }
 
+/// `/generate` until llm_service_3 answers it (the gateway notices the stopped primaries
+/// within seconds; until then a try may still reach for them), at most 30 s; the last answer.
+async fn secondary_answer(client: &reqwest::Client, base: u16) -> serde_json::Value {
+    let mut answer = serde_json::Value::Null;
+    for n in 0..60 {
+        answer = client
+            .post(format!("http://127.0.0.1:{base}/generate"))
+            .json(&serde_json::json!({"prompt": format!("primaries down {n}"), "max_tokens": 8}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if answer["data"]["served_by"] == "llm_service_3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(answer["data"]["served_by"], "llm_service_3", "{answer}");
+    answer
+}
+
 fn text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
 }
@@ -125,7 +148,7 @@ fn alive(pid: &str) -> bool {
 
 /// The stack's ports (for `base`) that something still holds.
 fn taken_ports(base: u16) -> Vec<u16> {
-    [0, 1, 2, 101, 102, 379, 474]
+    [0, 1, 2, 3, 101, 102, 379, 474]
         .iter()
         .map(|o| base + o)
         .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_err())
@@ -169,6 +192,7 @@ async fn up_control_and_down_leave_nothing_behind() {
         "chaos_proxy",
         "llm_service_1",
         "llm_service_2",
+        "llm_service_3",
         "api_gateway",
         "chaos_monkey",
     ] {
@@ -178,8 +202,12 @@ async fn up_control_and_down_leave_nothing_behind() {
         printed.contains(&format!("http://127.0.0.1:{base}")),
         "{printed}"
     );
+    assert!(
+        printed.contains(&format!("http://127.0.0.1:{}", base + 3)),
+        "llm_service_3 on base+3: {printed}"
+    );
     let started = pids(&printed);
-    assert!(started.len() >= 6, "{printed}");
+    assert!(started.len() >= 7, "{printed}");
 
     // The stack works: the gateway answers from an llm-service it found in lab's Redis.
     let client = reqwest::Client::new();
@@ -198,6 +226,26 @@ async fn up_control_and_down_leave_nothing_behind() {
         format!("http://127.0.0.1:{}", base + 101),
         "{health}"
     );
+    // The tiers the llm-services registered: two primaries, llm_service_3 the secondary.
+    let tiers: Vec<(String, String)> = services
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_owned(),
+                s["tier"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (id, tier) in [
+        ("llm_service_1", "primary"),
+        ("llm_service_2", "primary"),
+        ("llm_service_3", "secondary"),
+    ] {
+        assert!(
+            tiers.contains(&(id.to_owned(), tier.to_owned())),
+            "{id} {tier}: {health}"
+        );
+    }
     let proxies = get_json(&client, format!("http://127.0.0.1:{}/proxies", base + 474)).await;
     assert_eq!(
         proxies["llm_service_1"]["upstream"],
@@ -205,9 +253,9 @@ async fn up_control_and_down_leave_nothing_behind() {
         "{proxies}"
     );
 
-    // The lab is a lab: both llm-services have their fault API on (the suite's chaos
+    // The lab is a lab: every llm-service has its fault API on (the suite's chaos
     // scenarios and the chaos monkey use it).
-    for port in [base + 1, base + 2] {
+    for port in [base + 1, base + 2, base + 3] {
         let faults = get_json(&client, format!("http://127.0.0.1:{port}/chaos/faults")).await;
         assert!(faults["faults"].is_array(), "{port}: {faults}");
     }
@@ -219,7 +267,18 @@ async fn up_control_and_down_leave_nothing_behind() {
     ok(&dir, &["stop", "llm_service_1"]).await;
     let status = text(&lab(&dir, &["status"]).await);
     assert_eq!(state_of(&status, "llm_service_1"), "stopped", "{status}");
+
+    // Both primaries down: the secondary tier answers, and says so.
+    ok(&dir, &["stop", "llm_service_2"]).await;
+    let answer = secondary_answer(&client, base).await;
+    assert_eq!(answer["data"]["fallback_used"], true, "{answer}");
+    assert_eq!(answer["data"]["fallback_type"], "secondary", "{answer}");
     ok(&dir, &["start", "llm_service_1"]).await;
+    ok(&dir, &["start", "llm_service_2"]).await;
+
+    ok(&dir, &["restart", "llm_service_3"]).await;
+    let status = text(&lab(&dir, &["status"]).await);
+    assert_eq!(state_of(&status, "llm_service_3"), "healthy", "{status}");
 
     ok(&dir, &["kill", "llm_service_2"]).await;
     let status = text(&lab(&dir, &["status"]).await);
@@ -349,7 +408,9 @@ async fn without_redis_server_the_stack_runs_on_static_discovery() {
         .find(|l| l.starts_with("mode:"))
         .unwrap_or("");
     assert!(
-        mode.contains("no Redis") && mode.contains("redis-server is not on PATH"),
+        mode.contains("no Redis")
+            && mode.contains("redis-server is not on PATH")
+            && mode.contains("no secondary tier"),
         "one line says which mode and why:\n{printed}"
     );
     for name in [
@@ -361,6 +422,8 @@ async fn without_redis_server_the_stack_runs_on_static_discovery() {
         assert_eq!(state_of(&printed, name), "healthy", "{name}:\n{printed}");
     }
     assert_eq!(state_of(&printed, "redis"), "absent", "{printed}");
+    // Without a registry the secondary could not say its tier: it is not started.
+    assert_eq!(state_of(&printed, "llm_service_3"), "absent", "{printed}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("stack.json")).unwrap()).unwrap();
     for service in state["services"].as_array().unwrap() {
@@ -368,7 +431,7 @@ async fn without_redis_server_the_stack_runs_on_static_discovery() {
     }
     assert!(!taken_ports(base).contains(&(base + 379)), "no Redis port");
 
-    // The gateway was given both llm-services and answers from them, not from a fallback.
+    // The gateway was given both primaries and answers from them, not from a fallback.
     let client = reqwest::Client::new();
     let health = get_json(&client, format!("http://127.0.0.1:{base}/health")).await;
     let mut urls: Vec<String> = health["service_discovery"]["services"]

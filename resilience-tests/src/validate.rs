@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use llm_api::breaker::BreakerState;
 use llm_api::generate::GenerateRequest;
-use stack_control::{API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS, ServiceStatus};
+use stack_control::{
+    API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, LLM_SERVICE_3, REDIS, ServiceStatus,
+};
 
 use crate::suite::client::{GatewayClient, health, http_client};
 use crate::suite::report::{Category, CheckResult, Report, Verdict};
@@ -37,9 +39,18 @@ pub struct ValidateArgs {
     pub prometheus: String,
 }
 
-/// The services the lab cannot do without; Redis only when the stack has one (`lab up`
-/// without `redis-server` runs the stack on static discovery, with no Redis to list).
-const CORE_SERVICES: [&str; 4] = [API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS];
+/// The services the lab cannot do without; Redis and the secondary tier's llm_service_3 only
+/// when the stack has them (`lab up` without `redis-server` runs the stack on static
+/// discovery, with no Redis to list and no secondary tier).
+const CORE_SERVICES: [&str; 5] = [
+    API_GATEWAY,
+    LLM_SERVICE_1,
+    LLM_SERVICE_2,
+    LLM_SERVICE_3,
+    REDIS,
+];
+/// The [`CORE_SERVICES`] required only when the stack lists them.
+const IF_LISTED: [&str; 2] = [LLM_SERVICE_3, REDIS];
 
 /// Runs the checklist; exits non-zero when any check failed.
 pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -157,7 +168,7 @@ async fn checklist(
 fn services_up(status: &[ServiceStatus]) -> Verdict {
     let down: Vec<String> = CORE_SERVICES
         .iter()
-        .filter(|name| **name != REDIS || find(status, REDIS).is_some())
+        .filter(|name| !IF_LISTED.contains(name) || find(status, name).is_some())
         .filter(|name| !find(status, name).is_some_and(|s| is_up(s.state)))
         .map(|name| {
             find(status, name).map_or(format!("{name} absent"), |s| {
@@ -389,24 +400,26 @@ mod tests {
     }
 
     #[test]
-    fn services_up_needs_redis_only_in_a_stack_that_has_one() {
-        let mut status: Vec<ServiceStatus> = CORE_SERVICES
-            .iter()
-            .filter(|n| **n != REDIS)
-            .map(|n| service(n, RunState::Healthy, None))
-            .collect();
-        assert_eq!(
-            services_up(&status).outcome,
-            Outcome::Pass,
-            "no Redis listed"
-        );
-        status.push(service(REDIS, RunState::Stopped, None));
-        let verdict = services_up(&status);
-        assert_eq!(verdict.outcome, Outcome::Fail);
-        assert!(
-            verdict.detail.contains("redis stopped"),
-            "{}",
-            verdict.detail
-        );
+    fn services_up_needs_redis_and_the_secondary_only_in_a_stack_that_has_them() {
+        for optional in IF_LISTED {
+            let mut status: Vec<ServiceStatus> = CORE_SERVICES
+                .iter()
+                .filter(|n| **n != optional)
+                .map(|n| service(n, RunState::Healthy, None))
+                .collect();
+            assert_eq!(
+                services_up(&status).outcome,
+                Outcome::Pass,
+                "no {optional} listed"
+            );
+            status.push(service(optional, RunState::Stopped, None));
+            let verdict = services_up(&status);
+            assert_eq!(verdict.outcome, Outcome::Fail);
+            assert!(
+                verdict.detail.contains(&format!("{optional} stopped")),
+                "{}",
+                verdict.detail
+            );
+        }
     }
 }

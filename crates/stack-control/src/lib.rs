@@ -8,7 +8,7 @@
 //!   project's compose file.
 //!
 //! Service names are the compose names ([`API_GATEWAY`], [`LLM_SERVICE_1`], [`LLM_SERVICE_2`],
-//! [`CHAOS_MONKEY`], [`REDIS`], [`PROMETHEUS`]).
+//! [`LLM_SERVICE_3`], [`CHAOS_MONKEY`], [`REDIS`], [`PROMETHEUS`]).
 
 pub mod compose;
 pub mod local;
@@ -22,6 +22,9 @@ pub const API_GATEWAY: &str = "api_gateway";
 pub const LLM_SERVICE_1: &str = "llm_service_1";
 /// The second llm-service.
 pub const LLM_SERVICE_2: &str = "llm_service_2";
+/// The third llm-service, the lab's secondary tier (`SERVICE_TIER=secondary`): it answers
+/// when the primaries ([`LLM_SERVICE_1`], [`LLM_SERVICE_2`]) cannot.
+pub const LLM_SERVICE_3: &str = "llm_service_3";
 /// The chaos monkey daemon.
 pub const CHAOS_MONKEY: &str = "chaos_monkey";
 /// The stack's Redis.

@@ -58,14 +58,19 @@ impl Default for Settings {
     }
 }
 
-/// An llm-service instance: its id and a URL this process can reach it at.
+/// An llm-service instance: its id, a URL this process can reach it at, and its tier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// Its `SERVICE_ID`.
     pub id: String,
     /// Its base URL.
     pub url: String,
+    /// The tier the gateway has it in (`primary`, `secondary`).
+    pub tier: String,
 }
+
+/// The tier of the instances the gateway falls back to when its primary pool cannot answer.
+pub const SECONDARY_TIER: &str = "secondary";
 
 /// What the checks changed and a restore must undo.
 #[derive(Debug, Default)]
@@ -153,8 +158,17 @@ impl Ctx {
                     .unwrap_or_else(|| s.url.clone())
                     .trim_end_matches('/')
                     .to_owned(),
+                tier: s.tier.clone(),
             })
             .collect();
+    }
+
+    /// The instances of the secondary tier found at steady state (the lab's llm_service_3).
+    pub fn secondaries(&self) -> Vec<&Instance> {
+        self.instances
+            .iter()
+            .filter(|i| i.tier == SECONDARY_TIER)
+            .collect()
     }
 
     // ---- selection and recording -------------------------------------------------------

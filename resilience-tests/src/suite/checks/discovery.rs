@@ -1,11 +1,12 @@
-//! Rubric 3, service discovery (20 points): the instances registered themselves (both in
-//! `/health` `service_discovery.services[]`), requests are spread over them, a stopped
+//! Rubric 3, service discovery (20 points): the instances registered themselves (every
+//! llm-service of the stack in `/health` `service_discovery.services[]`, the secondary tier's
+//! llm_service_3 included when the stack has it), requests are spread over them, a stopped
 //! instance leaves the pool and a started one rejoins it (the lab's `docker stop
 //! llm_service_1`, then `available_services` one less).
 
 use std::time::Instant;
 
-use stack_control::{LLM_SERVICE_1, LLM_SERVICE_2};
+use stack_control::{LLM_SERVICE_1, LLM_SERVICE_2, LLM_SERVICE_3};
 
 use crate::suite::client::health;
 use crate::suite::context::Ctx;
@@ -47,13 +48,14 @@ async fn registered(ctx: &Ctx) -> anyhow::Result<Verdict> {
         .iter()
         .map(|s| {
             let state = if s.healthy { "healthy" } else { "unhealthy" };
-            format!("{} {} {state}", s.id, s.url)
+            format!("{} {} {state} ({})", s.id, s.url, s.tier)
         })
         .collect::<Vec<_>>()
         .join(", ");
-    // With a stack, its two llm-services by name (their SERVICE_ID); without, any two.
+    // With a stack, its llm-services by name (their SERVICE_ID): the two primaries, and the
+    // secondary when the stack runs one; without, any two.
     let expected: Vec<&str> = match ctx.status().await {
-        Some(status) => [LLM_SERVICE_1, LLM_SERVICE_2]
+        Some(status) => [LLM_SERVICE_1, LLM_SERVICE_2, LLM_SERVICE_3]
             .into_iter()
             .filter(|name| find(&status, name).is_some())
             .collect(),
@@ -63,7 +65,7 @@ async fn registered(ctx: &Ctx) -> anyhow::Result<Verdict> {
     let ok = if expected.is_empty() {
         services.iter().filter(|s| s.healthy).count() >= 2
     } else {
-        expected.len() == 2 && expected.iter().all(|id| healthy(id))
+        expected.len() >= 2 && expected.iter().all(|id| healthy(id))
     };
     let want = if expected.is_empty() {
         "want ≥ 2 healthy".to_owned()

@@ -1,7 +1,8 @@
 //! An in-process stack for the tests: a fake gateway (axum) whose `/health`, `/metrics` and
 //! `/generate` follow the state of a fake controller (stopped services), a simple pool
 //! breaker (opens after 5 failed requests, HALF_OPEN after 300 ms) and the fault API of two
-//! fake llm-services served under `/llm/{id}`.
+//! fake llm-services served under `/llm/{id}` — three with [`FakeState::secondary`], the
+//! third the secondary tier that answers when the primaries cannot.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,8 +24,8 @@ use llm_api::health::ServiceHealth;
 use llm_api::stats::GatewayMetrics;
 use serde_json::{Value, json};
 use stack_control::{
-    API_GATEWAY, ControlError, Controller, LLM_SERVICE_1, LLM_SERVICE_2, REDIS, RunState,
-    ServiceStatus,
+    API_GATEWAY, ControlError, Controller, LLM_SERVICE_1, LLM_SERVICE_2, LLM_SERVICE_3, REDIS,
+    RunState, ServiceStatus,
 };
 use tokio::task::JoinHandle;
 
@@ -50,6 +51,10 @@ pub struct FakeState {
     /// When true, every `/generate` is answered by the template fallback, the instances
     /// up or not.
     pub template_only: AtomicBool,
+    /// When true (set before the context reads the steady state), the stack has
+    /// llm_service_3 in the secondary tier: it answers, `fallback_type` `secondary`, what the
+    /// primaries cannot, unless it is stopped or faulted.
+    pub secondary: AtomicBool,
     turn: AtomicUsize,
 }
 
@@ -94,6 +99,11 @@ impl FakeState {
         self.stopped.lock().unwrap().clone()
     }
 
+    /// Faults `id` (outside its fault API): it fails every request.
+    pub fn fault(&self, id: &str) {
+        self.faulted.lock().unwrap().insert(id.to_owned());
+    }
+
     /// The instances with a fault now.
     pub fn faulted(&self) -> BTreeSet<String> {
         self.faulted.lock().unwrap().clone()
@@ -112,6 +122,17 @@ impl FakeState {
 
     fn running_llms(&self) -> Vec<&'static str> {
         LLMS.into_iter().filter(|l| !self.is_stopped(l)).collect()
+    }
+
+    fn has_secondary(&self) -> bool {
+        self.secondary.load(Ordering::Relaxed)
+    }
+
+    /// The secondary, when the stack has one and it can answer.
+    fn secondary_answers(&self) -> bool {
+        self.has_secondary()
+            && !self.is_stopped(LLM_SERVICE_3)
+            && !self.faulted.lock().unwrap().contains(LLM_SERVICE_3)
     }
 
     fn log(&self, call: String) {
@@ -210,10 +231,16 @@ fn app(state: Arc<FakeState>, base: String) -> Router {
 
 async fn health(State(app): State<AppState>) -> Json<GatewayHealth> {
     let s = &app.state;
-    let services = LLMS
+    let mut services: Vec<_> = LLMS
         .iter()
         .map(|id| wire::service(id, format!("{}/llm/{id}", app.base), !s.is_stopped(id)))
         .collect();
+    if s.has_secondary() {
+        let id = LLM_SERVICE_3;
+        let mut secondary = wire::service(id, format!("{}/llm/{id}", app.base), !s.is_stopped(id));
+        secondary.tier = "secondary".into();
+        services.push(secondary);
+    }
     let available = s.running_llms().len();
     let redis_up = !s.is_stopped(REDIS);
     let overall = if redis_up && available > 0 {
@@ -286,6 +313,9 @@ async fn generate(State(app): State<AppState>, Json(body): Json<Value>) -> Respo
     let answer: GenerateSuccess = match served {
         Ok(id) => wire::success(id, None),
         Err(_) if s.fallback_broken.load(Ordering::Relaxed) => wire::success(LLM_SERVICE_1, None),
+        Err(reason) if s.secondary_answers() && !s.template_only.load(Ordering::Relaxed) => {
+            wire::success(LLM_SERVICE_3, Some((FallbackType::Secondary, reason)))
+        }
         Err(reason) => {
             let tier = if prompt == "What is AI?" {
                 FallbackType::Cache
@@ -372,8 +402,10 @@ impl Controller for FakeController {
 
     fn status(&self) -> BoxFuture<'_, Result<Vec<ServiceStatus>, ControlError>> {
         Box::pin(async {
+            let secondary = self.state.has_secondary().then_some(LLM_SERVICE_3);
             Ok([API_GATEWAY, LLM_SERVICE_1, LLM_SERVICE_2, REDIS]
                 .into_iter()
+                .chain(secondary)
                 .map(|name| ServiceStatus {
                     name: name.to_owned(),
                     state: if self.state.is_stopped(name) {

@@ -81,6 +81,11 @@ async fn a_failed_fallback_check_still_starts_the_stopped_services_again() {
         "the fake stack keeps no log"
     );
     assert_eq!(
+        outcome(&ctx, fallback::SECONDARY),
+        Some(Outcome::Skip),
+        "no secondary tier in this stack"
+    );
+    assert_eq!(
         gateway.state.calls(),
         [
             "stop llm_service_1",
@@ -127,6 +132,87 @@ async fn the_fallback_checks_pass_on_a_gateway_that_falls_back() {
         "both latencies kept for the SLA check"
     );
     assert!(gateway.state.stopped().is_empty());
+}
+
+#[tokio::test]
+async fn the_secondary_tier_answers_while_the_primaries_are_down() {
+    let gateway = FakeGateway::start().await;
+    gateway.state.secondary.store(true, Ordering::Relaxed);
+    let ctx = ctx_on(&gateway).await;
+    assert_eq!(ctx.baseline, 3, "the secondary counts as available");
+
+    fallback::run(&ctx).await;
+
+    let results = ctx.report().results().to_vec();
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, fallback::NAMES, "each check once, in order");
+    let secondary = &results[0].verdict;
+    assert_eq!(secondary.outcome, Outcome::Pass, "{}", secondary.detail);
+    assert!(
+        secondary.detail.starts_with(
+            "served by llm_service_3, fallback_type secondary, reason no_services_available"
+        ) && secondary.detail.contains("try 1 of at most 3"),
+        "{}",
+        secondary.detail
+    );
+    for name in [fallback::CACHED, fallback::TEMPLATE, fallback::RECOVERED] {
+        assert_eq!(
+            outcome(&ctx, name),
+            Some(Outcome::Pass),
+            "{name}: {results:#?}"
+        );
+    }
+    assert_eq!(
+        ctx.fallback_times().len(),
+        2,
+        "the cache and template latencies only: the secondary tier has no 1 s SLA"
+    );
+    assert_eq!(
+        gateway.state.calls(),
+        [
+            "stop llm_service_1",
+            "stop llm_service_2",
+            "stop llm_service_3",
+            "start llm_service_1",
+            "start llm_service_2",
+            "start llm_service_3",
+            "reset breaker",
+        ],
+        "the primaries, then the secondary, stopped; all three started again"
+    );
+    assert!(gateway.state.stopped().is_empty());
+    assert!(!ctx.is_disturbed());
+}
+
+#[tokio::test]
+async fn a_secondary_that_cannot_answer_fails_its_check_and_the_cache_and_template_are_graded_still()
+ {
+    let gateway = FakeGateway::start().await;
+    gateway.state.secondary.store(true, Ordering::Relaxed);
+    let ctx = ctx_on(&gateway).await;
+    gateway.state.fault("llm_service_3");
+
+    fallback::run(&ctx).await;
+
+    let secondary = ctx
+        .report()
+        .results()
+        .iter()
+        .find(|r| r.name == fallback::SECONDARY)
+        .map(|r| r.verdict.clone())
+        .unwrap();
+    assert_eq!(secondary.outcome, Outcome::Fail);
+    assert!(
+        secondary.detail.starts_with(
+            "no answer from the secondary tier (llm_service_3) in 3 tries: template answer \
+             served by fallback_manager"
+        ),
+        "{}",
+        secondary.detail
+    );
+    assert_eq!(outcome(&ctx, fallback::CACHED), Some(Outcome::Pass));
+    assert_eq!(outcome(&ctx, fallback::TEMPLATE), Some(Outcome::Pass));
+    assert!(gateway.state.stopped().is_empty(), "all started again");
 }
 
 #[tokio::test]
