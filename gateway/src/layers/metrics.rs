@@ -9,9 +9,11 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use llm_api::openai::Usage;
 use resilience_core::fallback::TierKind;
 
 use crate::metrics::Answered;
+use crate::routing::ModelLabel;
 use crate::state::Gateway;
 
 /// What a model route's handler answered.
@@ -25,6 +27,11 @@ pub enum Recorded {
         model: String,
         /// The tier that answered.
         tier: TierKind,
+        /// The request's model as the metrics name it (a route, or `other`).
+        model_label: ModelLabel,
+        /// A whole answer's tokens when a live tier answered (a stream counts its own when
+        /// it ends).
+        tokens: Option<Usage>,
     },
     /// The gateway's own error (`rejected_upstream`, `exhausted`…).
     Failed(&'static str),
@@ -44,6 +51,8 @@ pub async fn record(
             service,
             model,
             tier,
+            model_label,
+            tokens,
         }) => gateway.metrics.answered(Answered {
             service,
             model,
@@ -51,6 +60,8 @@ pub async fn record(
             tier: tier.as_str(),
             endpoint,
             took: started.elapsed(),
+            model_label: model_label.as_str(),
+            tokens: *tokens,
         }),
         Some(Recorded::Failed(label)) => gateway.metrics.gateway_error(label, status),
         None => {}

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use llm_api::envelope::{GenerateData, GenerateSuccess};
 use llm_api::generate::GenerateRequest;
+use llm_api::openai::Usage;
 use resilience_core::fallback::{AllTiersFailed, FallbackError, Served};
 
 use super::errors::{LabFailure, failure_label};
@@ -61,10 +62,11 @@ pub async fn generate(
         request_id.clone(),
         gateway.settings.request_timeout,
     );
-    let (_route, result) = gateway.routes.serve(&req).await;
+    let (route, result) = gateway.routes.serve(&req).await;
     match result {
         Ok(served) => {
             log_fallback(&served, &request_id);
+            let model_label = gateway.routes.model_label(&route, req.payload.model());
             let (tier, fallback_type) = (served.tier, served.fallback_type());
             let (fallback_used, fallback_reason) =
                 (served.fallback_used(), served.fallback_reason());
@@ -89,11 +91,19 @@ pub async fn generate(
                 let prompt = super::chat::prompt_tokens(&req);
                 charge.charge(prompt.saturating_add(answer.tokens_used));
             }
+            // Tokens of live answers only: a cache or template answer processed none.
+            let tokens = tier.is_live().then(|| {
+                answer.usage.unwrap_or_else(|| {
+                    Usage::new(super::chat::prompt_tokens(&req), answer.tokens_used)
+                })
+            });
             let took = started.elapsed();
             let recorded = Recorded::Answered {
                 service: answer.served_by.clone(),
                 model: answer.model_used.clone(),
                 tier,
+                model_label,
+                tokens,
             };
             let mut response = Json(GenerateSuccess::new(GenerateData {
                 fallback_reason: fallback_reason.map(wire::fallback_reason),
