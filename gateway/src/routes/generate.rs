@@ -1,5 +1,6 @@
 //! `POST /generate`: the lab's contract, through the fallback chain.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,17 +87,21 @@ pub async fn generate(
                     return response;
                 }
             };
-            if let Some(Extension(charge)) = charge {
-                // Prompt and answer, as the OpenAI route counts them.
-                let prompt = super::chat::prompt_tokens(&req);
-                charge.charge(prompt.saturating_add(answer.tokens_used));
-            }
-            // Tokens of live answers only: a cache or template answer processed none.
-            let tokens = tier.is_live().then(|| {
-                answer.usage.unwrap_or_else(|| {
+            // Prompt and answer, as the OpenAI route counts them: the prompt's words are
+            // counted once, and only when the charge or the metrics need them.
+            let estimate = OnceCell::new();
+            let estimated = || {
+                *estimate.get_or_init(|| {
                     Usage::new(super::chat::prompt_tokens(&req), answer.tokens_used)
                 })
-            });
+            };
+            if let Some(Extension(charge)) = charge {
+                charge.charge(estimated().total_tokens);
+            }
+            // Tokens of live answers only: a cache or template answer processed none.
+            let tokens = tier
+                .is_live()
+                .then(|| answer.usage.unwrap_or_else(estimated));
             let took = started.elapsed();
             let recorded = Recorded::Answered {
                 service: answer.served_by.clone(),
