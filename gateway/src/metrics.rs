@@ -1,16 +1,34 @@
-//! Prometheus metrics: the seed's golden signals, breaker states, fallback use, discovery,
-//! load, and the process's CPU, memory and file descriptors. Handles are resolved per
-//! label set by the prometheus crate; gauges that mirror state are set at scrape time.
+//! Prometheus metrics: the seed's golden signals (answers, latency, errors with their
+//! `error_code`), tokens, breaker states, rates and call durations, fallback use, discovery,
+//! load per pool, resource utilization, and the process's CPU, memory and file descriptors.
+//! Handles are resolved per label set by the prometheus crate (a hash and a read lock, no
+//! allocation); label values are bounded (`labels`: statuses as static strings, models as
+//! route names); gauges that mirror state are set at scrape time ([`Metrics::render`]).
+//!
+//! - `labels`: bounded label values; `resources`: the process's CPU and memory use.
 
+mod labels;
+mod resources;
+#[cfg(test)]
+mod tests;
+
+pub use labels::{NO_STATUS, OTHER_MODEL, error_code, status_label};
+
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use llm_api::openai::Usage;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use resilience_core::breaker::{BreakerSnapshot, Outcome};
 
-use crate::pool::UpstreamObserver;
+use crate::pool::{PoolLoad, UpstreamObserver};
 use crate::upstream::UpstreamError;
+
+/// The `service` of the gateway's own series (its errors, its resource utilization).
+const GATEWAY: &str = "gateway";
 
 /// The gateway's metrics.
 pub struct Metrics {
@@ -28,6 +46,46 @@ pub struct Metrics {
     stream_events: IntCounterVec,
     edge: EdgeMetrics,
     identity: IdentityMetrics,
+    /// `llm_tokens_processed_total{service,model,operation}`.
+    tokens: IntCounterVec,
+    breakers: BreakerMetrics,
+    pools: PoolMetrics,
+    resources: ResourceMetrics,
+    /// One scrape at a time resets and sets the state gauges.
+    rendering: Mutex<()>,
+}
+
+/// The breakers' rolling windows and the calls they let through.
+struct BreakerMetrics {
+    failure_rate: GaugeVec,
+    slow_call_rate: GaugeVec,
+    window_calls: IntGaugeVec,
+    call_duration: HistogramVec,
+}
+
+/// Each pool's load.
+struct PoolMetrics {
+    in_flight: IntGaugeVec,
+    queue_length: IntGaugeVec,
+}
+
+/// `llm_resource_utilization{service="gateway",resource_type}`, set at scrape time.
+struct ResourceMetrics {
+    utilization: GaugeVec,
+    process: resources::ProcessUse,
+}
+
+/// What a scrape reads of the gateway's state, for the gauges set at scrape time.
+#[derive(Debug, Default)]
+pub struct Scrape<'a> {
+    /// Every breaker under its label (`llm-service`, `instance:<id>`, `endpoint:<id>`).
+    pub breakers: &'a [(String, BreakerSnapshot)],
+    /// Instances passing health checks.
+    pub available: usize,
+    /// Every pool by name, with its load.
+    pub pools: &'a [(&'a str, PoolLoad)],
+    /// `MAX_CONCURRENT_REQUESTS`.
+    pub max_in_flight: usize,
 }
 
 /// Authentication refusals and rate limits.
@@ -67,6 +125,11 @@ pub struct Answered<'a> {
     pub endpoint: &'a str,
     /// Time to answer (for a stream: to its first byte).
     pub took: Duration,
+    /// The bounded `model` label of the tokens (a route's name, or `other`).
+    pub model_label: &'a str,
+    /// The tokens of a whole answer from a live tier (a stream's are counted when it ends,
+    /// a cache or template answer's not at all).
+    pub tokens: Option<Usage>,
 }
 
 impl Metrics {
@@ -78,6 +141,16 @@ impl Metrics {
         let (first_token, stream_events) = stream_metrics()?;
         let edge = edge_metrics()?;
         let identity = identity_metrics()?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "llm_tokens_processed_total",
+                "Tokens of the answers from live upstreams, by answering service, model (a \
+                 configured route's name, or `other` for a model no route is named after) and \
+                 operation (prompt: the request's tokens, completion: the answer's), as the \
+                 upstream counted them, else the gateway's estimate.",
+            ),
+            &["service", "model", "operation"],
+        )?;
         let metrics = Self {
             registry: Registry::new(),
             requests,
@@ -92,6 +165,11 @@ impl Metrics {
             stream_events,
             edge,
             identity,
+            tokens,
+            breakers: breaker_metrics()?,
+            pools: pool_metrics()?,
+            resources: resource_metrics()?,
+            rendering: Mutex::new(()),
         };
         metrics.register()?;
         metrics.seed_series();
@@ -123,6 +201,14 @@ impl Metrics {
             Box::new(self.identity.auth_refused.clone()),
             Box::new(self.identity.rate_limited.clone()),
             Box::new(self.identity.limiter_active.clone()),
+            Box::new(self.tokens.clone()),
+            Box::new(self.breakers.failure_rate.clone()),
+            Box::new(self.breakers.slow_call_rate.clone()),
+            Box::new(self.breakers.window_calls.clone()),
+            Box::new(self.breakers.call_duration.clone()),
+            Box::new(self.pools.in_flight.clone()),
+            Box::new(self.pools.queue_length.clone()),
+            Box::new(self.resources.utilization.clone()),
         ] {
             self.registry.register(collector)?;
         }
@@ -132,8 +218,14 @@ impl Metrics {
     /// Series that exist from the start, at 0, so dashboards and alerts see them before
     /// the first error of each kind.
     fn seed_series(&self) {
-        for error_type in ["validation", "overloaded", "exhausted", "rejected_upstream"] {
-            self.errors.with_label_values(&["gateway", error_type]);
+        for (error_type, error_code) in [
+            ("validation", "422"),
+            ("overloaded", "503"),
+            ("exhausted", "503"),
+            ("rejected_upstream", "422"),
+        ] {
+            self.errors
+                .with_label_values(&[GATEWAY, error_type, error_code]);
         }
         for tier in ["primary", "secondary", "cache", "template"] {
             self.fallback.with_label_values(&[tier]);
@@ -143,12 +235,28 @@ impl Metrics {
     /// One answer to a client on `endpoint` (`generate`, `chat_completions`).
     pub fn answered(&self, answer: Answered<'_>) {
         self.requests
-            .with_label_values(&[answer.service, answer.model, &answer.status.to_string()])
+            .with_label_values(&[answer.service, answer.model, status_label(answer.status)])
             .inc();
         self.duration
             .with_label_values(&[answer.service, answer.model, answer.endpoint])
             .observe(answer.took.as_secs_f64());
         self.fallback.with_label_values(&[answer.tier]).inc();
+        if let Some(usage) = answer.tokens {
+            self.tokens_processed(answer.service, answer.model_label, usage);
+        }
+    }
+
+    /// Tokens `service` processed for a request labelled `model` (a route's name or
+    /// [`OTHER_MODEL`], never a client's string: see `Routes::model_label`).
+    pub fn tokens_processed(&self, service: &str, model: &str, usage: Usage) {
+        for (operation, tokens) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            self.tokens
+                .with_label_values(&[service, model, operation])
+                .inc_by(u64::from(tokens));
+        }
     }
 
     /// A stream's first token reached the gateway this long after the try began.
@@ -172,13 +280,14 @@ impl Metrics {
     }
 
     /// An error the gateway answered itself (`validation`, `overloaded`, `exhausted`…),
-    /// counted in the errors and, with its status, in the requests.
+    /// counted in the errors (its status as their `error_code`) and in the requests.
     pub fn gateway_error(&self, error_type: &str, status: u16) {
+        let code = status_label(status);
         self.errors
-            .with_label_values(&["gateway", error_type])
+            .with_label_values(&[GATEWAY, error_type, code])
             .inc();
         self.requests
-            .with_label_values(&["gateway", "none", &status.to_string()])
+            .with_label_values(&[GATEWAY, "none", code])
             .inc();
     }
 
@@ -248,25 +357,195 @@ impl Metrics {
         writer.register(&self.registry)
     }
 
-    /// Renders the text exposition after setting the state gauges.
-    pub fn render(
-        &self,
-        breakers: &[(String, i64)],
-        available: usize,
-    ) -> Result<String, prometheus::Error> {
+    /// Renders the text exposition after setting the state gauges from `scrape` (call
+    /// [`Self::edge`] first: the connections' utilization reads what it set).
+    pub fn render(&self, scrape: &Scrape<'_>) -> Result<String, prometheus::Error> {
+        let mut out = Vec::new();
+        {
+            // Two scrapes at once must not interleave their resets and sets.
+            let _rendering = self
+                .rendering
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.set_breakers(scrape.breakers);
+            self.available
+                .set(i64::try_from(scrape.available).unwrap_or(i64::MAX));
+            self.set_pools(scrape.pools);
+            self.set_resources(scrape.max_in_flight);
+            TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Every breaker's state and rolling window.
+    fn set_breakers(&self, breakers: &[(String, BreakerSnapshot)]) {
+        let gauges = &self.breakers;
         // Reset first: a breaker of an instance that left discovery must not linger.
         self.breaker_state.reset();
-        for (service, state) in breakers {
-            self.breaker_state.with_label_values(&[service]).set(*state);
+        gauges.failure_rate.reset();
+        gauges.slow_call_rate.reset();
+        gauges.window_calls.reset();
+        for (service, snapshot) in breakers {
+            let service = [service.as_str()];
+            self.breaker_state
+                .with_label_values(&service)
+                .set(snapshot.state.as_gauge());
+            let window = &snapshot.window;
+            gauges
+                .failure_rate
+                .with_label_values(&service)
+                .set(window.failure_rate);
+            gauges
+                .slow_call_rate
+                .with_label_values(&service)
+                .set(window.slow_call_rate);
+            gauges
+                .window_calls
+                .with_label_values(&service)
+                .set(i64::from(window.calls));
         }
-        self.available
-            .set(i64::try_from(available).unwrap_or(i64::MAX));
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Every pool's load.
+    fn set_pools(&self, pools: &[(&str, PoolLoad)]) {
+        let gauges = &self.pools;
+        gauges.in_flight.reset();
+        gauges.queue_length.reset();
+        for (pool, load) in pools {
+            // Add, not set: two targets may share a name (a pool and an endpoint's id).
+            gauges
+                .in_flight
+                .with_label_values(&[*pool])
+                .add(i64::try_from(load.in_flight).unwrap_or(i64::MAX));
+            gauges
+                .queue_length
+                .with_label_values(&[*pool])
+                .add(i64::try_from(load.queued).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The gateway's utilization of the process's CPU and memory, of its in-flight slots
+    /// (`max_in_flight`) and of its connections (as [`Self::edge`] last copied them).
+    fn set_resources(&self, max_in_flight: usize) {
+        let process = &self.resources.process;
+        let share = |used: i64, total: i64| resources::ratio(used as f64, total as f64);
+        // CPU and memory only where the platform tells them (Linux): no series otherwise.
+        for (resource_type, utilization) in [
+            ("cpu", process.cpu()),
+            ("memory", process.memory()),
+            (
+                "in_flight",
+                Some(share(
+                    self.in_flight.get(),
+                    i64::try_from(max_in_flight).unwrap_or(i64::MAX),
+                )),
+            ),
+            (
+                "connections",
+                Some(share(
+                    self.edge.connections.get(),
+                    self.edge.max_connections.get(),
+                )),
+            ),
+        ] {
+            if let Some(utilization) = utilization {
+                self.resources
+                    .utilization
+                    .with_label_values(&[GATEWAY, resource_type])
+                    .set(utilization);
+            }
+        }
     }
 }
 
+/// The breakers' gauges (set at scrape time) and call durations.
+fn breaker_metrics() -> Result<BreakerMetrics, prometheus::Error> {
+    let failure_rate = GaugeVec::new(
+        Opts::new(
+            "circuit_breaker_failure_rate",
+            "Failures among the calls in the breaker's rolling window, 0 to 1 (0 with no \
+             calls), by breaker as circuit_breaker_state names it.",
+        ),
+        &["service"],
+    )?;
+    let slow_call_rate = GaugeVec::new(
+        Opts::new(
+            "circuit_breaker_slow_call_rate",
+            "Calls slower than the breaker's slow-call duration among the calls in its \
+             rolling window, 0 to 1 (0 with no calls), by breaker.",
+        ),
+        &["service"],
+    )?;
+    let window_calls = IntGaugeVec::new(
+        Opts::new(
+            "circuit_breaker_window_calls",
+            "Calls counted (successes and failures) in the breaker's rolling window: the \
+             denominator of its failure and slow-call rates, by breaker.",
+        ),
+        &["service"],
+    )?;
+    let call_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "circuit_breaker_call_duration_seconds",
+            "Calls a breaker let through, from its permit to the outcome it recorded, by \
+             breaker and outcome (success, failure): a try on an instance for an instance's \
+             breaker, a request through the pool (a stream to its first token) for the pool \
+             breaker.",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+        ]),
+        &["service", "outcome"],
+    )?;
+    Ok(BreakerMetrics {
+        failure_rate,
+        slow_call_rate,
+        window_calls,
+        call_duration,
+    })
+}
+
+/// Each pool's calls in flight and requests waiting.
+fn pool_metrics() -> Result<PoolMetrics, prometheus::Error> {
+    Ok(PoolMetrics {
+        in_flight: IntGaugeVec::new(
+            Opts::new(
+                "gateway_pool_in_flight",
+                "Calls in flight on a pool's instances (from the pick to the answer; a stream \
+                 until its end), by pool (a tier, or an endpoint's id).",
+            ),
+            &["pool"],
+        )?,
+        queue_length: IntGaugeVec::new(
+            Opts::new(
+                "gateway_pool_queue_length",
+                "Requests waiting in a pool for their next try (a backoff, a Retry-After, \
+                 every instance cooling down), by pool: the gateway's only queue (above \
+                 MAX_CONCURRENT_REQUESTS it sheds, it does not queue).",
+            ),
+            &["pool"],
+        )?,
+    })
+}
+
+/// `llm_resource_utilization`.
+fn resource_metrics() -> Result<ResourceMetrics, prometheus::Error> {
+    let utilization = GaugeVec::new(
+        Opts::new(
+            "llm_resource_utilization",
+            "Share of a resource in use, 0 to 1, by service and resource_type: cpu (the \
+             process's CPU time over the cores available to it, since the previous scrape), \
+             memory (resident memory over the memory it may use: the cgroup limit or the \
+             machine's), in_flight (requests holding a slot over MAX_CONCURRENT_REQUESTS), \
+             connections (open client connections over MAX_CONNECTIONS).",
+        ),
+        &["service", "resource_type"],
+    )?;
+    Ok(ResourceMetrics {
+        utilization,
+        process: resources::ProcessUse::new(),
+    })
+}
 /// The rate limiter's sources, as `gateway_rate_limit_active` labels them.
 const LIMITER_SOURCES: [&str; 5] = ["memory", "redis", "fail_local", "fail_open", "fail_closed"];
 
@@ -321,9 +600,12 @@ fn golden_signals() -> Result<(IntCounterVec, HistogramVec, IntCounterVec), prom
     let errors = IntCounterVec::new(
         Opts::new(
             "llm_errors_total",
-            "Errors, by service (an instance, or `gateway`) and type.",
+            "Errors, by service (an instance, or `gateway`), type and error_code (the HTTP \
+             status: the upstream's for an instance, the gateway's answer for `gateway`; \
+             `none` for a failure without one: a connection failure, a timeout, a malformed \
+             answer).",
         ),
-        &["service", "error_type"],
+        &["service", "error_type", "error_code"],
     )?;
     Ok((requests, duration, errors))
 }
@@ -443,10 +725,23 @@ impl UpstreamObserver for Metrics {
                     .with_label_values(&[instance_id, "failure"])
                     .inc();
                 self.errors
-                    .with_label_values(&[instance_id, error.error_type()])
+                    .with_label_values(&[instance_id, error.error_type(), error_code(error)])
                     .inc();
             }
         }
+    }
+
+    fn breaker_call(&self, breaker: &str, outcome: Outcome, took: Duration) {
+        let outcome = match outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            // Says nothing of the dependency: the breaker does not count it either.
+            Outcome::Ignored => return,
+        };
+        self.breakers
+            .call_duration
+            .with_label_values(&[breaker, outcome])
+            .observe(took.as_secs_f64());
     }
 
     fn abandoned(&self, instance_id: &str, _took: Duration) {

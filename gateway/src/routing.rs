@@ -4,6 +4,8 @@
 //!
 //! [`Routes::serve`] runs a request through its route, and once more through the route's
 //! `context_fallback` when a target said the prompt exceeds its context.
+//! [`Routes::model_label`] names the model of a served request in the metrics with a
+//! route's name, never with a client's own string.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use resilience_core::policy::follow_context_fallback;
 
 use crate::answer::Answer;
 use crate::config::DEFAULT_ROUTE;
+use crate::metrics::OTHER_MODEL;
 use crate::pool::GatewayRequest;
 
 /// One public model name and its chain.
@@ -24,6 +27,41 @@ pub struct Route {
     /// The route tried when a target answers `context_length_exceeded`.
     pub context_fallback: Option<String>,
 }
+
+/// The `model` label of a served request: the name of the route that served it (a
+/// configured model, or `default`), or [`OTHER_MODEL`] for a model no route is named after.
+/// Cloning it clones an `Arc`, not a string.
+#[derive(Clone)]
+pub enum ModelLabel {
+    /// A configured route's name.
+    Route(Arc<Route>),
+    /// A model the configuration does not know.
+    Other,
+}
+
+impl ModelLabel {
+    /// The label value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Route(route) => &route.name,
+            Self::Other => OTHER_MODEL,
+        }
+    }
+}
+
+impl std::fmt::Debug for ModelLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for ModelLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ModelLabel {}
 
 /// Every route, `default` always among them.
 pub struct Routes {
@@ -55,6 +93,19 @@ impl Routes {
     /// Every route by name.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.by_name.values()
+    }
+
+    /// The `model` label of a request for `requested` that `served` answered (the route
+    /// [`Self::serve`] returned): `served`'s name, unless the client named a model no route
+    /// has and `default` served it, which is [`ModelLabel::Other`]. So the label's values are
+    /// the routes' names and `other`, whatever clients send.
+    pub fn model_label(&self, served: &Arc<Route>, requested: Option<&str>) -> ModelLabel {
+        match requested {
+            Some(model) if served.name == DEFAULT_ROUTE && !self.by_name.contains_key(model) => {
+                ModelLabel::Other
+            }
+            _ => ModelLabel::Route(Arc::clone(served)),
+        }
     }
 
     /// Runs `req` through the route of its model; when a target refused the prompt as too
@@ -188,5 +239,27 @@ mod tests {
             result,
             Err(FallbackError::Rejected(TierFailure { .. }))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_model_label_is_a_route_name_or_other_never_the_clients_string() {
+        let routes = Routes::new(vec![
+            route("default", ProviderError::NoneAvailable, None),
+            route("small", too_long(), Some("large")),
+            route("large", ProviderError::NoneAvailable, None),
+        ])
+        .unwrap();
+        let label = |requested: Option<&str>| {
+            let served = routes.for_model(requested);
+            routes.model_label(served, requested).as_str().to_owned()
+        };
+        assert_eq!(label(Some("small")), "small");
+        assert_eq!(label(Some("default")), "default");
+        assert_eq!(label(None), "default", "no model named: the lab's default");
+        assert_eq!(label(Some("gpt-made-up-by-a-client")), "other");
+        assert_eq!(label(Some("")), "other");
+        // The route that answered after a context fallback names the request.
+        let (served, _) = routes.serve(&request()).await;
+        assert_eq!(routes.model_label(&served, Some("small")).as_str(), "large");
     }
 }

@@ -1,4 +1,7 @@
 //! Prometheus metrics of the service, resolved once and updated on every request.
+//! `llm_tokens_processed_total{service,model,operation}` is named and labelled as the
+//! gateway's: `service` is this instance's `SERVICE_ID` and `model` its `MODEL_NAME`, both
+//! fixed at start, so the two series are resolved once.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -21,13 +24,16 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     active_faults: IntGaugeVec,
     tokens: IntCounter,
+    /// `llm_tokens_processed_total` of the prompts and of the answers.
+    prompt_tokens: IntCounter,
+    completion_tokens: IntCounter,
     recent_ms: Mutex<VecDeque<u64>>,
     rendering: Mutex<()>,
 }
 
 impl Metrics {
-    /// Fresh metrics in their own registry.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Fresh metrics in their own registry, for the instance `service` serving `model`.
+    pub fn new(service: &str, model: &str) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -52,6 +58,17 @@ impl Metrics {
             &["kind"],
         )?;
         let tokens = IntCounter::new("tokens_generated_total", "Tokens generated.")?;
+        let processed = IntCounterVec::new(
+            Opts::new(
+                "llm_tokens_processed_total",
+                "Tokens of the requests answered, by service (SERVICE_ID), model (MODEL_NAME) \
+                 and operation (prompt: the request's tokens, completion: the answer's).",
+            ),
+            &["service", "model", "operation"],
+        )?;
+        let prompt_tokens = processed.with_label_values(&[service, model, "prompt"]);
+        let completion_tokens = processed.with_label_values(&[service, model, "completion"]);
+        registry.register(Box::new(processed))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -70,6 +87,8 @@ impl Metrics {
             in_flight,
             active_faults,
             tokens,
+            prompt_tokens,
+            completion_tokens,
             recent_ms: Mutex::new(VecDeque::with_capacity(RECENT)),
             rendering: Mutex::new(()),
         })
@@ -95,9 +114,11 @@ impl Metrics {
         }
     }
 
-    /// Counts generated tokens.
-    pub fn add_tokens(&self, n: u32) {
-        self.tokens.inc_by(u64::from(n));
+    /// Counts the tokens of one answer: `prompt` read, `completion` generated.
+    pub fn add_tokens(&self, prompt: u32, completion: u32) {
+        self.tokens.inc_by(u64::from(completion));
+        self.prompt_tokens.inc_by(u64::from(prompt));
+        self.completion_tokens.inc_by(u64::from(completion));
     }
 
     /// The average time of the last successful answers, if any.
@@ -145,5 +166,34 @@ fn status_label(status: u16) -> &'static str {
         s if s < 300 => "2xx",
         s if s < 500 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_counted_under_the_instance_and_its_model() {
+        let metrics = Metrics::new("llm_service_1", "sim-model").unwrap();
+        metrics.add_tokens(3, 5);
+        metrics.add_tokens(1, 2);
+        let text = metrics.render(&[]).unwrap();
+        for (series, value) in [
+            (
+                r#"llm_tokens_processed_total{model="sim-model",operation="prompt",service="llm_service_1"}"#,
+                "4",
+            ),
+            (
+                r#"llm_tokens_processed_total{model="sim-model",operation="completion",service="llm_service_1"}"#,
+                "7",
+            ),
+            ("tokens_generated_total", "7"),
+        ] {
+            assert!(
+                text.contains(&format!("{series} {value}\n")),
+                "{series} in\n{text}"
+            );
+        }
     }
 }

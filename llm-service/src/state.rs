@@ -38,7 +38,7 @@ impl AppState {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let sim = Simulator::from_config(&config);
         let faults = FaultSet::new();
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::new(&config.service_id, &config.model_name)?);
         let registration = Arc::new(RegistrationState::new(config.redis_url.is_some()));
         let health = crate::health::checker(&config, &faults, &metrics, &registration);
         Ok(Self {

@@ -13,10 +13,12 @@ use axum::response::Response;
 use history::{Record, RequestRecord};
 use llm_api::envelope::FallbackReason;
 use resilience_core::clock::unix_millis;
+use llm_api::openai::Usage;
 use resilience_core::fallback::TierKind;
 
 use super::RequestId;
 use crate::metrics::Answered;
+use crate::routing::ModelLabel;
 use crate::state::Gateway;
 use crate::wire;
 
@@ -35,8 +37,14 @@ pub enum Recorded {
         route: String,
         /// Why the primary tier did not answer, when a fallback did.
         fallback_reason: Option<FallbackReason>,
-        /// The answer's tokens (prompt and completion), when known as it starts.
-        tokens: Option<u32>,
+        /// The answer's tokens (prompt and completion), when known as it starts (for the
+        /// history; cache and template answers included).
+        tokens_used: Option<u32>,
+        /// The request's model as the metrics name it (a route, or `other`).
+        model_label: ModelLabel,
+        /// A whole answer's tokens when a live tier answered (a stream counts its own when
+        /// it ends).
+        tokens: Option<Usage>,
     },
     /// The gateway's own error (`rejected_upstream`, `exhausted`…).
     Failed(&'static str),
@@ -62,6 +70,8 @@ pub async fn record(
             service,
             model,
             tier,
+            model_label,
+            tokens,
             ..
         }) => gateway.metrics.answered(Answered {
             service,
@@ -70,6 +80,8 @@ pub async fn record(
             tier: tier.as_str(),
             endpoint,
             took,
+            model_label: model_label.as_str(),
+            tokens: *tokens,
         }),
         Some(Recorded::Failed(label)) => gateway.metrics.gateway_error(label, status),
         None => {}
@@ -112,7 +124,8 @@ fn request_row(
         tier,
         route,
         fallback_reason,
-        tokens,
+        tokens_used,
+        ..
     } = recorded
     {
         row.route = Some(route.clone());
@@ -121,7 +134,7 @@ fn request_row(
         row.tier = Some(tier.as_str());
         row.fallback_type = wire::fallback_type(*tier);
         row.fallback_reason = *fallback_reason;
-        row.tokens_used = tokens.map(i64::from);
+        row.tokens_used = tokens_used.map(i64::from);
     }
     Record::Request(row)
 }

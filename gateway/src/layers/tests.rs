@@ -18,7 +18,7 @@ use http_edge::{BodyLimits, Uploads};
 use super::body::{BodyReader, read_body};
 use super::request_id::request_id;
 use super::{RequestId, X_REQUEST_ID};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape};
 
 const LIMITS: BodyLimits = BodyLimits {
     max_bytes: 16,
@@ -175,9 +175,11 @@ async fn refused_bodies_are_counted_as_validation_errors() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let text = metrics.render(&[], 0).unwrap();
+    let text = metrics.render(&Scrape::default()).unwrap();
     assert!(
-        text.contains(r#"llm_errors_total{error_type="validation",service="gateway"} 1"#),
+        text.contains(
+            r#"llm_errors_total{error_code="413",error_type="validation",service="gateway"} 1"#
+        ),
         "{text}"
     );
     assert!(

@@ -33,6 +33,9 @@ pub(crate) struct Member {
     /// URLs), so metrics and `/health` can still name it.
     pub(crate) learned: ArcSwapOption<String>,
     pub(crate) breaker: Arc<Breaker>,
+    /// Its breaker's label in the metrics: `instance:<id>`, or `endpoint:<id>` for a fixed
+    /// endpoint (made once here, not per call).
+    pub(crate) breaker_label: String,
     /// How it is spoken to, and where (parsed once, here).
     pub(crate) upstream: Upstream,
     /// Whether the active health checker probes it (discovered instances); an endpoint is
@@ -139,6 +142,7 @@ impl Pool {
                         label: instance.model().map(str::to_owned),
                         learned: ArcSwapOption::new(learned),
                         breaker,
+                        breaker_label: format!("instance:{}", instance.id),
                         upstream: Upstream::lab(&instance.url),
                         checked: true,
                         cooldown_until_ms: AtomicU64::new(0),
@@ -179,6 +183,7 @@ impl Pool {
                     label,
                     learned: ArcSwapOption::new(None),
                     breaker,
+                    breaker_label: format!("endpoint:{}", endpoint.id),
                     upstream: Upstream::new(&endpoint.url, endpoint.protocol.clone()),
                     checked: false,
                     cooldown_until_ms: AtomicU64::new(0),

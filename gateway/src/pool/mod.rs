@@ -30,6 +30,7 @@ pub(crate) mod testing;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use arc_swap::ArcSwap;
 use resilience_core::SharedClock;
 use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
 use resilience_core::breaker::{
-    Breaker, BreakerConfig, BreakerSnapshot, StateKind, TransitionHook,
+    Breaker, BreakerConfig, BreakerSnapshot, Outcome, StateKind, TransitionHook,
 };
 use resilience_core::discovery::DiscoveryClient;
 use resilience_core::fallback::{BoxFuture, FallbackProvider, ProviderError};
@@ -66,6 +67,12 @@ pub trait UpstreamObserver: Send + Sync {
     /// A stream that reached the client and was left by it before its end: says nothing
     /// about the instance.
     fn abandoned(&self, _instance_id: &str, _took: Duration) {}
+
+    /// A call a breaker let through ended after `took` with `outcome`, as the breaker
+    /// recorded it: `breaker` is its label in `circuit_breaker_state` (`instance:<id>`,
+    /// `endpoint:<id>`, or the pool breaker's name). A try no breaker guarded (every
+    /// instance ejected, the breakers bypassed) is not told.
+    fn breaker_call(&self, _breaker: &str, _outcome: Outcome, _took: Duration) {}
 }
 
 /// An observer that ignores everything.
@@ -148,6 +155,16 @@ pub struct InstanceView {
     pub circuit_state: StateKind,
 }
 
+/// How loaded a pool is now, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolLoad {
+    /// Calls in flight on its instances (picked and not finished; a stream until its end).
+    pub in_flight: usize,
+    /// Requests waiting in the pool for their next try (a backoff, a `Retry-After`, every
+    /// instance cooling down): the only queue the gateway has.
+    pub queued: usize,
+}
+
 /// An upstream pool; share it as `Arc<Pool>`.
 pub struct Pool {
     settings: PoolSettings,
@@ -168,6 +185,8 @@ pub struct Pool {
     members: ArcSwap<Members>,
     /// Instance breakers by id; locked only to rebuild `members` or to list every breaker.
     breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
+    /// Requests waiting for their next try ([`PoolLoad::queued`]).
+    queued: AtomicUsize,
 }
 
 impl Pool {
@@ -217,6 +236,7 @@ impl Pool {
             origin,
             members: ArcSwap::from_pointee(Members::default()),
             breakers: Mutex::new(BTreeMap::new()),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -264,6 +284,27 @@ impl Pool {
                 (member.id.clone(), member.breaker.snapshot())
             })
             .collect()
+    }
+
+    /// Per-instance breaker snapshots, each under its label in `circuit_breaker_state`
+    /// (`instance:<id>`, or `endpoint:<id>` for an endpoint pool).
+    pub fn labelled_breaker_snapshots(&self) -> Vec<(String, BreakerSnapshot)> {
+        self.current()
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let member = endpoint.value();
+                (member.breaker_label.clone(), member.breaker.snapshot())
+            })
+            .collect()
+    }
+
+    /// How loaded the pool is now.
+    pub fn load(&self) -> PoolLoad {
+        PoolLoad {
+            in_flight: self.current().endpoints.iter().map(|e| e.in_flight()).sum(),
+            queued: self.queued.load(Ordering::Relaxed),
+        }
     }
 
     /// Resets every instance breaker (the pool breaker is reset by its owner).

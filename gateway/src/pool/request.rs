@@ -4,6 +4,7 @@
 //! try to the instance's breaker, health and metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use resilience_core::balancer::InFlight;
@@ -51,16 +52,16 @@ impl Pool {
             None => None,
         };
         let probe = guard.as_ref().is_some_and(BreakerGuard::is_probe);
+        let started = Instant::now();
         let result = self.serve(req, probe).await;
-        if let Some(guard) = guard {
-            match &result {
-                Ok(_) => guard.success(),
-                Err(exhausted) => match exhausted.breaker_outcome() {
-                    Outcome::Success => guard.success(),
-                    Outcome::Failure => guard.failure(),
-                    Outcome::Ignored => guard.ignore(),
-                },
-            }
+        if let (Some(guard), Some(breaker)) = (guard, &self.pool_breaker) {
+            let outcome = match &result {
+                Ok(_) => Outcome::Success,
+                Err(exhausted) => exhausted.breaker_outcome(),
+            };
+            guard.record(outcome);
+            self.observer
+                .breaker_call(breaker.name(), outcome, started.elapsed());
         }
         result.map_err(ProviderError::from)
     }
@@ -88,7 +89,7 @@ impl Pool {
             let (selection, within) = match plan.next(now(), &candidates) {
                 Step::Try { selection, within } => (selection, within),
                 Step::Wait(wait) => {
-                    tokio::time::sleep(wait).await;
+                    self.wait(wait).await;
                     continue;
                 }
                 Step::GiveUp(exhausted) => return Err(exhausted),
@@ -99,7 +100,7 @@ impl Pool {
             else {
                 match plan.none_picked(now(), &candidates) {
                     Step::Wait(wait) => {
-                        tokio::time::sleep(wait).await;
+                        self.wait(wait).await;
                         continue;
                     }
                     Step::GiveUp(exhausted) => return Err(exhausted),
@@ -137,6 +138,12 @@ impl Pool {
         }
     }
 
+    /// Waits `wait` before the next try, counted as queued in the pool meanwhile.
+    async fn wait(&self, wait: Duration) {
+        let _queued = Queued::enter(&self.queued);
+        tokio::time::sleep(wait).await;
+    }
+
     /// A failed try on `member`, told to its breaker, health, metrics and cooldown; the
     /// failure as the plan reads it.
     fn failed(
@@ -148,17 +155,16 @@ impl Pool {
         started: Instant,
     ) -> AttemptFailure {
         let failure = error.failure(&member.id);
+        let took = started.elapsed();
         if let Some(guard) = guard {
-            match failure.class.breaker_outcome() {
-                Outcome::Ignored => guard.ignore(),
-                Outcome::Success => guard.success(),
-                Outcome::Failure => guard.failure(),
-            }
+            let outcome = failure.class.breaker_outcome();
+            guard.record(outcome);
+            self.observer
+                .breaker_call(&member.breaker_label, outcome, took);
         }
         self.record_passive(member, failure.class.says_target_healthy());
         let model = self.model_of(member, req);
-        self.observer
-            .attempt(&member.id, &model, Err(error), started.elapsed());
+        self.observer.attempt(&member.id, &model, Err(error), took);
         tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
             instance = %member.id, %error, "upstream try failed");
         if let Some(cooldown) = cooldown(&failure) {
@@ -192,14 +198,16 @@ impl Pool {
         guard: Option<BreakerGuard<'static>>,
         started: Instant,
     ) -> Answer {
+        let took = started.elapsed();
         if let Some(guard) = guard {
             guard.success();
+            self.observer
+                .breaker_call(&member.breaker_label, Outcome::Success, took);
         }
         self.record_passive(member, true);
         member.learn_model(&answer.model);
         let model = self.model_of(member, req);
-        self.observer
-            .attempt(&member.id, &model, Ok(200), started.elapsed());
+        self.observer.attempt(&member.id, &model, Ok(200), took);
         // The instance's own SERVICE_ID when it says it (a static URL's id is only
         // host:port), as the lab's `served_by` asks.
         let served_by = if answer.service_id.is_empty() {
@@ -268,7 +276,7 @@ impl Pool {
             observer: Arc::clone(&self.observer),
             started,
             // The stream counts as in flight on its instance until it ends, for the balancer.
-            _in_flight: picked,
+            in_flight: picked,
         };
         Answer::Stream(LiveStream::new(
             stream,
@@ -309,16 +317,19 @@ struct StreamOutcome {
     model: String,
     observer: Arc<dyn UpstreamObserver>,
     started: Instant,
-    _in_flight: InFlight<Member>,
+    /// The stream's place on its instance (and the instance's breaker label).
+    in_flight: InFlight<Member>,
 }
 
 impl StreamOutcome {
     fn report(self, end: StreamEnd) {
         let took = self.started.elapsed();
+        let breaker = self.in_flight.breaker_label.as_str();
         match end {
             StreamEnd::Completed => {
                 if let Some(guard) = self.guard {
                     guard.success();
+                    self.observer.breaker_call(breaker, Outcome::Success, took);
                 }
                 if let Some(health) = &self.health {
                     health.record_passive(&self.url, true);
@@ -328,6 +339,7 @@ impl StreamOutcome {
             StreamEnd::Failed(error) => {
                 if let Some(guard) = self.guard {
                     guard.failure();
+                    self.observer.breaker_call(breaker, Outcome::Failure, took);
                 }
                 if let Some(health) = &self.health {
                     health.record_passive(&self.url, false);
@@ -342,5 +354,21 @@ impl StreamOutcome {
                 self.observer.abandoned(&self.id, took);
             }
         }
+    }
+}
+
+/// A request counted as queued in its pool until dropped (also when the request is).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(queued: &'a AtomicUsize) -> Self {
+        queued.fetch_add(1, Ordering::Relaxed);
+        Self(queued)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -94,21 +94,27 @@ pub async fn chat_completions(
     match result {
         Ok(served) => {
             log_fallback(&served, &request_id);
+            let model_label = gateway.routes.model_label(&route, req.payload.model());
             let (tier, fallback) = (served.tier, served.fallback_type());
             let (served_by, model) = (
                 served.response.served_by().to_owned(),
                 served.response.model_used().to_owned(),
             );
             let fallback_reason = served.fallback_reason().map(wire::fallback_reason);
-            let tokens = match &served.response {
-                Answer::Whole(answer) => Some(total_tokens(answer, &req)),
-                Answer::Stream(_) => None,
-            };
-            if let (Some(charge), Some(tokens)) = (&charge, tokens) {
-                charge.clone().charge(tokens);
+            let (mut tokens, mut tokens_used) = (None, None);
+            if let Answer::Whole(answer) = &served.response {
+                let usage = usage_of(answer, &req);
+                if let Some(charge) = &charge {
+                    charge.clone().charge(usage.total_tokens);
+                }
+                tokens_used = Some(usage.total_tokens);
+                // Tokens of live answers only: a cache or template answer processed none.
+                tokens = tier.is_live().then_some(usage);
             }
             let mut response = match served.response {
-                Answer::Stream(live) => relay::relay(&gateway, &req, live, charge),
+                Answer::Stream(live) => {
+                    relay::relay(&gateway, &req, live, charge, model_label.clone())
+                }
                 Answer::Whole(answer) if stream => replay(&answer, &req),
                 Answer::Whole(answer) => match answer.completion.as_deref() {
                     // The upstream's own completion, counted: passed on as it is, not copied.
@@ -125,6 +131,8 @@ pub async fn chat_completions(
                 tier,
                 route: route.name.clone(),
                 fallback_reason,
+                tokens_used,
+                model_label,
                 tokens,
             });
             response
@@ -257,14 +265,13 @@ pub(super) fn json_event(value: &impl serde::Serialize) -> Event {
 }
 
 /// The tokens a whole answer used: as its upstream reported them, else the estimate.
-fn total_tokens(answer: &WholeAnswer, req: &GatewayRequest) -> u32 {
+fn usage_of(answer: &WholeAnswer, req: &GatewayRequest) -> Usage {
     answer
         .completion
         .as_ref()
         .and_then(|c| c.usage)
         .or(answer.usage)
         .unwrap_or_else(|| estimate(req, answer.tokens_used))
-        .total_tokens
 }
 
 /// The gateway's usage estimate: prompt words and the answer's tokens.

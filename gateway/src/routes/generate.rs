@@ -1,5 +1,6 @@
 //! `POST /generate`: the lab's contract, through the fallback chain.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use llm_api::envelope::{GenerateData, GenerateSuccess};
 use llm_api::generate::GenerateRequest;
+use llm_api::openai::Usage;
 use resilience_core::fallback::{AllTiersFailed, FallbackError, Served};
 
 use super::errors::{LabFailure, failure_label};
@@ -65,6 +67,7 @@ pub async fn generate(
     match result {
         Ok(served) => {
             log_fallback(&served, &request_id);
+            let model_label = gateway.routes.model_label(&route, req.payload.model());
             let (tier, fallback_type) = (served.tier, served.fallback_type());
             let (fallback_used, fallback_reason) =
                 (served.fallback_used(), served.fallback_reason());
@@ -84,11 +87,21 @@ pub async fn generate(
                     return response;
                 }
             };
+            // Prompt and answer, as the OpenAI route counts them: the prompt's words are
+            // counted once, and only when the charge or the metrics need them.
+            let estimate = OnceCell::new();
+            let estimated = || {
+                *estimate.get_or_init(|| {
+                    Usage::new(super::chat::prompt_tokens(&req), answer.tokens_used)
+                })
+            };
             if let Some(Extension(charge)) = charge {
-                // Prompt and answer, as the OpenAI route counts them.
-                let prompt = super::chat::prompt_tokens(&req);
-                charge.charge(prompt.saturating_add(answer.tokens_used));
+                charge.charge(estimated().total_tokens);
             }
+            // Tokens of live answers only: a cache or template answer processed none.
+            let tokens = tier
+                .is_live()
+                .then(|| answer.usage.unwrap_or_else(estimated));
             let took = started.elapsed();
             let recorded = Recorded::Answered {
                 service: answer.served_by.clone(),
@@ -96,7 +109,9 @@ pub async fn generate(
                 tier,
                 route: route.name.clone(),
                 fallback_reason: fallback_reason.map(wire::fallback_reason),
-                tokens: Some(answer.tokens_used),
+                tokens_used: Some(answer.tokens_used),
+                model_label,
+                tokens,
             };
             let mut response = Json(GenerateSuccess::new(GenerateData {
                 fallback_reason: fallback_reason.map(wire::fallback_reason),

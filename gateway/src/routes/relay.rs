@@ -25,6 +25,7 @@ use crate::answer::WholeAnswer;
 use crate::layers::Occupancy;
 use crate::layers::rate_limit::TokenCharge;
 use crate::pool::{GatewayRequest, LiveStream, StreamEnd};
+use crate::routing::ModelLabel;
 use crate::state::Gateway;
 use crate::upstream::{StreamEvent, UpstreamError};
 
@@ -44,6 +45,7 @@ pub(super) fn relay(
     req: &GatewayRequest,
     live: LiveStream,
     charge: Option<TokenCharge>,
+    model_label: ModelLabel,
 ) -> Response {
     let (tx, rx) = mpsc::channel(RELAY_BUFFER);
     let relay = Relay {
@@ -53,6 +55,7 @@ pub(super) fn relay(
         key: crate::cache::cache_key(req),
         request_id: req.request_id.clone(),
         charge,
+        model_label,
     };
     // A stream holds an in-flight slot until it ends, not only until its headers.
     let occupancy = Occupancy::enter(gateway);
@@ -72,6 +75,8 @@ struct Relay {
     request_id: String,
     /// The caller's tokens allowance, when its tier limits tokens.
     charge: Option<TokenCharge>,
+    /// The request's model as the metrics name it.
+    model_label: ModelLabel,
 }
 
 /// What the relay saw of the answer.
@@ -136,13 +141,13 @@ impl Relay {
             None => self.pump(&mut live, &tx, &mut seen).await,
         };
         metrics.stream_ended(&service, ending.label());
+        // What the client received: the upstream's usage, else the estimate.
+        let usage = seen
+            .usage
+            .unwrap_or_else(|| Usage::new(self.prompt_tokens, seen.tokens));
+        metrics.tokens_processed(&service, self.model_label.as_str(), usage);
         if let Some(charge) = &self.charge {
-            // What the client received: the upstream's usage, else the estimate.
-            let total = seen.usage.map_or_else(
-                || self.prompt_tokens.saturating_add(seen.tokens),
-                |usage| usage.total_tokens,
-            );
-            charge.clone().charge(total);
+            charge.clone().charge(usage.total_tokens);
         }
         match ending {
             Ending::Completed | Ending::Finalized => {

@@ -16,6 +16,8 @@ use resilience_core::health::HealthStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::metrics::Scrape;
+use crate::pool::PoolLoad;
 use crate::state::Gateway;
 use crate::wire;
 
@@ -150,27 +152,24 @@ pub async fn metrics(
         .metrics
         .limiter_active(gateway.limits.status().active.as_str());
     if wants_text {
+        let targets = || gateway.pools.values().chain(&gateway.endpoints);
         let mut breakers = vec![(
             gateway.pool_breaker.name().to_owned(),
-            gateway.pool_breaker.state().as_gauge(),
+            gateway.pool_breaker.snapshot(),
         )];
-        for pool in gateway.pools.values() {
-            for (id, snapshot) in pool.breaker_snapshots() {
-                breakers.push((format!("instance:{id}"), snapshot.state.as_gauge()));
-            }
-        }
-        for endpoint in &gateway.endpoints {
-            for (id, snapshot) in endpoint.breaker_snapshots() {
-                breakers.push((format!("endpoint:{id}"), snapshot.state.as_gauge()));
-            }
-        }
+        breakers.extend(targets().flat_map(|pool| pool.labelled_breaker_snapshots()));
+        let pools: Vec<(&str, PoolLoad)> =
+            targets().map(|pool| (pool.name(), pool.load())).collect();
+        let scrape = Scrape {
+            breakers: &breakers,
+            available: gateway.available_services(),
+            pools: &pools,
+            max_in_flight: gateway.settings.max_concurrent_requests,
+        };
         if let Some(history) = &gateway.history {
             history.observe_queue();
         }
-        return match gateway
-            .metrics
-            .render(&breakers, gateway.available_services())
-        {
+        return match gateway.metrics.render(&scrape) {
             Ok(text) => {
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
             }

@@ -230,8 +230,15 @@ async fn generate_health_and_metrics_answer_the_lab_contract() {
     for name in [
         "llm_requests_total",
         "llm_request_duration_seconds_bucket",
-        "llm_errors_total",
+        "llm_errors_total{error_code=",
         "circuit_breaker_state",
+        // The rest of the lab's names (issue 19): tokens, resources, breaker windows and
+        // call durations, each pool's load.
+        "llm_tokens_processed_total{model=\"default\",operation=\"prompt\",",
+        "llm_resource_utilization{resource_type=\"in_flight\",service=\"gateway\"}",
+        "circuit_breaker_failure_rate{service=\"llm-service\"}",
+        "circuit_breaker_call_duration_seconds_bucket{outcome=\"success\",",
+        "gateway_pool_queue_length{pool=\"primary\"}",
     ] {
         checks.check(text.contains(name), || {
             format!("/metrics text (Accept: text/plain) carries `{name}`")

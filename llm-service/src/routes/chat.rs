@@ -65,12 +65,12 @@ pub async fn chat_completions(
         .unwrap_or(llm_api::generate::DEFAULT_MAX_TOKENS.min(state.config.max_tokens));
     let prompt = request.last_user_text();
     let generation = state.sim.generate(&prompt, budget);
-    state.metrics.add_tokens(generation.len());
     let prompt_tokens = request
         .messages
         .iter()
         .map(|m| count_tokens(&m.text()))
         .fold(0u32, u32::saturating_add);
+    state.metrics.add_tokens(prompt_tokens, generation.len());
     let usage = Usage::new(prompt_tokens, generation.len());
     let id = completion_id();
     if request.stream {

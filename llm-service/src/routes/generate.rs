@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use llm_api::generate::{GenerateRequest, GenerateResponse};
 
 use super::simulate::before_answer;
+use crate::sim::count_tokens;
 use crate::state::AppState;
 use http_edge::ConnectionControl;
 use http_edge::{BadInput, JsonBody};
@@ -66,7 +67,9 @@ async fn answer(
         &request.prompt,
         request.token_budget(state.config.max_tokens),
     );
-    state.metrics.add_tokens(generation.len());
+    state
+        .metrics
+        .add_tokens(count_tokens(&request.prompt), generation.len());
     let text = generation.text();
     Json(GenerateResponse {
         response: text.clone(),

@@ -239,4 +239,21 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("http_request_duration_seconds_bucket"));
     assert!(text.contains("tokens_generated_total"));
     assert!(text.contains("http_requests_in_flight 0"));
+    // Named and labelled as the gateway's: the instance, its model, prompt and answer
+    // ("hi" is one word of prompt; the refused request counts nothing).
+    let processed = |operation: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("llm_tokens_processed_total{")?
+                    .contains(&format!(r#"operation="{operation}""#))
+                    .then(|| line.rsplit(' ').next()?.parse::<u64>().ok())?
+            })
+            .unwrap_or_else(|| panic!("llm_tokens_processed_total {operation} in {text}"))
+    };
+    assert_eq!(processed("prompt"), 1, "{text}");
+    assert!(processed("completion") > 0, "{text}");
+    assert!(
+        text.contains(r#"llm_tokens_processed_total{model="gpt-3.5-turbo-simulation",operation="prompt",service=""#),
+        "{text}"
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use llm_api::generate::GenerateRequest;
-use resilience_core::breaker::{Breaker, BreakerConfig, StateKind, TransitionHook};
+use resilience_core::breaker::{Breaker, BreakerConfig, Outcome, StateKind, TransitionHook};
 use resilience_core::discovery::DiscoveryClient;
 use resilience_core::fallback::{FallbackProvider, ProviderError};
 use resilience_core::health::{HealthCheckConfig, HealthTracker};
@@ -25,6 +25,8 @@ type Attempt = (String, String, Result<u16, &'static str>, Duration);
 #[derive(Default)]
 struct Recorder {
     attempts: Mutex<Vec<Attempt>>,
+    /// The calls breakers were told of: the breaker's label and the outcome.
+    breaker_calls: Mutex<Vec<(String, Outcome)>>,
 }
 
 impl UpstreamObserver for Recorder {
@@ -41,6 +43,13 @@ impl UpstreamObserver for Recorder {
             outcome.map_err(UpstreamError::error_type),
             took,
         ));
+    }
+
+    fn breaker_call(&self, breaker: &str, outcome: Outcome, _took: Duration) {
+        self.breaker_calls
+            .lock()
+            .unwrap()
+            .push((breaker.to_owned(), outcome));
     }
 }
 
@@ -235,6 +244,7 @@ fn calls(llms: &[&FakeLlm]) -> usize {
 
 mod breakers;
 mod endpoints;
+mod load;
 mod retry_after;
 mod tries;
 mod views;
