@@ -82,5 +82,14 @@ pub async fn run(
         drain,
     )
     .await;
+    // The last answers' history rows, if the database takes them soon.
+    if let Some(history) = &gateway.history
+        && !history.flush(HISTORY_FLUSH_AT_EXIT).await
+    {
+        tracing::warn!(target: "history", "history rows still queued at exit were not written");
+    }
     Ok(())
 }
+
+/// The longest wait at exit for the history's queued rows.
+const HISTORY_FLUSH_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -28,9 +28,16 @@ pub struct Args {
     pub postgres_url: Option<String>,
     /// The history database (breaker transitions, health, one row per answer):
     /// `postgres://…`, `sqlite://PATH`, `sqlite::memory:` or `off` [default: `POSTGRES_URL`,
-    /// else `sqlite://resilience-history.sqlite3` in the working directory].
+    /// else the SQLite file `HISTORY_SQLITE_PATH`].
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// The SQLite file of the history when neither `DATABASE_URL` nor `POSTGRES_URL` is set.
+    #[arg(
+        long,
+        env = "HISTORY_SQLITE_PATH",
+        default_value = "resilience-history.sqlite3"
+    )]
+    pub history_sqlite_path: String,
     /// History rows waiting for the database at most; beyond, rows are dropped (counted).
     #[arg(long, env = "HISTORY_QUEUE_ROWS", default_value = "10000")]
     pub history_queue_rows: String,

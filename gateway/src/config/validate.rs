@@ -250,10 +250,11 @@ fn discovery(args: &Args, p: &mut Problems) -> Discovery {
 
 /// `DATABASE_URL` (or `POSTGRES_URL`) and the `HISTORY_*` settings.
 fn history(args: &Args, p: &mut Problems) -> HistorySettings {
+    let default_url = format!("sqlite://{}", args.history_sqlite_path);
     let (field, url) = match (&args.database_url, &args.postgres_url) {
         (Some(url), _) => ("DATABASE_URL", url.as_str()),
         (None, Some(url)) => ("POSTGRES_URL", url.as_str()),
-        (None, None) => ("DATABASE_URL", DEFAULT_HISTORY_URL),
+        (None, None) => ("HISTORY_SQLITE_PATH", default_url.as_str()),
     };
     let location = history::Location::parse(url).unwrap_or_else(|why| {
         p.push(field, why.to_string());
@@ -294,9 +295,6 @@ fn history(args: &Args, p: &mut Problems) -> HistorySettings {
         sample_interval: sample_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
     }
 }
-
-/// The history database when none is configured.
-pub const DEFAULT_HISTORY_URL: &str = "sqlite://resilience-history.sqlite3";
 
 /// `DRAIN_TIMEOUT_MS` and `LOG_FORMAT`.
 fn drain_and_logs(args: &Args, p: &mut Problems) -> (Duration, LogFormat) {

@@ -56,6 +56,8 @@ const GOAL_CONCURRENCY: u32 = 50;
 /// The least share of the baseline's requests/s the gateway keeps with authentication and
 /// the in-memory limiter on (issue 18: within 10 %).
 const IDENTITY_MIN_RPS_RATIO: f64 = 0.9;
+/// Issue 19: the history and the access log cost at most 10 % of requests/s.
+const PERSISTENCE_MIN_RPS_RATIO: f64 = 0.9;
 
 /// The goal, judged: not run when `scenario` was not, failed when it failed, else by
 /// `measured` (`None`: the load it needs was not run, with the reason).
@@ -152,6 +154,37 @@ fn identity_goal(inputs: &Inputs<'_>) -> Goal {
     )
 }
 
+/// Issue 19's goal: req/s with the history (SQLite) and the access log on ≥ 0.9× the same
+/// gateway with both off, at c=50; the database-down figures are told beside it.
+fn persistence_goal(inputs: &Inputs<'_>) -> Goal {
+    let measured = ratios_at(inputs, Scenario::Persistence, Some(GOAL_CONCURRENCY))
+        .ok_or_else(|| format!("not run (c={GOAL_CONCURRENCY} is not in --concurrency)"))
+        .and_then(|r| {
+            r.gateway_over_quiet_rps
+                .map(|x| {
+                    let ok = x >= PERSISTENCE_MIN_RPS_RATIO;
+                    let op = if ok { "≥" } else { "<" };
+                    let down = r.db_down_over_gateway_rps.map_or_else(
+                        || "database down: no reading".to_owned(),
+                        |d| format!("database down {d:.2}× of gateway (information, no goal)"),
+                    );
+                    (
+                        ok,
+                        format!(
+                            "gateway/gateway-quiet {x:.2}× {op} {PERSISTENCE_MIN_RPS_RATIO}×; {down}"
+                        ),
+                    )
+                })
+                .ok_or_else(|| "no req/s reading".to_owned())
+        });
+    judge(
+        inputs,
+        Scenario::Persistence,
+        "persistence, c=50: requests/s with the history and the access log ≥ 0.9× without",
+        measured,
+    )
+}
+
 /// Every goal of the issue, judged.
 pub fn goals(inputs: &Inputs<'_>) -> Vec<Goal> {
     let c50 = ratios_at(inputs, Scenario::Answer, Some(GOAL_CONCURRENCY));
@@ -211,6 +244,7 @@ pub fn goals(inputs: &Inputs<'_>) -> Vec<Goal> {
         ),
     ];
     goals.push(identity_goal(inputs));
+    goals.push(persistence_goal(inputs));
     let memory = |pick: fn(&Memory) -> Option<f64>| {
         inputs
             .memory

@@ -208,24 +208,20 @@ async fn run(
     }
     let headers = vec![("Authorization".to_owned(), format!("Bearer {key}"))];
     let work = super::workload(ctx, Scenario::Identity, CHAT_PATH, ANSWER_BODY, headers)?;
-    let mut targets = vec![ep(Target::Gateway, &stack.gateway)];
-    targets.extend(extra.auth.as_ref().map(|s| ep(Target::GatewayAuth, s)));
+    let mut targets = vec![Endpoint::of(Target::Gateway, &stack.gateway)];
+    targets.extend(
+        extra
+            .auth
+            .as_ref()
+            .map(|s| Endpoint::of(Target::GatewayAuth, s)),
+    );
     targets.extend(
         extra
             .redis_gateway
             .as_ref()
-            .map(|s| ep(Target::GatewayRedis, s)),
+            .map(|s| Endpoint::of(Target::GatewayRedis, s)),
     );
     super::load_scenario(ctx, &targets, Scenario::Identity, &work, out).await
-}
-
-/// `server` as the target `target`, loaded on its own port.
-fn ep(target: Target, server: &Server) -> Endpoint<'_> {
-    Endpoint {
-        target,
-        server,
-        port: server.port,
-    }
 }
 
 /// A gateway like the stack's, with API keys from `keys` and the `bench` tier; its limiter

@@ -30,6 +30,7 @@ mod http;
 mod identity;
 mod memory;
 mod pacer;
+mod persistence;
 mod procfs;
 mod report;
 mod servers;
@@ -430,7 +431,10 @@ fn llm_spec(settings: &Settings, name: &str, port: u16, token_interval_ms: u32) 
             "DATABASE_URL",
             format!(
                 "sqlite://{}",
-                settings.work_dir.join(format!("{name}-history.sqlite3")).display()
+                settings
+                    .work_dir
+                    .join(format!("{name}-history.sqlite3"))
+                    .display()
             ),
         ),
     ];
@@ -473,7 +477,10 @@ fn gateway_spec(
             "DATABASE_URL",
             format!(
                 "sqlite://{}",
-                settings.work_dir.join(format!("{name}-history.sqlite3")).display()
+                settings
+                    .work_dir
+                    .join(format!("{name}-history.sqlite3"))
+                    .display()
             ),
         ),
     ];
@@ -661,7 +668,9 @@ impl Stack {
                 vec![ep(Target::Gateway, &self.fallback, self.fallback.port)]
             }
             // The baseline; the scenario starts the gateways it is compared with.
-            Scenario::Identity => vec![ep(Target::Gateway, &self.gateway, self.gateway.port)],
+            Scenario::Identity | Scenario::Persistence => {
+                vec![ep(Target::Gateway, &self.gateway, self.gateway.port)]
+            }
         }
     }
 }
@@ -674,6 +683,18 @@ struct Endpoint<'a> {
     server: &'a Server,
     /// The port the load goes to.
     port: u16,
+}
+
+impl<'a> Endpoint<'a> {
+    /// `server` as the target `target`, loaded on its own port (the gateways a scenario
+    /// starts for itself).
+    fn of(target: Target, server: &'a Server) -> Self {
+        Self {
+            target,
+            server,
+            port: server.port,
+        }
+    }
 }
 
 impl Endpoint<'_> {
@@ -789,6 +810,9 @@ async fn bench(settings: Settings) -> anyhow::Result<Report> {
                 load_scenario(&ctx, &targets, scenario, &answer, &mut collected).await
             }
             Scenario::Identity => identity::identity_scenario(&ctx, &stack, &mut collected).await,
+            Scenario::Persistence => {
+                persistence::persistence_scenario(&ctx, &stack, &mut collected).await
+            }
             Scenario::Generate => {
                 match workload(&ctx, scenario, GENERATE_PATH, GENERATE_BODY, Vec::new()) {
                     Ok(w) => {

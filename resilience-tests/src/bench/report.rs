@@ -18,6 +18,9 @@ pub enum Scenario {
     /// The answer path with an API key: the gateway without authentication (the baseline),
     /// with it and the in-memory limiter, and with the Redis limiter.
     Identity,
+    /// The answer path with the history and the access log on (the gateway), off
+    /// (`gateway-quiet`), and with the history's database down (`gateway+db-down`).
+    Persistence,
     /// The lab's `POST /generate`: direct llm-service, nginx hop, gateway.
     Generate,
     /// Streamed chat completions: time to first token and gaps.
@@ -32,10 +35,11 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Memory,
         Self::Answer,
         Self::Identity,
+        Self::Persistence,
         Self::Generate,
         Self::Stream,
         Self::FallbackCache,
@@ -47,6 +51,7 @@ impl Scenario {
         match self {
             Self::Answer => "answer",
             Self::Identity => "identity",
+            Self::Persistence => "persistence",
             Self::Generate => "generate",
             Self::Stream => "stream",
             Self::FallbackCache => "fallback-cache",
@@ -72,6 +77,12 @@ pub enum Target {
     /// A gateway like it with API keys and the rate limiter in Redis.
     #[serde(rename = "gateway+redis")]
     GatewayRedis,
+    /// A gateway like it without a history database and without the access log.
+    #[serde(rename = "gateway-quiet")]
+    GatewayQuiet,
+    /// A gateway like it whose history database never answers.
+    #[serde(rename = "gateway+db-down")]
+    GatewayDbDown,
 }
 
 impl Target {
@@ -83,6 +94,8 @@ impl Target {
             Self::Gateway => "gateway",
             Self::GatewayAuth => "gateway+auth",
             Self::GatewayRedis => "gateway+redis",
+            Self::GatewayQuiet => "gateway-quiet",
+            Self::GatewayDbDown => "gateway+db-down",
         }
     }
 }
@@ -214,6 +227,15 @@ pub struct Ratios {
     pub redis_over_gateway_rps: Option<f64>,
     /// gateway+redis CPU/request ÷ gateway CPU/request.
     pub redis_over_gateway_cpu: Option<f64>,
+    /// gateway req/s ÷ gateway-quiet req/s (the persistence scenario: history and access log
+    /// on, against both off).
+    pub gateway_over_quiet_rps: Option<f64>,
+    /// gateway CPU/request ÷ gateway-quiet CPU/request.
+    pub gateway_over_quiet_cpu: Option<f64>,
+    /// gateway+db-down req/s ÷ gateway req/s.
+    pub db_down_over_gateway_rps: Option<f64>,
+    /// gateway+db-down p99 − gateway p99, µs.
+    pub db_down_added_p99_us: Option<f64>,
 }
 
 /// Streams of one target at one concurrency.
@@ -432,7 +454,9 @@ pub fn ratios(summaries: &[Summary]) -> Vec<Ratios> {
             let cpu = |s: &Summary| s.cpu_us_per_request;
             let p50 = |s: &Summary| s.p50_us;
             let p99 = |s: &Summary| s.p99_us;
-            use Target::{Direct, Gateway, GatewayAuth, GatewayRedis, Hop};
+            use Target::{
+                Direct, Gateway, GatewayAuth, GatewayDbDown, GatewayQuiet, GatewayRedis, Hop,
+            };
             Some(Ratios {
                 scenario,
                 concurrency,
@@ -448,6 +472,10 @@ pub fn ratios(summaries: &[Summary]) -> Vec<Ratios> {
                 auth_over_gateway_cpu: ratio(get(GatewayAuth, cpu), get(Gateway, cpu)),
                 redis_over_gateway_rps: ratio(get(GatewayRedis, rps), get(Gateway, rps)),
                 redis_over_gateway_cpu: ratio(get(GatewayRedis, cpu), get(Gateway, cpu)),
+                gateway_over_quiet_rps: ratio(get(Gateway, rps), get(GatewayQuiet, rps)),
+                gateway_over_quiet_cpu: ratio(get(Gateway, cpu), get(GatewayQuiet, cpu)),
+                db_down_over_gateway_rps: ratio(get(GatewayDbDown, rps), get(Gateway, rps)),
+                db_down_added_p99_us: added(get(GatewayDbDown, p99), get(Gateway, p99)),
             })
         })
         .collect()
@@ -531,6 +559,24 @@ fn identity_lines(out: &mut String, r: Option<&Ratios>, redis: Option<&RedisSour
     }
 }
 
+/// The persistence scenario's ratio lines: the defaults against both off, and the
+/// database down against the defaults.
+fn persistence_lines(out: &mut String, r: Option<&Ratios>) {
+    let pick = |f: fn(&Ratios) -> Option<f64>| r.and_then(f);
+    let _ = writeln!(
+        out,
+        "  gateway/gateway-quiet (history + access log on vs off): req/s ×{}, CPU/req ×{}",
+        opt(pick(|r| r.gateway_over_quiet_rps), 2),
+        opt(pick(|r| r.gateway_over_quiet_cpu), 2)
+    );
+    let _ = writeln!(
+        out,
+        "  gateway+db-down/gateway: req/s ×{}, p99 {}",
+        opt(pick(|r| r.db_down_over_gateway_rps), 2),
+        signed_us(pick(|r| r.db_down_added_p99_us))
+    );
+}
+
 /// The whole text report.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -589,6 +635,8 @@ pub fn render(report: &Report) -> String {
             .find(|r| (r.scenario, r.concurrency) == (scenario, concurrency));
         if scenario == Scenario::Identity {
             identity_lines(&mut out, group_ratios, report.identity_redis.as_ref());
+        } else if scenario == Scenario::Persistence {
+            persistence_lines(&mut out, group_ratios);
         } else if let Some(r) = group_ratios {
             let _ = writeln!(
                 out,

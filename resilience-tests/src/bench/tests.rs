@@ -925,3 +925,91 @@ fn a_redis_url_is_shown_without_its_credentials() {
     );
     assert_eq!(redact_url("s3cret"), "(not a URL)");
 }
+
+/// Rounds of the persistence scenario at c=50: the gateway (history and access log on) at
+/// `on_rps`, gateway-quiet at 1000 req/s, gateway+db-down at 900 req/s with a p99 of 260 µs.
+fn persistence_rounds(on_rps: f64) -> Vec<Round> {
+    let at = |target, rps, p99, cpu| {
+        round(
+            Scenario::Persistence,
+            Some(50),
+            target,
+            rps,
+            100.0,
+            p99,
+            cpu,
+        )
+    };
+    vec![
+        at(Target::Gateway, on_rps, 200.0, 11.0),
+        at(Target::GatewayQuiet, 1000.0, 180.0, 10.0),
+        at(Target::GatewayDbDown, 900.0, 260.0, 12.0),
+    ]
+}
+
+#[test]
+fn the_persistence_scenario_compares_history_on_with_off_and_with_the_database_down() {
+    let r = &ratios(&summarize(&persistence_rounds(950.0)))[0];
+    assert_eq!(r.scenario, Scenario::Persistence);
+    assert_eq!(r.gateway_over_quiet_rps, Some(0.95));
+    assert_eq!(r.gateway_over_quiet_cpu, Some(1.1));
+    assert_eq!(r.db_down_added_p99_us, Some(60.0));
+    assert!(
+        r.db_down_over_gateway_rps
+            .is_some_and(|x| (x - 900.0 / 950.0).abs() < 1e-9)
+    );
+    for (target, name) in [
+        (Target::GatewayQuiet, "gateway-quiet"),
+        (Target::GatewayDbDown, "gateway+db-down"),
+    ] {
+        assert_eq!(target.name(), name);
+        assert_eq!(
+            serde_json::to_value(target).unwrap(),
+            serde_json::json!(name)
+        );
+    }
+    assert_eq!(Scenario::Persistence.name(), "persistence");
+
+    let judged = |rounds: &[Round]| {
+        let summaries = summarize(rounds);
+        let ratios = ratios(&summaries);
+        goals(&Inputs {
+            ran: &[Scenario::Persistence],
+            failed: &[],
+            summaries: &summaries,
+            ratios: &ratios,
+            stream_added: &[],
+            memory: None,
+            soak: None,
+            identity_redis: None,
+        })
+        .into_iter()
+        .find(|g| g.goal.starts_with("persistence, c=50"))
+        .unwrap()
+    };
+    let pass = judged(&persistence_rounds(950.0));
+    assert_eq!(pass.verdict, Verdict::Pass, "{}", pass.measured);
+    assert!(
+        pass.measured.contains("gateway/gateway-quiet 0.95× ≥ 0.9×"),
+        "{}",
+        pass.measured
+    );
+    let fail = judged(&persistence_rounds(850.0));
+    assert_eq!(fail.verdict, Verdict::Fail, "{}", fail.measured);
+
+    let text = rendered(
+        persistence_rounds(950.0),
+        RedisSource::NotRun { reason: "-".into() },
+    );
+    assert!(text.contains("persistence · c=50 (wrk)"), "{text}");
+    assert!(
+        text.contains(
+            "gateway/gateway-quiet (history + access log on vs off): req/s ×0.95, CPU/req ×1.10"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway+db-down/gateway: req/s ×0.95, p99 +60"),
+        "{text}"
+    );
+}
