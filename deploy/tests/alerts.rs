@@ -1,6 +1,7 @@
 //! The alert rules as an on-call engineer meets them: every alert says how bad it is, whose it
 //! is and where its runbook is, and that runbook section exists; every rule is unit-tested by
-//! the `promtool test rules` files `deploy/validate` runs, every alert both firing and not.
+//! the `promtool test rules` files `deploy/validate` runs, every alert both firing and not;
+//! the dashboard query that folds breaker states across replicas is the one those files test.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,9 +13,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deploy_check::files::{Rule, RuleKind, markdown_anchors, rule_tests, rules};
-use deploy_check::promql::selectors;
-use support::read;
+use deploy_check::files::{Rule, RuleKind, dashboard_queries, markdown_anchors, rule_tests, rules};
+use deploy_check::promql::{combines_across, selectors};
+use support::{read, root};
 
 /// The rule file and its unit-test files (relative to `config/`).
 const RULES: &str = "config/alert.rules.yml";
@@ -164,5 +165,48 @@ fn every_rule_is_unit_tested_and_every_alert_both_ways() {
         missing.is_empty(),
         "rules without promtool tests in config/{RULE_TESTS:?}:\n{}",
         missing.join("\n")
+    );
+}
+
+/// The lab encodes breaker states 0 closed, 1 open, 2 half-open, which does not order them by
+/// severity: a dashboard query that folds several replicas' states into one (max, min…)
+/// must be one `config/alert.rules.test.yml` tests (OPEN must win over HALF_OPEN).
+#[test]
+fn dashboard_queries_folding_breaker_states_are_unit_tested() {
+    let tested: BTreeSet<String> = rule_tests(&read("config/alert.rules.test.yml"))
+        .unwrap()
+        .exprs
+        .iter()
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let dir = root().join("config/grafana/dashboards");
+    let mut folding = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for query in dashboard_queries(&dashboard) {
+            let folds = combines_across(&query.expr, "circuit_breaker_state", "instance")
+                .unwrap_or_else(|e| panic!("{}: {e}", query.place));
+            if folds {
+                folding += 1;
+                let expr = query.expr.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert!(
+                    tested.contains(&expr),
+                    "{}: `{expr}` folds breaker states across replicas; add a \
+                     promql_expr_test of exactly this expression to \
+                     config/alert.rules.test.yml (OPEN on one replica, HALF_OPEN on another \
+                     must read OPEN)",
+                    query.place
+                );
+            }
+        }
+    }
+    assert!(
+        folding >= 1,
+        "the breaker timeline of the dashboards folds replicas; found no such query"
     );
 }
