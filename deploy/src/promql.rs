@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, Expr, VectorSelector};
+use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 use promql_parser::util::{ExprVisitor, walk_expr};
 
 /// Grafana's interval variables, replaced by a duration before parsing.
@@ -29,6 +29,54 @@ pub fn selectors(expr: &str) -> Result<BTreeMap<String, BTreeSet<String>>, Strin
     let mut names = Names::default();
     walk_expr(&mut names, &parsed)?;
     Ok(names.found)
+}
+
+/// Whether `expr` combines series of `metric` that differ in `label` into one: an
+/// aggregation (`max`, `sum`, `avg`…) over a subexpression reading `metric` that does not
+/// keep `label` (no `by` naming it, or a `without` naming it). `max by (service)
+/// (circuit_breaker_state)` combines across `instance`; `max by (instance, service) (…)`
+/// does not.
+pub fn combines_across(expr: &str, metric: &str, label: &str) -> Result<bool, String> {
+    let mut text = expr.to_owned();
+    for variable in GRAFANA_INTERVALS {
+        text = text.replace(variable, "1m");
+    }
+    let parsed = parser::parse(&text).map_err(|e| format!("{expr:?} is not PromQL: {e}"))?;
+    let mut finder = Combining {
+        metric,
+        label,
+        found: false,
+    };
+    walk_expr(&mut finder, &parsed)?;
+    Ok(finder.found)
+}
+
+struct Combining<'a> {
+    metric: &'a str,
+    label: &'a str,
+    found: bool,
+}
+
+impl ExprVisitor for Combining<'_> {
+    type Error = String;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, String> {
+        if let Expr::Aggregate(aggregate) = expr {
+            let keeps = match &aggregate.modifier {
+                Some(LabelModifier::Include(by)) => by.labels.iter().any(|l| l == self.label),
+                Some(LabelModifier::Exclude(without)) => {
+                    !without.labels.iter().any(|l| l == self.label)
+                }
+                None => false,
+            };
+            if !keeps {
+                let mut names = Names::default();
+                walk_expr(&mut names, &aggregate.expr)?;
+                self.found |= names.found.contains_key(self.metric);
+            }
+        }
+        Ok(!self.found)
+    }
 }
 
 #[derive(Default)]
@@ -120,6 +168,26 @@ mod tests {
         let labels: Vec<_> = found["a_total"].iter().map(String::as_str).collect();
         assert_eq!(labels, ["code", "job"]);
         assert!(found["b"].is_empty());
+    }
+
+    #[test]
+    fn finds_aggregations_that_combine_across_a_label() {
+        let across = |expr| combines_across(expr, "circuit_breaker_state", "instance").unwrap();
+        assert!(across("max by (service) (circuit_breaker_state)"));
+        assert!(across("max(circuit_breaker_state)"));
+        assert!(across(
+            "max without (instance) (circuit_breaker_state{service=\"llm-service\"})"
+        ));
+        assert!(across(
+            "sum by (job) (rate(up[5m])) + max by (service) (circuit_breaker_state == 1)"
+        ));
+        assert!(!across(
+            "max by (instance) (circuit_breaker_state{service=\"llm-service\"})"
+        ));
+        assert!(!across("max without (job) (circuit_breaker_state)"));
+        assert!(!across("circuit_breaker_state > 0"));
+        assert!(!across("max by (service) (available_instances)"));
+        assert!(combines_across("max(", "x", "y").is_err());
     }
 
     #[test]
