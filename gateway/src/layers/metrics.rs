@@ -12,8 +12,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use history::{Record, RequestRecord};
 use llm_api::envelope::FallbackReason;
-use resilience_core::clock::unix_millis;
 use llm_api::openai::Usage;
+use resilience_core::clock::unix_millis;
 use resilience_core::fallback::TierKind;
 
 use super::RequestId;

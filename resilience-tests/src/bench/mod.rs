@@ -430,7 +430,10 @@ fn llm_spec(settings: &Settings, name: &str, port: u16, token_interval_ms: u32) 
             "DATABASE_URL",
             format!(
                 "sqlite://{}",
-                settings.work_dir.join(format!("{name}-history.sqlite3")).display()
+                settings
+                    .work_dir
+                    .join(format!("{name}-history.sqlite3"))
+                    .display()
             ),
         ),
     ];
@@ -473,7 +476,10 @@ fn gateway_spec(
             "DATABASE_URL",
             format!(
                 "sqlite://{}",
-                settings.work_dir.join(format!("{name}-history.sqlite3")).display()
+                settings
+                    .work_dir
+                    .join(format!("{name}-history.sqlite3"))
+                    .display()
             ),
         ),
     ];
