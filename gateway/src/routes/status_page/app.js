@@ -4,7 +4,8 @@
 // changes), and renders them. Rates and percentiles are computed here, from the difference
 // between two readings of the totals: since the gateway started at the first poll, then
 // between the readings of the last 30 s (2 s after the first, growing to 30 s). A failed
-// poll keeps the last data on screen, marked stale. Text is set as text (never parsed as HTML); no inline script or style.
+// poll keeps the last data on screen, marked stale. Text is set as text (never parsed as
+// HTML); no inline script or style.
 'use strict';
 
 const POLL_MS = 2000;
@@ -173,12 +174,13 @@ function renderSignals(summary) {
 }
 
 function instanceRow(instance, breaker) {
+  const health = instance.healthy ? 'healthy' : 'unhealthy';
   const row = el('tr');
   row.dataset.instance = instance.id;
   row.append(
     el('td', instance.id, 'id'),
     el('td', instance.tier),
-    el('td', instance.healthy ? 'healthy' : 'unhealthy', instance.healthy ? 'health-healthy' : 'health-unhealthy'),
+    el('td', health, 'health-' + health),
     el('td', instance.circuit_state, stateClass(instance.circuit_state)),
     el('td', breaker ? breaker.consecutive_failures : '–', 'num'),
     el('td', instance.model || '–'),
@@ -198,10 +200,10 @@ function poolTable(title, group) {
   table.append(el('thead'));
   table.tHead.append(head);
   const body = el('tbody');
-  for (const instance of group.instances) body.append(instanceRow(instance, group.breakers[instance.id]));
-  if (group.instances.length === 0) {
-    body.append(noteRow('no instance', 7));
+  for (const instance of group.instances) {
+    body.append(instanceRow(instance, group.breakers[instance.id]));
   }
+  if (group.instances.length === 0) body.append(noteRow('no instance', 7));
   table.append(body);
   return table;
 }
@@ -214,24 +216,42 @@ function renderPools(status) {
   pools.replaceChildren(...tables);
 }
 
-// Rows of the transitions table, newest first, from the history's entries or, without
-// the history, from /admin/status's transitions (both oldest first).
+// The transitions table's rows (oldest first, as both sources give them) from the
+// history's entries: breaker transitions and health changes.
 function historyRows(entries) {
   return entries.map((e) => {
     if (e.kind === 'breaker') {
-      const why = words(e.reason) + (e.failure_count ? ' (' + e.failure_count + ' failures)' : '');
-      return { at: e.at_ms, subject: breakerName(e.service), service: e.service, from: e.from, to: e.state, why };
+      const counts = e.failure_count ? ' (' + e.failure_count + ' failures)' : '';
+      return {
+        at: e.at_ms,
+        subject: breakerName(e.service),
+        service: e.service,
+        from: e.from,
+        to: e.state,
+        why: words(e.reason) + counts,
+      };
     }
-    const why = e.error || (e.response_time_ms !== null && e.response_time_ms !== undefined ? 'check took ' + e.response_time_ms + ' ms' : '');
+    const took = typeof e.response_time_ms === 'number' ? 'check took ' + e.response_time_ms + ' ms' : '';
+    const why = e.error || took;
     return { at: e.at_ms, subject: e.service, service: e.service, to: e.status, why, health: true };
   });
 }
 
+// The same from /admin/status's transitions (the breakers' own, in memory).
 function statusRows(transitions) {
   return transitions.map((t) => {
     const reason = t.reason || {};
-    const detail = reason.count ? ' (' + reason.count + ')' : reason.rate ? ' (' + formatShare(reason.rate) + ')' : '';
-    return { at: t.at_ms, subject: breakerName(t.breaker), service: t.breaker, from: t.from, to: t.to, why: words(reason.kind) + detail };
+    let detail = '';
+    if (reason.count) detail = ' (' + reason.count + ')';
+    else if (reason.rate) detail = ' (' + formatShare(reason.rate) + ')';
+    return {
+      at: t.at_ms,
+      subject: breakerName(t.breaker),
+      service: t.breaker,
+      from: t.from,
+      to: t.to,
+      why: words(reason.kind) + detail,
+    };
   });
 }
 
@@ -244,7 +264,7 @@ function renderTransitions(status, past) {
     source.dataset.source = 'history';
   } else {
     rows = statusRows(status.transitions);
-    source.textContent = '(in memory since the start: ' + past.why + ')';
+    source.textContent = "(the breakers' recent transitions: " + past.why + ')';
     source.dataset.source = 'status';
   }
   const body = document.querySelector('#transitions tbody');
@@ -271,7 +291,8 @@ async function getJson(path) {
   const response = await fetch(path, {
     cache: 'no-store',
     headers: { accept: 'application/json' },
-    signal: AbortSignal.timeout(POLL_TIMEOUT_MS),
+    // A gateway that hangs makes the poll fail (stale) rather than wait for ever.
+    signal: AbortSignal.timeout ? AbortSignal.timeout(POLL_TIMEOUT_MS) : undefined,
   });
   if (!response.ok) {
     const error = new Error(path + ' answered ' + response.status);
