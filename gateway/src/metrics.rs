@@ -5,14 +5,17 @@
 //! allocation); label values are bounded (`labels`: statuses as static strings, models as
 //! route names); gauges that mirror state are set at scrape time ([`Metrics::render`]).
 //!
-//! - `labels`: bounded label values; `resources`: the process's CPU and memory use.
+//! - `labels`: bounded label values; `resources`: the process's CPU and memory use;
+//!   `signals`: the golden signals' running totals, for `/admin/signals` and the status page.
 
 mod labels;
 mod resources;
+mod signals;
 #[cfg(test)]
 mod tests;
 
 pub use labels::{NO_STATUS, OTHER_MODEL, error_code, status_label};
+pub use signals::Totals;
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -26,6 +29,9 @@ use resilience_core::breaker::{BreakerSnapshot, Outcome};
 
 use crate::pool::{PoolLoad, UpstreamObserver};
 use crate::upstream::UpstreamError;
+
+/// The upper bounds of `llm_request_duration_seconds`' buckets, in seconds.
+pub const LATENCY_BUCKETS_S: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
 /// The `service` of the gateway's own series (its errors, its resource utilization).
 const GATEWAY: &str = "gateway";
@@ -594,7 +600,7 @@ fn golden_signals() -> Result<(IntCounterVec, HistogramVec, IntCounterVec), prom
             "llm_request_duration_seconds",
             "Time to answer, fallbacks included.",
         )
-        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+        .buckets(LATENCY_BUCKETS_S.to_vec()),
         &["service", "model", "endpoint"],
     )?;
     let errors = IntCounterVec::new(

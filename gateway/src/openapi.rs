@@ -33,6 +33,10 @@ use utoipa::{Modify, OpenApi, ToSchema};
         crate::routes::status::reset_circuit_breaker,
         crate::routes::status::admin_status,
         crate::routes::history::history,
+        crate::routes::status_page::signals,
+        crate::routes::status_page::page,
+        crate::routes::status_page::script,
+        crate::routes::status_page::style,
         openapi_json,
     ),
     modifiers(&SecuritySchemes),
@@ -40,7 +44,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "lab", description = "The lab's contract"),
         (name = "openai", description = "The OpenAI-compatible API"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
-        (name = "admin", description = "The operator's routes"),
+        (name = "admin", description = "The operator's routes and the status page"),
     )
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
-//! The gateway's `/health`, `/admin/status` and `POST /admin/reset-circuit-breaker`
-//! answers, and the discovery view `/health` and `/metrics` share.
+//! The gateway's `/health`, `/admin/status`, `/admin/signals` and
+//! `POST /admin/reset-circuit-breaker` answers, and the discovery view `/health` and
+//! `/metrics` share.
 //!
 //! Fields are declared in alphabetical order: the gateway wrote these objects through
 //! `serde_json::Value`, whose objects sort their keys, so the bytes stay the same.
@@ -163,6 +164,42 @@ impl ResetAnswer {
     pub const MESSAGE: &'static str = "Circuit breaker reset successfully";
 }
 
+/// `GET /admin/signals`: the gateway's golden signals as running totals since it started,
+/// read from its metrics at `at_ms`. Two readings give the request rate, the error and
+/// fallback rates and the latency quantiles over the time between them (the status page
+/// polls it); one reading and `uptime_s` give them since the start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GoldenSignals {
+    /// When the totals were read, in Unix milliseconds (the gateway's clock).
+    pub at_ms: u64,
+    /// Answers of the model routes with a 5xx status, the gateway's own included.
+    pub errors: u64,
+    /// Answers of the model routes served by a fallback tier (any but `primary`), as
+    /// `fallback_responses_total` counts them.
+    pub fallbacks: u64,
+    /// Requests being answered now.
+    pub in_flight: u64,
+    /// The latency of the answers, as `llm_request_duration_seconds` buckets them.
+    pub latency: LatencyHistogram,
+    /// Answers of the model routes, the gateway's own errors included
+    /// (`llm_requests_total`).
+    pub requests: u64,
+    /// Seconds since the gateway started, when every total was 0.
+    pub uptime_s: f64,
+}
+
+/// A latency histogram of [`GoldenSignals`], summed over every service, model and route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LatencyHistogram {
+    /// The finite upper bounds of the buckets, in seconds, ascending.
+    pub bounds_s: Vec<f64>,
+    /// Answers that took at most each bound (cumulative, like Prometheus' `le` buckets):
+    /// as many as `bounds_s`.
+    pub counts: Vec<u64>,
+    /// Every answer timed (the `+Inf` bucket).
+    pub total: u64,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -297,6 +334,33 @@ pub(crate) mod tests {
         );
         assert_eq!(serde_json::to_string(&status).unwrap(), json);
         assert_eq!(serde_json::from_str::<AdminStatus>(&json).unwrap(), status);
+    }
+
+    #[test]
+    fn golden_signals_round_trip() {
+        let signals = GoldenSignals {
+            at_ms: 1_700_000_000_000,
+            errors: 1,
+            fallbacks: 2,
+            in_flight: 0,
+            latency: LatencyHistogram {
+                bounds_s: vec![0.01, 0.05],
+                counts: vec![3, 9],
+                total: 10,
+            },
+            requests: 11,
+            uptime_s: 12.5,
+        };
+        let json = concat!(
+            r#"{"at_ms":1700000000000,"errors":1,"fallbacks":2,"in_flight":0,"#,
+            r#""latency":{"bounds_s":[0.01,0.05],"counts":[3,9],"total":10},"#,
+            r#""requests":11,"uptime_s":12.5}"#
+        );
+        assert_eq!(serde_json::to_string(&signals).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<GoldenSignals>(json).unwrap(),
+            signals
+        );
     }
 
     #[test]

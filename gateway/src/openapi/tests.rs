@@ -154,6 +154,10 @@ fn the_security_schemes_are_declared_and_only_the_public_routes_need_none() {
         ("/v1/models", "get"),
         ("/admin/status", "get"),
         ("/admin/reset-circuit-breaker", "post"),
+        ("/admin/signals", "get"),
+        ("/status", "get"),
+        ("/status/app.js", "get"),
+        ("/status/app.css", "get"),
     ] {
         let listed = security(path, method);
         let names: Vec<String> = listed

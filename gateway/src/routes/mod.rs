@@ -6,6 +6,7 @@ pub mod generate;
 pub mod history;
 mod relay;
 pub mod status;
+pub mod status_page;
 
 use std::sync::Arc;
 
@@ -66,6 +67,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         )
         .route("/admin/status", get(status::admin_status))
         .route("/admin/history", get(history::history))
+        .route("/admin/signals", get(status_page::signals))
+        .route("/status", get(status_page::page))
+        .route("/status/app.js", get(status_page::script))
+        .route("/status/app.css", get(status_page::style))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(not_found)
         .layer(

@@ -70,11 +70,13 @@ struct Route {
 
 /// Every route group, each with real requests: the model routes of both APIs, the admin
 /// routes, the public ones.
-const ROUTES: [Route; 10] = [
+const ROUTES: [Route; 12] = [
     route("POST", "/generate", Group::Model, Shape::Lab),
     route("POST", "/v1/chat/completions", Group::Model, Shape::OpenAi),
     route("GET", "/v1/models", Group::Model, Shape::OpenAi),
     route("GET", "/admin/status", Group::Admin, Shape::Lab),
+    route("GET", "/admin/signals", Group::Admin, Shape::Lab),
+    route("GET", "/status", Group::Admin, Shape::Lab),
     route(
         "POST",
         "/admin/reset-circuit-breaker",
@@ -544,6 +546,8 @@ fn check_ok(route: &Route, reply: &Reply, problems: &mut Vec<String>) {
         "/v1/chat/completions" => body["choices"][0]["message"]["content"].is_string(),
         "/v1/models" => body["data"].is_array(),
         "/admin/status" => body["circuit_breaker"].is_object(),
+        "/admin/signals" => body["requests"].is_u64(),
+        "/status" => reply.text.contains("<title>Gateway status</title>"),
         "/admin/reset-circuit-breaker" => body["state"].is_string(),
         _ => true,
     };

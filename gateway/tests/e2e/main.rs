@@ -9,6 +9,8 @@
 //! input, body limit, load shedding), `shutdown` (SIGTERM drain); `openai` covers issue #5 (OpenAI API, routes, stream
 //! safety, upstream misbehaviour); `wire` holds every JSON document to its `llm_api` type.
 //! `identity` covers issue #18's authentication (route groups × credentials, minting, modes).
+//! `history` and `status_page` cover issue #19's history database and status page (the
+//! latter in headless Chromium: `scripts/test` installs Debian's `chromium`).
 //! The processes are started by the workspace's test harness (crates/test-support);
 //! `harness` holds this suite's own helpers.
 #![allow(
@@ -36,4 +38,5 @@ mod protection;
 mod quotas;
 mod redis;
 mod shutdown;
+mod status_page;
 mod wire;

@@ -12,6 +12,7 @@
 //! assert_eq!(answer.data()["fallback_used"], false);
 //! ```
 
+pub mod chromium;
 mod gateway;
 mod llm;
 mod traffic;
