@@ -28,6 +28,90 @@ macro_rules! on_pool {
     };
 }
 
+/// The column list of each table's `INSERT` and, for one row, its values in that order:
+/// `$bind` is `push_bind` (a multi-row `QueryBuilder`) or `bind` (a single-row query).
+macro_rules! breaker_insert {
+    () => {
+        "INSERT INTO circuit_breaker_metrics (service_name, timestamp, state, previous_state, \
+         reason, failure_count, success_count, half_open_attempts)"
+    };
+}
+macro_rules! breaker_values {
+    ($q:expr, $bind:ident, $b:expr) => {
+        $q.$bind($b.service.as_str())
+            .$bind(timestamp($b.at_ms))
+            .$bind($b.to.as_str())
+            .$bind($b.from.as_str())
+            .$bind($b.reason.as_str())
+            .$bind(int($b.failure_count))
+            .$bind(int($b.success_count))
+            .$bind(int($b.half_open_attempts))
+    };
+}
+macro_rules! health_insert {
+    () => {
+        "INSERT INTO service_health_log (service_name, timestamp, status, response_time_ms, \
+         error_message, is_change)"
+    };
+}
+macro_rules! health_values {
+    ($q:expr, $bind:ident, $h:expr) => {
+        $q.$bind($h.service.as_str())
+            .$bind(timestamp($h.at_ms))
+            .$bind($h.status.as_str())
+            .$bind($h.response_time_ms.map(int))
+            .$bind($h.error.as_deref())
+            .$bind($h.change)
+    };
+}
+macro_rules! request_insert {
+    () => {
+        "INSERT INTO request_log (request_id, timestamp, endpoint, route, model, served_by, \
+         tier, status_code, fallback_used, fallback_type, fallback_reason, response_time_ms, \
+         tokens_used, trace_id)"
+    };
+}
+macro_rules! request_values {
+    ($q:expr, $bind:ident, $r:expr) => {
+        $q.$bind($r.request_id.as_str())
+            .$bind(timestamp($r.at_ms))
+            .$bind($r.endpoint)
+            .$bind($r.route.as_deref())
+            .$bind($r.model.as_deref())
+            .$bind($r.served_by.as_deref())
+            .$bind($r.tier)
+            .$bind(i32::from($r.status_code))
+            .$bind($r.fallback_type.is_some())
+            .$bind($r.fallback_type.map(|t| t.as_str()))
+            .$bind($r.fallback_reason.map(|t| t.as_str()))
+            .$bind(int($r.response_time_ms))
+            .$bind($r.tokens_used.map(int))
+            .$bind($r.trace_id.as_deref())
+    };
+}
+macro_rules! experiment_insert {
+    () => {
+        "INSERT INTO chaos_experiments (experiment_id, name, target, started_at, ended_at, \
+         outcome, journal)"
+    };
+}
+macro_rules! experiment_values {
+    ($q:expr, $bind:ident, $e:expr) => {
+        $q.$bind($e.experiment_id.as_str())
+            .$bind($e.name.as_str())
+            .$bind($e.target.as_str())
+            .$bind(timestamp($e.started_at_ms))
+            .$bind(timestamp($e.ended_at_ms))
+            .$bind($e.outcome.as_str())
+            .$bind($e.journal.to_string())
+    };
+}
+
+const BREAKER_INSERT: &str = concat!(breaker_insert!(), " ");
+const HEALTH_INSERT: &str = concat!(health_insert!(), " ");
+const REQUEST_INSERT: &str = concat!(request_insert!(), " ");
+const EXPERIMENT_INSERT: &str = concat!(experiment_insert!(), " ");
+
 /// A history database.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -133,7 +217,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `batch` in one transaction: all of it or none.
+    /// Writes `batch` in one transaction: all of it or none. PostgreSQL takes one multi-row
+    /// `INSERT` per table (one round trip each); SQLite one cached single-row statement per
+    /// row (in process: parsing a statement of hundreds of rows cost more than the rows).
     pub async fn write(&self, batch: &[Record]) -> Result<(), Error> {
         let breakers: Vec<&BreakerRecord> = pick(batch, |r| match r {
             Record::Breaker(row) => Some(row),
@@ -151,90 +237,71 @@ impl Store {
             Record::Experiment(row) => Some(row),
             _ => None,
         });
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if !breakers.is_empty() {
-                QueryBuilder::new(
-                    "INSERT INTO circuit_breaker_metrics (service_name, timestamp, state, \
-                     previous_state, reason, failure_count, success_count, half_open_attempts) ",
-                )
-                .push_values(breakers, |mut row, b| {
-                    row.push_bind(b.service.as_str())
-                        .push_bind(timestamp(b.at_ms))
-                        .push_bind(b.to.as_str())
-                        .push_bind(b.from.as_str())
-                        .push_bind(b.reason.as_str())
-                        .push_bind(int(b.failure_count))
-                        .push_bind(int(b.success_count))
-                        .push_bind(int(b.half_open_attempts));
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
+        match self {
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                if !breakers.is_empty() {
+                    QueryBuilder::new(BREAKER_INSERT)
+                        .push_values(breakers, |mut row, b| {
+                            breaker_values!(row, push_bind, b);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !health.is_empty() {
+                    QueryBuilder::new(HEALTH_INSERT)
+                        .push_values(health, |mut row, h| {
+                            health_values!(row, push_bind, h);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !requests.is_empty() {
+                    QueryBuilder::new(REQUEST_INSERT)
+                        .push_values(requests, |mut row, r| {
+                            request_values!(row, push_bind, r);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !experiments.is_empty() {
+                    QueryBuilder::new(EXPERIMENT_INSERT)
+                        .push_values(experiments, |mut row, e| {
+                            experiment_values!(row, push_bind, e);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
             }
-            if !health.is_empty() {
-                QueryBuilder::new(
-                    "INSERT INTO service_health_log (service_name, timestamp, status, \
-                     response_time_ms, error_message, is_change) ",
-                )
-                .push_values(health, |mut row, h| {
-                    row.push_bind(h.service.as_str())
-                        .push_bind(timestamp(h.at_ms))
-                        .push_bind(h.status.as_str())
-                        .push_bind(h.response_time_ms.map(int))
-                        .push_bind(h.error.as_deref())
-                        .push_bind(h.change);
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
+            Self::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for b in breakers {
+                    let sql = concat!(breaker_insert!(), " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+                    breaker_values!(sqlx::query(sql), bind, b).execute(&mut *tx).await?;
+                }
+                for h in health {
+                    let sql = concat!(health_insert!(), " VALUES ($1, $2, $3, $4, $5, $6)");
+                    health_values!(sqlx::query(sql), bind, h).execute(&mut *tx).await?;
+                }
+                for r in requests {
+                    let sql = concat!(
+                        request_insert!(),
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                    );
+                    request_values!(sqlx::query(sql), bind, r).execute(&mut *tx).await?;
+                }
+                for e in experiments {
+                    let sql = concat!(experiment_insert!(), " VALUES ($1, $2, $3, $4, $5, $6, $7)");
+                    experiment_values!(sqlx::query(sql), bind, e).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
             }
-            if !requests.is_empty() {
-                QueryBuilder::new(
-                    "INSERT INTO request_log (request_id, timestamp, endpoint, route, model, \
-                     served_by, tier, status_code, fallback_used, fallback_type, \
-                     fallback_reason, response_time_ms, tokens_used, trace_id) ",
-                )
-                .push_values(requests, |mut row, r| {
-                    row.push_bind(r.request_id.as_str())
-                        .push_bind(timestamp(r.at_ms))
-                        .push_bind(r.endpoint)
-                        .push_bind(r.route.as_deref())
-                        .push_bind(r.model.as_deref())
-                        .push_bind(r.served_by.as_deref())
-                        .push_bind(r.tier)
-                        .push_bind(i32::from(r.status_code))
-                        .push_bind(r.fallback_type.is_some())
-                        .push_bind(r.fallback_type.map(|t| t.as_str()))
-                        .push_bind(r.fallback_reason.map(|t| t.as_str()))
-                        .push_bind(int(r.response_time_ms))
-                        .push_bind(r.tokens_used.map(int))
-                        .push_bind(r.trace_id.as_deref());
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-            }
-            if !experiments.is_empty() {
-                QueryBuilder::new(
-                    "INSERT INTO chaos_experiments (experiment_id, name, target, started_at, \
-                     ended_at, outcome, journal) ",
-                )
-                .push_values(experiments, |mut row, e| {
-                    row.push_bind(e.experiment_id.as_str())
-                        .push_bind(e.name.as_str())
-                        .push_bind(e.target.as_str())
-                        .push_bind(timestamp(e.started_at_ms))
-                        .push_bind(timestamp(e.ended_at_ms))
-                        .push_bind(e.outcome.as_str())
-                        .push_bind(e.journal.to_string());
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-        });
+        }
         Ok(())
     }
 

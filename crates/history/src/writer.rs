@@ -438,8 +438,9 @@ impl Writer {
         }
     }
 
-    /// Waits for a first message, then gathers more for up to the flush interval (or until
-    /// the batch is full, or a flush is asked). False once every sender is gone.
+    /// Waits for a first message, then gathers what arrived within the flush interval (at
+    /// once when a batch is already queued or a flush was asked). False once every sender is
+    /// gone.
     async fn gather(
         &mut self,
         rows: &mut Vec<Record>,
@@ -457,12 +458,17 @@ impl Writer {
             return false;
         };
         take(first, rows, waiting);
-        let until = Instant::now() + self.settings.flush_interval;
+        // The rest of the batch is collected once, after the flush interval (or at once when
+        // a batch is already queued, or a flush asked): waiting on `recv` would have every
+        // row wake this task, a cross-thread wake per request.
+        if waiting.is_empty() && rows.len() + self.rx.len() < self.settings.batch_size {
+            sleep(self.settings.flush_interval).await;
+        }
         while rows.len() < self.settings.batch_size && waiting.is_empty() {
-            match timeout_at(until, self.rx.recv()).await {
-                Ok(Some(message)) => take(message, rows, waiting),
-                Ok(None) => return false,
-                Err(_) => break,
+            match self.rx.try_recv() {
+                Ok(message) => take(message, rows, waiting),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
         true
