@@ -9,6 +9,8 @@
 //! input, body limit, load shedding), `shutdown` (SIGTERM drain); `openai` covers issue #5 (OpenAI API, routes, stream
 //! safety, upstream misbehaviour); `wire` holds every JSON document to its `llm_api` type.
 //! `identity` covers issue #18's authentication (route groups × credentials, minting, modes).
+//! `traces` covers issue #19's access log and traces (W3C `traceparent`, OTLP spans across
+//! the gateway and llm-service).
 //! The processes are started by the workspace's test harness (crates/test-support);
 //! `harness` holds this suite's own helpers.
 #![allow(
@@ -36,4 +38,5 @@ mod protection;
 mod quotas;
 mod redis;
 mod shutdown;
+mod traces;
 mod wire;
