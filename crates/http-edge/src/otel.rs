@@ -129,20 +129,7 @@ impl std::fmt::Debug for Span {
 /// span of this process as [`Span::context`] gives it); a new trace when there is none.
 pub fn start(name: &'static str, kind: Kind, parent: Option<TraceParent>) -> Span {
     let Some(tracer) = TRACER.get() else {
-        return match parent {
-            Some(parent) => Span {
-                trace_id: parent.trace_id,
-                span_id: SpanId::random(),
-                flags: parent.flags,
-                inner: None,
-            },
-            None => Span {
-                trace_id: TraceId::random(),
-                span_id: SpanId::random(),
-                flags: 1,
-                inner: None,
-            },
-        };
+        return start_off(parent);
     };
     let cx = match parent {
         Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
@@ -159,11 +146,35 @@ pub fn start(name: &'static str, kind: Kind, parent: Option<TraceParent>) -> Spa
         .with_kind(SpanKind::from(kind))
         .start_with_context(tracer, &cx);
     let sc = span.span_context();
+    if !sc.is_valid() {
+        // The provider is shutting down: no span, but ids all the same.
+        let mut off = start_off(parent);
+        off.inner = Some(span);
+        return off;
+    }
     Span {
         trace_id: TraceId(sc.trace_id().to_bytes()),
         span_id: SpanId(sc.span_id().to_bytes()),
         flags: sc.trace_flags().to_u8(),
         inner: Some(span),
+    }
+}
+
+/// A span that is only its ids: the parent's trace and flags, or a new sampled trace.
+fn start_off(parent: Option<TraceParent>) -> Span {
+    match parent {
+        Some(parent) => Span {
+            trace_id: parent.trace_id,
+            span_id: SpanId::random(),
+            flags: parent.flags,
+            inner: None,
+        },
+        None => Span {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            flags: 1,
+            inner: None,
+        },
     }
 }
 

@@ -313,6 +313,39 @@ async fn a_fallback_answer_has_its_tier_span() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_refusal_is_a_span_under_the_request() {
+    let receiver = Receiver::start().await;
+    let llm = traced_llm(&receiver).await;
+    // The harness's pool breaker opens after 3 failed requests and stays open 2 s.
+    let gw = traced_gateway(&receiver, &llm).await;
+    llm.add_fault(json!({"kind": "error", "status": 500})).await;
+
+    // Back to back: 3 failed requests open it, the next ones are refused while it is open.
+    for n in 0..6 {
+        generate(
+            &gw,
+            &format!("open the breaker {n} zq"),
+            &format!("trace-e2e-4-{n}"),
+        )
+        .await;
+    }
+    let spans = receiver
+        .wait_for(|spans| !named(spans, "gateway", "breaker.rejected").is_empty())
+        .await;
+    let describe = format!("{spans:#?}");
+    let rejected = named(&spans, "gateway", "breaker.rejected");
+    assert!(!rejected.is_empty(), "a breaker.rejected span: {describe}");
+    let requests = named(&spans, "gateway", "request");
+    for span in &rejected {
+        assert!(
+            requests.iter().any(|r| r.span_id == span.parent_id),
+            "the refusal under its request: {describe}"
+        );
+        assert_eq!(span.attribute("breaker").as_deref(), Some("llm-service"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_is_json_with_request_and_trace_ids_and_no_prompt() {
     let llm = LlmService::builder()
         .env("LOG_FORMAT", "json")
@@ -374,4 +407,37 @@ async fn the_access_log_is_json_with_request_and_trace_ids_and_no_prompt() {
     assert_eq!(served["fields"]["request_id"], "access-e2e-1");
     assert_eq!(served["fields"]["trace_id"], TRACE_ID);
     assert!(!llm_lines.join("\n").contains("zebras"));
+
+    // A malformed traceparent (an all-zero trace id) is ignored: a new trace, which the
+    // llm-service continues.
+    let response = gw
+        .client()
+        .post(format!("{}/generate", gw.url))
+        .header(
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        )
+        .header("x-request-id", "access-e2e-2")
+        .json(&json!({"prompt": "a new trace", "max_tokens": 16}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let of = |lines: Vec<String>| {
+        lines
+            .iter()
+            .filter(|l| l.contains("access-e2e-2") && l.contains("\"access\""))
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|line| line["fields"]["trace_id"].as_str().unwrap_or("").to_owned())
+    };
+    let new_trace = of(gw.logs().settled().await).expect("the gateway's access line");
+    assert_eq!(new_trace.len(), 32);
+    assert!(new_trace.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(new_trace, "0".repeat(32));
+    assert_ne!(new_trace, TRACE_ID);
+    assert_eq!(
+        of(llm.logs().settled().await).as_deref(),
+        Some(new_trace.as_str()),
+        "llm-service continues the new trace"
+    );
 }
