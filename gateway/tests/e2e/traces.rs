@@ -6,7 +6,8 @@
 //! - spans sent over OTLP/HTTP (JSON) to a receiver written here: the gateway's `request`
 //!   span is the child of the incoming parent, each `upstream.attempt` the child of
 //!   `request`, llm-service's `request` the child of the attempt that reached it; a failed
-//!   first try makes two attempts; a fallback answer has its `fallback.tier` span.
+//!   first try makes two attempts; a fallback answer has its `fallback.tier` span; a
+//!   breaker refusal its `breaker.rejected` span; spans still waiting leave at shutdown.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -440,4 +441,72 @@ async fn the_access_log_is_json_with_request_and_trace_ids_and_no_prompt() {
         Some(new_trace.as_str()),
         "llm-service continues the new trace"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_still_waiting_are_exported_at_shutdown() {
+    let receiver = Receiver::start().await;
+    let llm = LlmService::builder().start().await;
+    // A batch delay far beyond the test: only the flush at shutdown can send the spans.
+    let mut gw = Gateway::builder()
+        .upstreams(&[&llm])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", 600_000)
+        .start()
+        .await;
+    generate(&gw, "flush me", "trace-e2e-5").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        named(&receiver.of_trace(), "gateway", "request").is_empty(),
+        "nothing exported before the batch delay"
+    );
+
+    gw.terminate().await;
+    let status = gw.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "clean exit: {status:?}");
+    let spans = receiver
+        .wait_for(|spans| !named(spans, "gateway", "request").is_empty())
+        .await;
+    assert_eq!(
+        named(&spans, "gateway", "request").len(),
+        1,
+        "the request span flushed at shutdown: {spans:#?}"
+    );
+    assert!(!named(&spans, "gateway", "upstream.attempt").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_stream_carries_the_trace_to_the_llm_service() {
+    let llm = LlmService::builder()
+        .env("LOG_FORMAT", "json")
+        .start()
+        .await;
+    let gw = Gateway::builder().upstreams(&[&llm]).start().await;
+    let response = gw
+        .client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header("traceparent", traceparent())
+        .header("x-request-id", "chat-e2e-1")
+        .json(&json!({
+            "model": "gpt-3.5-turbo",
+            "stream": true,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "stream a trace"}],
+        }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+
+    let lines = llm.logs().settled().await;
+    let served = lines
+        .iter()
+        .filter(|l| l.contains("chat-e2e-1") && l.contains("\"access\""))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no llm-service access line: {}", llm.logs().tail(20)));
+    assert_eq!(served["fields"]["path"], "/v1/chat/completions");
+    assert_eq!(served["fields"]["trace_id"], TRACE_ID);
 }
