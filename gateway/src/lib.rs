@@ -29,6 +29,7 @@ pub mod records;
 pub mod routes;
 pub mod routing;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;
 pub mod wire;
 

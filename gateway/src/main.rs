@@ -64,6 +64,9 @@ fn main() -> ExitCode {
         Err(problems) => return invalid(problems),
     };
     let _log = http_edge::process::init_tracing(settings.log_format.as_str());
+    // Spans over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; flushed (with a deadline)
+    // when the guard drops, after the runtime has stopped.
+    let _otel = http_edge::otel::init("gateway");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

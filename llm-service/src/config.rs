@@ -73,8 +73,8 @@ pub struct Config {
     /// Longest wait for in-flight requests at shutdown, in milliseconds.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
-    /// Log format: `pretty` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    /// Log format: `json` (the default: one JSON object per line) or `pretty` (for people).
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
     /// Connection and request-body limits (shared by every service).
     #[command(flatten)]

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let _log = http_edge::process::init_tracing(&config.log_format);
+    // Spans over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; flushed (with a deadline)
+    // when the guard drops, after the runtime has stopped.
+    let _otel = http_edge::otel::init("llm-service");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -5,16 +5,19 @@
 //! every bad input is a 4xx naming the field, rendered in the lab's or OpenAI's error shape;
 //! [`process`] sets up logging (written in batches off the request path by [`logwriter`])
 //! and the shutdown signal; [`healthcheck`] is the
-//! `healthcheck` subcommand the container images run.
+//! `healthcheck` subcommand the container images run; [`trace`] reads and writes the W3C
+//! `traceparent` header.
 
 pub mod body;
 pub mod healthcheck;
 pub mod input;
 pub mod limits;
 pub mod logwriter;
+pub mod otel;
 pub mod process;
 pub mod security;
 pub mod serve;
+pub mod trace;
 
 pub use body::{UploadStats, Uploads};
 pub use input::{BODY_LIMIT, BadInput, JsonBody, is_json, read_json};

@@ -101,15 +101,21 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-/// `... listening addr=127.0.0.1:PORT url=http://127.0.0.1:PORT ...` → the url.
+/// `... listening addr=127.0.0.1:PORT url=http://127.0.0.1:PORT ...` → the url; in a JSON
+/// line (`LOG_FORMAT=json`), its `"url":"http://…"` field.
 fn listening_url(line: &str) -> Option<String> {
     if !line.contains("listening") {
         return None;
     }
-    line.split(|c: char| c.is_whitespace() || c == ',' || c == '"')
-        .find_map(|word| word.strip_prefix("url="))
-        .map(|url| url.trim_end_matches('/').to_owned())
-        .filter(|url| url.starts_with("http://"))
+    let json = line
+        .split_once("\"url\":\"")
+        .and_then(|(_, rest)| rest.split('"').next());
+    json.or_else(|| {
+        line.split(|c: char| c.is_whitespace() || c == ',' || c == '"')
+            .find_map(|word| word.strip_prefix("url="))
+    })
+    .map(|url| url.trim_end_matches('/').to_owned())
+    .filter(|url| url.starts_with("http://"))
 }
 
 type UrlSender = Arc<Mutex<Option<oneshot::Sender<String>>>>;
@@ -160,5 +166,7 @@ mod tests {
             Some("http://127.0.0.1:5")
         );
         assert_eq!(listening_url("ready url=http://127.0.0.1:6"), None);
+        let json = r#"{"level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:7","url":"http://127.0.0.1:7"}}"#;
+        assert_eq!(listening_url(json).as_deref(), Some("http://127.0.0.1:7"));
     }
 }

@@ -34,6 +34,7 @@ use resilience_core::fallback::{
 use crate::answer::{Answer, WholeAnswer};
 use crate::config::CacheSettings;
 use crate::pool::GatewayRequest;
+use crate::telemetry::Traced;
 use crate::upstream::count_words;
 
 /// Prompts longer than this (in bytes, normalised) are neither cached nor looked up.
@@ -96,13 +97,12 @@ impl AnswerCache {
 
     /// The cache tier: the in-process cache, then Redis.
     pub fn tier(&self) -> Tier<GatewayRequest, Answer> {
-        let tier = Tier::new(TierKind::Cache).with_provider(CacheProvider::new(
-            "response_cache",
-            Arc::clone(self.local.cache()),
-            cache_key,
+        let tier = Tier::new(TierKind::Cache).with_provider(Traced::new(
+            TierKind::Cache,
+            CacheProvider::new("response_cache", Arc::clone(self.local.cache()), cache_key),
         ));
         match &self.redis {
-            Some(redis) => tier.with_provider(Arc::clone(redis)),
+            Some(redis) => tier.with_provider(Traced::new(TierKind::Cache, Arc::clone(redis))),
             None => tier,
         }
     }

@@ -181,8 +181,8 @@ pub struct Args {
     /// at most; a new caller beyond is refused until buckets refill.
     #[arg(long, env = "RATE_LIMIT_MAX_KEYS", default_value = "100000")]
     pub rate_limit_max_keys: String,
-    /// Log format: `pretty` or `json`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    /// Log format: `json` (the default: one JSON object per line) or `pretty` (for people).
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
     /// Connection and request-body limits (shared by every service).
     #[command(flatten)]

@@ -18,8 +18,10 @@ use resilience_core::fallback::TierKind;
 
 use super::RequestId;
 use crate::metrics::Answered;
+use crate::pool::GatewayRequest;
 use crate::routing::ModelLabel;
 use crate::state::Gateway;
+use crate::telemetry::{PromptDigest, RequestTrace};
 use crate::wire;
 
 /// What a model route's handler answered.
@@ -45,9 +47,31 @@ pub enum Recorded {
         /// A whole answer's tokens when a live tier answered (a stream counts its own when
         /// it ends).
         tokens: Option<Usage>,
+        /// Tries on upstream instances beyond the first (for the access log).
+        retries: u32,
+        /// The prompt's hash and length (for the access log; never its text).
+        prompt: PromptDigest,
     },
-    /// The gateway's own error (`rejected_upstream`, `exhausted`…).
-    Failed(&'static str),
+    /// The gateway's own error.
+    Failed {
+        /// Its label (`rejected_upstream`, `exhausted`…).
+        label: &'static str,
+        /// Tries on upstream instances beyond the first.
+        retries: u32,
+        /// The prompt's hash and length.
+        prompt: PromptDigest,
+    },
+}
+
+impl Recorded {
+    /// The gateway's own error `label` for `req`.
+    pub fn failed(label: &'static str, req: &GatewayRequest) -> Self {
+        Self::Failed {
+            label,
+            retries: req.retries(),
+            prompt: PromptDigest::of(&req.payload),
+        }
+    }
 }
 
 /// Records the answer of the route named `endpoint` (`generate`, `chat_completions`).
@@ -61,6 +85,10 @@ pub async fn record(
         .history
         .as_ref()
         .and_then(|_| req.extensions().get::<RequestId>().cloned());
+    let trace = gateway
+        .history
+        .as_ref()
+        .and_then(|_| req.extensions().get::<RequestTrace>().copied());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let took = started.elapsed();
@@ -83,13 +111,17 @@ pub async fn record(
             model_label: model_label.as_str(),
             tokens: *tokens,
         }),
-        Some(Recorded::Failed(label)) => gateway.metrics.gateway_error(label, status),
+        Some(Recorded::Failed { label, .. }) => gateway.metrics.gateway_error(label, status),
         None => {}
     }
     if let (Some(history), Some(RequestId(request_id)), Some(recorded)) =
         (&gateway.history, request_id, recorded)
     {
-        history.record(request_row(request_id, endpoint, status, took, recorded));
+        let mut row = request_row(request_id, endpoint, status, took, recorded);
+        if let (Record::Request(row), Some(RequestTrace(trace))) = (&mut row, trace) {
+            row.trace_id = Some(trace.trace_id.hex().as_str().to_owned());
+        }
+        history.record(row);
     }
     response
 }

@@ -2,8 +2,10 @@
 //! [`crate::routes::app`] in this order (outermost first):
 //!
 //! 1. [`request_id`]: the client's sane `x-request-id`, or a new one; on every answer.
-//! 2. [`access_log`]: one line per request — method, path, status, latency, request id,
-//!    caller.
+//! 2. [`access_log`]: the request's trace (the incoming W3C `traceparent` continued, or a
+//!    new trace; the `request` span) and one line per request — request id, trace id,
+//!    route, status, latency, who served, tier, retries, tokens, the prompt's hash and
+//!    length, caller.
 //! 3. security headers ([`http_edge::security::headers`]) on every answer, then CORS
 //!    (`CORS_ALLOW_ORIGINS`; no layer at all when off), which answers a preflight itself.
 //! 4. [`admin_guard`]: `/admin/*` (and the status page) refuse cross-site browser requests

@@ -187,3 +187,59 @@ async fn refused_bodies_are_counted_as_validation_errors() {
         "{text}"
     );
 }
+
+/// The trace the access-log layer hands to the handler, as `trace_id parent_id`.
+async fn trace_of(traceparent: Option<&str>) -> String {
+    async fn show(
+        axum::Extension(trace): axum::Extension<crate::telemetry::RequestTrace>,
+    ) -> String {
+        format!("{} {}", trace.0.trace_id.hex(), trace.0.parent_id.hex())
+    }
+    let app = Router::new()
+        .route("/generate", post(show))
+        .layer(from_fn(super::access_log::access_log));
+    let mut req = Request::post("/generate");
+    if let Some(value) = traceparent {
+        req = req.header("traceparent", value);
+    }
+    let response = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_traceparent_is_continued_with_a_span_of_its_own() {
+    let shown = trace_of(Some(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ))
+    .await;
+    let (trace, span) = shown.split_once(' ').unwrap();
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(span.len(), 16);
+    assert_ne!(
+        span, "00f067aa0ba902b7",
+        "the request's own span, not the caller's"
+    );
+}
+
+#[tokio::test]
+async fn without_a_valid_traceparent_a_new_trace_starts() {
+    let mut seen = Vec::new();
+    for header in [
+        None,
+        Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        Some("garbage"),
+    ] {
+        let shown = trace_of(header).await;
+        let (trace, span) = shown.split_once(' ').unwrap();
+        assert_eq!(trace.len(), 32, "{header:?}");
+        assert_ne!(trace, "0".repeat(32), "{header:?}");
+        assert_ne!(span, "0".repeat(16), "{header:?}");
+        seen.push(trace.to_owned());
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "a new trace each time: {seen:?}");
+}

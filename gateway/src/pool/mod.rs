@@ -30,11 +30,12 @@ pub(crate) mod testing;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http_edge::trace::{SpanId, TraceParent};
 use resilience_core::SharedClock;
 use resilience_core::balancer::{Endpoint, LoadBalancer, Strategy};
 use resilience_core::breaker::{
@@ -117,7 +118,7 @@ pub struct EndpointSpec {
 }
 
 /// A request as the pool sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GatewayRequest {
     /// What to send.
     pub payload: Payload,
@@ -125,16 +126,55 @@ pub struct GatewayRequest {
     pub request_id: String,
     /// When the whole request must be over (`REQUEST_TIMEOUT` after it arrived).
     pub deadline: tokio::time::Instant,
+    /// The request's trace: each try is a child span of it and sends `traceparent`.
+    pub trace: TraceParent,
+    /// Tries made on upstream instances so far, over every pool and tier.
+    tries: AtomicU32,
+}
+
+impl Clone for GatewayRequest {
+    fn clone(&self) -> Self {
+        Self {
+            payload: self.payload.clone(),
+            request_id: self.request_id.clone(),
+            deadline: self.deadline,
+            trace: self.trace,
+            tries: AtomicU32::new(self.tries()),
+        }
+    }
 }
 
 impl GatewayRequest {
-    /// A request for `payload` ending `timeout` from now.
+    /// A request for `payload` ending `timeout` from now, in a trace of its own.
     pub fn new(payload: Payload, request_id: impl Into<String>, timeout: Duration) -> Self {
         Self {
             payload,
             request_id: request_id.into(),
             deadline: tokio::time::Instant::now() + timeout,
+            trace: TraceParent::new_trace(SpanId::random()),
+            tries: AtomicU32::new(0),
         }
+    }
+
+    /// The same request in the trace `trace` (the request span's context).
+    pub fn in_trace(mut self, trace: TraceParent) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Tries made on upstream instances so far.
+    pub fn tries(&self) -> u32 {
+        self.tries.load(Ordering::Relaxed)
+    }
+
+    /// Tries beyond the first (the access log's `retries`).
+    pub fn retries(&self) -> u32 {
+        self.tries().saturating_sub(1)
+    }
+
+    /// Counts a try.
+    pub(crate) fn count_try(&self) {
+        self.tries.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -18,7 +18,10 @@ use super::live::{LiveStream, StreamEnd};
 use super::members::Member;
 use super::{GatewayRequest, MemberEndpoint, Pool, UpstreamObserver};
 use crate::answer::{Answer, WholeAnswer};
-use crate::upstream::{Completed, OpenStream, UpstreamError};
+use crate::telemetry;
+use crate::upstream::{Completed, OpenStream, Tags, UpstreamError};
+use http_edge::otel::{self, Kind};
+use http_edge::trace::TraceParent;
 
 /// The model label of an attempt whose instance names none and never answered.
 const UNKNOWN_MODEL: &str = "unknown";
@@ -46,6 +49,7 @@ impl Pool {
                 Err(rejection) => {
                     tracing::debug!(pool = %self.settings.name, request_id = %req.request_id,
                         reason = rejection.reason(), "pool breaker refused the request");
+                    telemetry::breaker_rejected(req, breaker.name(), rejection.reason());
                     return Err(ProviderError::CircuitOpen);
                 }
             },
@@ -111,8 +115,9 @@ impl Pool {
             let instance_guard = if selection.respect_breakers {
                 match member.breaker.try_acquire_owned() {
                     Ok(guard) => Some(guard),
-                    Err(_) => {
+                    Err(rejection) => {
                         // It closed its last probe slot since the pick: choose again.
+                        telemetry::breaker_rejected(req, &member.breaker_label, rejection.reason());
                         plan.breaker_refused(&member.id);
                         continue;
                     }
@@ -121,8 +126,12 @@ impl Pool {
                 None
             };
             plan.attempt_started(&member.id);
+            req.count_try();
             let call_started = Instant::now();
-            let error = match self.call(member, req, within).await {
+            let mut span = otel::start("upstream.attempt", Kind::Client, Some(req.trace));
+            span.set_with("instance", || member.id.clone());
+            span.set_with("pool", || self.settings.name.clone());
+            let error = match self.call(member, req, within, span.context()).await {
                 Ok(Reply::Complete(answer)) => {
                     return Ok(self.complete(member, req, answer, instance_guard, call_started));
                 }
@@ -131,6 +140,8 @@ impl Pool {
                 }
                 Err(error) => error,
             };
+            span.error(|| error.to_string());
+            drop(span);
             let failure = self.failed(member, req, &error, instance_guard, call_started);
             drop(picked);
             self.candidates(endpoints, &mut candidates);
@@ -226,23 +237,29 @@ impl Pool {
     }
 
     /// One try on `member`: a whole answer within the per-try timeout, or for a stream its
-    /// first token within the first-token limit; never past the request's deadline.
+    /// first token within the first-token limit; never past the request's deadline. The
+    /// try sends `trace` (its own span as the parent) as `traceparent`.
     async fn call(
         &self,
         member: &Member,
         req: &GatewayRequest,
         remaining: Duration,
+        trace: TraceParent,
     ) -> Result<Reply, UpstreamError> {
+        let tags = Tags {
+            request_id: &req.request_id,
+            traceparent: Some(trace),
+        };
         if req.payload.is_stream() {
             let limit = self.settings.first_token_timeout.min(remaining);
             self.client
-                .open_stream(&member.upstream, &req.payload, limit, &req.request_id)
+                .open_stream(&member.upstream, &req.payload, limit, tags)
                 .await
                 .map(Reply::Stream)
         } else {
             let limit = self.settings.per_try_timeout.min(remaining);
             self.client
-                .call(&member.upstream, &req.payload, limit, &req.request_id)
+                .call(&member.upstream, &req.payload, limit, tags)
                 .await
                 .map(Reply::Complete)
         }

@@ -37,6 +37,7 @@ use crate::layers::rate_limit::TokenCharge;
 use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
+use crate::telemetry::{PromptDigest, RequestTrace};
 use crate::upstream::{Payload, count_words};
 use crate::wire;
 
@@ -80,16 +81,20 @@ use crate::wire;
 pub async fn chat_completions(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    trace: Option<Extension<RequestTrace>>,
     Valid(request): Valid<ChatCompletionRequest>,
     charge: Option<Extension<TokenCharge>>,
 ) -> Response {
     let charge = charge.map(|Extension(charge)| charge);
     let stream = request.stream;
-    let req = GatewayRequest::new(
+    let mut req = GatewayRequest::new(
         Payload::Chat(request),
         request_id.clone(),
         gateway.settings.request_timeout,
     );
+    if let Some(Extension(RequestTrace(trace))) = trace {
+        req = req.in_trace(trace);
+    }
     let (route, result) = gateway.routes.serve(&req).await;
     match result {
         Ok(served) => {
@@ -134,6 +139,8 @@ pub async fn chat_completions(
                 tokens_used,
                 model_label,
                 tokens,
+                retries: req.retries(),
+                prompt: PromptDigest::of(&req.payload),
             });
             response
         }
@@ -141,7 +148,9 @@ pub async fn chat_completions(
             let failure = OpenAiFailure::new(&error, &request_id, gateway.settings.retry_after_s());
             let label = failure_label(&error, &request_id);
             let mut response = failure.into_response();
-            response.extensions_mut().insert(Recorded::Failed(label));
+            response
+                .extensions_mut()
+                .insert(Recorded::failed(label, &req));
             response
         }
     }

@@ -18,6 +18,7 @@ use crate::layers::rate_limit::TokenCharge;
 use crate::layers::{Recorded, RequestId, Valid};
 use crate::pool::GatewayRequest;
 use crate::state::Gateway;
+use crate::telemetry::{PromptDigest, RequestTrace};
 use crate::upstream::Payload;
 use crate::wire;
 
@@ -54,15 +55,19 @@ use crate::wire;
 pub async fn generate(
     State(gateway): State<Arc<Gateway>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    trace: Option<Extension<RequestTrace>>,
     Valid(request): Valid<GenerateRequest>,
     charge: Option<Extension<TokenCharge>>,
 ) -> Response {
     let started = Instant::now();
-    let req = GatewayRequest::new(
+    let mut req = GatewayRequest::new(
         Payload::Generate(request),
         request_id.clone(),
         gateway.settings.request_timeout,
     );
+    if let Some(Extension(RequestTrace(trace))) = trace {
+        req = req.in_trace(trace);
+    }
     let (route, result) = gateway.routes.serve(&req).await;
     match result {
         Ok(served) => {
@@ -83,7 +88,7 @@ pub async fn generate(
                             .into_response();
                     response
                         .extensions_mut()
-                        .insert(Recorded::Failed("exhausted"));
+                        .insert(Recorded::failed("exhausted", &req));
                     return response;
                 }
             };
@@ -112,6 +117,8 @@ pub async fn generate(
                 tokens_used: Some(answer.tokens_used),
                 model_label,
                 tokens,
+                retries: req.retries(),
+                prompt: PromptDigest::of(&req.payload),
             };
             let mut response = Json(GenerateSuccess::new(GenerateData {
                 fallback_reason: fallback_reason.map(wire::fallback_reason),
@@ -133,7 +140,9 @@ pub async fn generate(
             let failure = LabFailure::new(&error, &request_id, gateway.settings.retry_after_s());
             let label = failure_label(&error, &request_id);
             let mut response = failure.into_response();
-            response.extensions_mut().insert(Recorded::Failed(label));
+            response
+                .extensions_mut()
+                .insert(Recorded::failed(label, &req));
             response
         }
     }

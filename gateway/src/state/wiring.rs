@@ -31,6 +31,7 @@ use crate::pool::{EndpointSpec, GatewayRequest, Pool, PoolSettings, UpstreamObse
 use crate::ratelimit::Limits;
 use crate::records;
 use crate::routing::{Route, Routes};
+use crate::telemetry::Traced;
 use crate::upstream::{HttpProbe, UpstreamClient, count_words};
 
 /// The discovery client over the static list and, when configured, the Redis registry
@@ -201,20 +202,23 @@ pub(super) fn routes(
         let mut targets = targets.iter().cloned();
         let mut first = Tier::new(TierKind::Primary).with_timeout(live);
         if let Some(target) = targets.next() {
-            first = first.with_provider(target);
+            first = first.with_provider(Traced::new(TierKind::Primary, target));
         }
         let mut rest = Tier::new(TierKind::Secondary)
             .with_timeout(live)
             .with_enabled(tiers.secondary);
         for target in targets {
-            rest = rest.with_provider(target);
+            rest = rest.with_provider(Traced::new(TierKind::Secondary, target));
         }
         let chain = FallbackChain::new([
             first,
             rest,
             cache.tier().with_enabled(tiers.cache),
             Tier::new(TierKind::Template)
-                .with_provider(TemplateProvider::new("template", template_answer))
+                .with_provider(Traced::new(
+                    TierKind::Template,
+                    TemplateProvider::new("template", template_answer),
+                ))
                 .with_enabled(tiers.template),
         ])?
         .with_store(Arc::clone(cache) as Arc<dyn AnswerStore<GatewayRequest, Answer>>);

@@ -31,6 +31,7 @@ pub use stream::{Chunk, OpenStream, StreamEvent};
 use std::fmt;
 use std::time::Duration;
 
+use http_edge::trace::{TRACEPARENT, TraceParent};
 use llm_api::generate::{GenerateRequest, GenerateResponse};
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
@@ -39,6 +40,44 @@ use error::{classify, status_error};
 
 /// The header carrying the request id to the upstream.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What a call carries upstream to tie it to its request: `x-request-id`, and the W3C
+/// `traceparent` of the try (the request's trace, the try's span as the parent).
+#[derive(Debug, Clone, Copy)]
+pub struct Tags<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// The try's trace context, when it has one.
+    pub traceparent: Option<TraceParent>,
+}
+
+impl<'a> From<&'a str> for Tags<'a> {
+    fn from(request_id: &'a str) -> Self {
+        Self {
+            request_id,
+            traceparent: None,
+        }
+    }
+}
+
+impl Tags<'_> {
+    /// `builder` with the request id (when it is a valid header value) and `traceparent`.
+    pub(crate) fn apply(&self, mut builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match HeaderValue::from_str(self.request_id) {
+            Ok(value) => builder = builder.header(REQUEST_ID_HEADER, value),
+            Err(_) => tracing::debug!(
+                request_id = self.request_id,
+                "request id is not a header value; not sent"
+            ),
+        }
+        if let Some(traceparent) = &self.traceparent
+            && let Ok(value) = HeaderValue::from_str(traceparent.header().as_str())
+        {
+            builder = builder.header(TRACEPARENT, value);
+        }
+        builder
+    }
+}
 
 /// Connections kept idle per upstream host for reuse.
 const POOL_IDLE_PER_HOST: usize = 64;
@@ -213,24 +252,21 @@ impl UpstreamClient {
         Ok(Self { http })
     }
 
-    /// `POST {base}/generate` with `req` as JSON and `x-request-id: request_id`,
-    /// bounded by `timeout` from sending to the last byte of the answer.
+    /// `POST {base}/generate` with `req` as JSON, `x-request-id` and `traceparent`
+    /// ([`Tags`]), bounded by `timeout` from sending to the last byte of the answer.
     ///
     /// An id that is not a valid header value is not sent (the call still is).
-    pub async fn generate(
+    pub async fn generate<'t>(
         &self,
         upstream: &Upstream,
         req: &GenerateRequest,
         timeout: Duration,
-        request_id: &str,
+        tags: impl Into<Tags<'t>>,
     ) -> Result<GenerateResponse, UpstreamError> {
         let url = upstream.generate_url()?;
+        let tags = tags.into();
         let call = async {
-            let mut builder = self.http.post(url).json(req).timeout(timeout);
-            match HeaderValue::from_str(request_id) {
-                Ok(value) => builder = builder.header(REQUEST_ID_HEADER, value),
-                Err(_) => tracing::debug!(request_id, "request id is not a header value; not sent"),
-            }
+            let builder = tags.apply(self.http.post(url).json(req).timeout(timeout));
             let response = builder.send().await.map_err(|e| classify(&e, timeout))?;
             let status = response.status();
             if !status.is_success() {

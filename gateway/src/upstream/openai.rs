@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use llm_api::generate::GenerateRequest;
 use llm_api::openai::{ChatCompletion, ChatCompletionRequest, StreamOptions, Usage};
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use serde::Serialize;
 use serde_json::Map;
 
 use super::error::{classify, status_error};
-use super::{Protocol, REQUEST_ID_HEADER, Upstream, UpstreamClient, UpstreamError};
+use super::{Protocol, Tags, Upstream, UpstreamClient, UpstreamError};
 
 /// A request as sent upstream.
 #[derive(Debug, Clone)]
@@ -106,19 +106,18 @@ impl Payload {
 impl UpstreamClient {
     /// Sends `payload` (not a stream) to `upstream` in its protocol, bounded
     /// by `timeout` from sending to the last byte of the answer.
-    pub async fn call(
+    pub async fn call<'t>(
         &self,
         upstream: &Upstream,
         payload: &Payload,
         timeout: Duration,
-        request_id: &str,
+        tags: impl Into<Tags<'t>>,
     ) -> Result<Completed, UpstreamError> {
+        let tags = tags.into();
         let protocol = upstream.protocol();
         match (protocol, payload) {
             (Protocol::Lab, Payload::Generate(generate)) => {
-                let answer = self
-                    .generate(upstream, generate, timeout, request_id)
-                    .await?;
+                let answer = self.generate(upstream, generate, timeout, tags).await?;
                 Ok(Completed {
                     text: answer.response,
                     model: answer.model_used,
@@ -130,7 +129,7 @@ impl UpstreamClient {
             }
             _ => {
                 let chat = payload.chat_for(protocol);
-                let request = self.post_chat(upstream, &chat, Some(timeout), request_id)?;
+                let request = self.post_chat(upstream, &chat, Some(timeout), tags)?;
                 let call = async {
                     let response = request.send().await.map_err(|e| classify(&e, timeout))?;
                     if !response.status().is_success() {
@@ -146,7 +145,7 @@ impl UpstreamClient {
         }
     }
 
-    /// A POST of `body` as JSON to `upstream`'s chat URL, with the request id and, for an
+    /// A POST of `body` as JSON to `upstream`'s chat URL, with the request id and trace context, for an
     /// endpoint with a key, its `Authorization`; `timeout` bounds the whole exchange (none
     /// for a stream).
     pub(super) fn post_chat(
@@ -154,14 +153,11 @@ impl UpstreamClient {
         upstream: &Upstream,
         body: &impl Serialize,
         timeout: Option<Duration>,
-        request_id: &str,
+        tags: Tags<'_>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let mut builder = self.http.post(upstream.chat_url()?).json(body);
+        let mut builder = tags.apply(self.http.post(upstream.chat_url()?).json(body));
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
-        }
-        if let Ok(value) = HeaderValue::from_str(request_id) {
-            builder = builder.header(REQUEST_ID_HEADER, value);
         }
         if let Some(authorization) = upstream.authorization() {
             builder = builder.header(AUTHORIZATION, authorization.clone());

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::error::{chain, classify, status_error};
 use super::redact::redact;
-use super::{Payload, Upstream, UpstreamClient, UpstreamError};
+use super::{Payload, Tags, Upstream, UpstreamClient, UpstreamError};
 
 /// Malformed events tolerated before the first token; past this the upstream is broken.
 const MALFORMED_BEFORE_FIRST_TOKEN: u32 = 16;
@@ -84,16 +84,18 @@ impl std::fmt::Debug for OpenStream {
 impl UpstreamClient {
     /// Sends the chat `payload` (a stream request) and reads until its first token, all
     /// within `first_token` (see the module's rules).
-    pub async fn open_stream(
+    pub async fn open_stream<'t>(
         &self,
         upstream: &Upstream,
         payload: &Payload,
         first_token: Duration,
-        request_id: &str,
+        tags: impl Into<Tags<'t>>,
     ) -> Result<OpenStream, UpstreamError> {
+        let tags = tags.into();
+        let request_id = tags.request_id;
         let protocol = upstream.protocol();
         let chat = payload.chat_for(protocol);
-        let request = self.post_chat(upstream, &chat, None, request_id)?;
+        let request = self.post_chat(upstream, &chat, None, tags)?;
         let url = upstream.base();
         let started = tokio::time::Instant::now();
         let open = async {

@@ -37,7 +37,8 @@ async fn wait_for_entry(gw: &Gateway, query: &str, found: impl Fn(&Value) -> boo
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "never in the history: {page}"
+            "never in the history: {page}\n{}",
+            gw.logs().tail(60)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -158,6 +159,12 @@ async fn sqlite_gets_transitions_health_and_answers_and_admin_history_reads_them
     assert!(
         ok.get::<Option<i32>, _>("tokens_used")
             .is_some_and(|t| t > 0)
+    );
+    // The request's trace id (a new trace: the request sent no traceparent).
+    assert!(
+        ok.get::<Option<String>, _>("trace_id")
+            .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "the row has the request's trace id"
     );
     let samples: i64 =
         sqlx::query_scalar("SELECT count(*) FROM service_health_log WHERE NOT is_change")

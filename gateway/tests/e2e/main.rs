@@ -11,6 +11,8 @@
 //! `identity` covers issue #18's authentication (route groups × credentials, minting, modes).
 //! `history` and `status_page` cover issue #19's history database and status page (the
 //! latter in headless Chromium: `scripts/test` installs Debian's `chromium`).
+//! `traces` covers issue #19's access log and traces (W3C `traceparent`, OTLP spans across
+//! the gateway and llm-service).
 //! The processes are started by the workspace's test harness (crates/test-support);
 //! `harness` holds this suite's own helpers.
 #![allow(
@@ -39,4 +41,5 @@ mod quotas;
 mod redis;
 mod shutdown;
 mod status_page;
+mod traces;
 mod wire;

@@ -17,7 +17,7 @@ fn the_seed_defaults_apply() {
     assert_eq!(s.request_timeout, Duration::from_secs(30));
     assert_eq!(s.per_try_timeout, Duration::from_secs(10));
     assert_eq!(s.port, 8000);
-    assert_eq!(s.log_format, LogFormat::Pretty);
+    assert_eq!(s.log_format, LogFormat::Json);
     assert_eq!(s.health.interval, Duration::from_secs(5));
     assert_eq!(s.limits, InputLimits::with_max_tokens(4096));
     assert_eq!(s.limits.max_model_chars, 256);
