@@ -281,23 +281,34 @@ impl Store {
             Self::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 for b in breakers {
-                    let sql = concat!(breaker_insert!(), " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
-                    breaker_values!(sqlx::query(sql), bind, b).execute(&mut *tx).await?;
+                    let sql = concat!(
+                        breaker_insert!(),
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    );
+                    breaker_values!(sqlx::query(sql), bind, b)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for h in health {
                     let sql = concat!(health_insert!(), " VALUES ($1, $2, $3, $4, $5, $6)");
-                    health_values!(sqlx::query(sql), bind, h).execute(&mut *tx).await?;
+                    health_values!(sqlx::query(sql), bind, h)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for r in requests {
                     let sql = concat!(
                         request_insert!(),
                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                     );
-                    request_values!(sqlx::query(sql), bind, r).execute(&mut *tx).await?;
+                    request_values!(sqlx::query(sql), bind, r)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 for e in experiments {
                     let sql = concat!(experiment_insert!(), " VALUES ($1, $2, $3, $4, $5, $6, $7)");
-                    experiment_values!(sqlx::query(sql), bind, e).execute(&mut *tx).await?;
+                    experiment_values!(sqlx::query(sql), bind, e)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
             }

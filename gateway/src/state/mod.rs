@@ -119,7 +119,10 @@ impl Gateway {
             history.clone(),
         );
         let pool_breaker = wiring::pool_breaker(&settings, &clock, &hook)?;
-        let health = Arc::new(HealthTracker::new(settings.health, Arc::clone(&clock))?);
+        let health = Arc::new(
+            HealthTracker::new(settings.health, Arc::clone(&clock))?
+                .with_hook(wiring::health_hook(&discovery, history.as_ref())),
+        );
         let client = UpstreamClient::new()?;
         let metrics = Arc::new(Metrics::new()?);
         if let Some(history) = &history {
@@ -169,8 +172,7 @@ impl Gateway {
             capacity.clone(),
             history.as_ref(),
         )?;
-        let checker =
-            wiring::health_checker(&settings, client, &health, &discovery, history.as_ref());
+        let checker = wiring::health_checker(&settings, client, &health, &discovery);
         if let (Some(history), Some(every)) = (&history, settings.history.sample_interval) {
             records::spawn_sampler(history, Arc::clone(&discovery), Arc::clone(&health), every);
         }

@@ -21,7 +21,7 @@ use resilience_core::registry::{LLM_SERVICE, RedisRegistry};
 use resilience_core::retry::RetryBudget;
 
 use history::History;
-use resilience_core::health::InstanceStatus;
+use resilience_core::health::{HealthTransition, InstanceStatus, TransitionHook as HealthHook};
 
 use crate::answer::{Answer, WholeAnswer};
 use crate::cache::AnswerCache;
@@ -359,22 +359,12 @@ pub(super) fn health_checker(
     client: UpstreamClient,
     health: &Arc<HealthTracker>,
     discovery: &Arc<DiscoveryClient>,
-    history: Option<&Arc<History>>,
 ) -> CheckerHandle {
     let probe = Arc::new(
         HttpProbe::new(client, settings.health_check_path.clone())
             .with_timeout(settings.health.timeout),
     );
-    let (history, known) = (history.cloned(), Arc::clone(discovery));
-    let checker = ActiveHealthChecker::new(Arc::clone(health), probe).on_transition(move |url, t| {
-        tracing::warn!(instance = url, from = %t.from, to = %t.to, reason = %t.reason, "instance health changed");
-        if let Some(history) = &history {
-            let at_ms = resilience_core::clock::unix_millis(std::time::SystemTime::now());
-            let error = (t.to != InstanceStatus::Healthy).then(|| t.reason.clone());
-            let id = records::instance_id(&known, url);
-            history.record(records::health(id, t.to, at_ms, error, true));
-        }
-    });
+    let checker = ActiveHealthChecker::new(Arc::clone(health), probe);
     let discovery = Arc::clone(discovery);
     checker.spawn(move || {
         discovery
@@ -383,6 +373,24 @@ pub(super) fn health_checker(
             .iter()
             .map(|i| ProbeTarget::new(i.url.clone(), i.url.clone()))
             .collect()
+    })
+}
+
+/// The hook the health tracker calls for every change of an instance's health, whether an
+/// active check or real traffic caused it: a WARN line and a history row.
+pub(super) fn health_hook(
+    discovery: &Arc<DiscoveryClient>,
+    history: Option<&Arc<History>>,
+) -> HealthHook {
+    let (history, known) = (history.cloned(), Arc::clone(discovery));
+    Arc::new(move |url: &str, t: &HealthTransition| {
+        tracing::warn!(instance = url, from = %t.from, to = %t.to, reason = %t.reason, "instance health changed");
+        if let Some(history) = &history {
+            let at_ms = resilience_core::clock::unix_millis(std::time::SystemTime::now());
+            let error = (t.to != InstanceStatus::Healthy).then(|| t.reason.clone());
+            let id = records::instance_id(&known, url);
+            history.record(records::health(id, t.to, at_ms, error, true));
+        }
     })
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use super::active::TransitionHook;
 use super::config::HealthCheckConfig;
 use super::instance::{HealthTransition, InstanceHealth, InstanceStatus};
 use crate::Result;
@@ -48,13 +49,24 @@ pub struct InstanceHealthReport {
 ///
 /// Instances enter when first tracked or actively checked and leave through
 /// [`HealthTracker::retain`]; an id it does not know is never healthy.
-#[derive(Debug)]
 pub struct HealthTracker {
     config: HealthCheckConfig,
     clock: SharedClock,
     cells: ArcSwap<HashMap<String, Arc<Cell>>>,
     /// Serialises replacements of `cells`, so two inserts never lose one another.
     writer: Mutex<()>,
+    /// Told of every transition, active or passive, after the instance's lock is released.
+    hook: Option<TransitionHook>,
+}
+
+impl std::fmt::Debug for HealthTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthTracker")
+            .field("config", &self.config)
+            .field("instances", &self.cells.load().len())
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -74,7 +86,23 @@ impl HealthTracker {
             clock,
             cells: ArcSwap::from_pointee(HashMap::new()),
             writer: Mutex::new(()),
+            hook: None,
         })
+    }
+
+    /// Calls `hook` with the instance id for every transition from now on, whether an active
+    /// check or real traffic caused it; it runs on the caller's task (the checker's, or a
+    /// request's), so it must not block.
+    pub fn with_hook(mut self, hook: TransitionHook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    fn notify(&self, id: &str, transition: Option<HealthTransition>) -> Option<HealthTransition> {
+        if let (Some(hook), Some(t)) = (&self.hook, &transition) {
+            hook(id, t);
+        }
+        transition
     }
 
     /// The configuration every instance's state machine applies.
@@ -127,10 +155,13 @@ impl HealthTracker {
     ) -> Option<HealthTransition> {
         let cell = self.cell_or_insert(id);
         let now = self.clock.now();
-        let mut state = lock(&cell.state);
-        let transition = state.record_active(now, latency, result);
-        cell.status.store(encode(state.status()), Ordering::Release);
-        transition
+        let transition = {
+            let mut state = lock(&cell.state);
+            let transition = state.record_active(now, latency, result);
+            cell.status.store(encode(state.status()), Ordering::Release);
+            transition
+        };
+        self.notify(id, transition)
     }
 
     /// Records whether a real request to `id` succeeded; see
@@ -139,10 +170,13 @@ impl HealthTracker {
     pub fn record_passive(&self, id: &str, ok: bool) -> Option<HealthTransition> {
         let cell = self.cells.load().get(id).cloned()?;
         let now = self.clock.now();
-        let mut state = lock(&cell.state);
-        let transition = state.record_passive(now, ok);
-        cell.status.store(encode(state.status()), Ordering::Release);
-        transition
+        let transition = {
+            let mut state = lock(&cell.state);
+            let transition = state.record_passive(now, ok);
+            cell.status.store(encode(state.status()), Ordering::Release);
+            transition
+        };
+        self.notify(id, transition)
     }
 
     /// Forgets every instance whose id is not in `keep` (instances that left discovery);

@@ -208,3 +208,38 @@ fn concurrent_first_results_lose_no_instance() {
     assert_eq!(tracker.len(), 400);
     assert_eq!(tracker.healthy_count(), 400);
 }
+
+#[test]
+fn the_hook_hears_every_transition_active_and_passive_and_nothing_else() {
+    let clock = ManualClock::new();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    let tracker = HealthTracker::new(HealthCheckConfig::default(), clock)
+        .unwrap()
+        .with_hook(Arc::new(
+            move |id: &str, t: &crate::health::HealthTransition| {
+                log.lock().unwrap().push((id.to_owned(), t.from, t.to));
+            },
+        ));
+    tracker.record_active("a", MS, Ok(()));
+    tracker.record_active("a", MS, Ok(()));
+    for _ in 0..5 {
+        tracker.record_passive("a", false);
+    }
+    tracker.record_passive("ghost", false);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            (
+                "a".to_owned(),
+                InstanceStatus::Unknown,
+                InstanceStatus::Healthy
+            ),
+            (
+                "a".to_owned(),
+                InstanceStatus::Healthy,
+                InstanceStatus::Unhealthy
+            ),
+        ]
+    );
+}
