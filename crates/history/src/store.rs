@@ -15,6 +15,9 @@ use sqlx::{Executor, QueryBuilder};
 use crate::record::{BreakerRecord, ExperimentRecord, HealthRecord, Record, RequestRecord};
 use crate::{Error, Location};
 
+/// Request rows per multi-row statement on SQLite.
+const SQLITE_CHUNK: usize = 64;
+
 /// The most entries one history read returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
@@ -295,7 +298,20 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for r in requests {
+                // The busy table: full chunks through one cached statement of
+                // SQLITE_CHUNK rows (its text never changes, so it is parsed once per
+                // connection), the rest row by row.
+                let mut chunks = requests.chunks_exact(SQLITE_CHUNK);
+                for chunk in chunks.by_ref() {
+                    QueryBuilder::new(REQUEST_INSERT)
+                        .push_values(chunk, |mut row, r| {
+                            request_values!(row, push_bind, r);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for r in chunks.remainder() {
                     let sql = concat!(
                         request_insert!(),
                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
