@@ -15,9 +15,6 @@ use sqlx::{Executor, QueryBuilder};
 use crate::record::{BreakerRecord, ExperimentRecord, HealthRecord, Record, RequestRecord};
 use crate::{Error, Location};
 
-/// Request rows per multi-row statement on SQLite.
-const SQLITE_CHUNK: usize = 64;
-
 /// The most entries one history read returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
@@ -114,6 +111,15 @@ const BREAKER_INSERT: &str = concat!(breaker_insert!(), " ");
 const HEALTH_INSERT: &str = concat!(health_insert!(), " ");
 const REQUEST_INSERT: &str = concat!(request_insert!(), " ");
 const EXPERIMENT_INSERT: &str = concat!(experiment_insert!(), " ");
+
+/// SQLite: request rows from a JSON array of arrays, in `request_insert!`'s column order
+/// (see [`requests_json`]).
+const SQLITE_REQUESTS_FROM_JSON: &str = concat!(
+    request_insert!(),
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+     value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
+     value ->> 12, value ->> 13 FROM json_each($1)"
+);
 
 /// A history database.
 #[derive(Debug, Clone)]
@@ -298,25 +304,12 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                // The busy table: full chunks through one cached statement of
-                // SQLITE_CHUNK rows (its text never changes, so it is parsed once per
-                // connection), the rest row by row.
-                let mut chunks = requests.chunks_exact(SQLITE_CHUNK);
-                for chunk in chunks.by_ref() {
-                    QueryBuilder::new(REQUEST_INSERT)
-                        .push_values(chunk, |mut row, r| {
-                            request_values!(row, push_bind, r);
-                        })
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for r in chunks.remainder() {
-                    let sql = concat!(
-                        request_insert!(),
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-                    );
-                    request_values!(sqlx::query(sql), bind, r)
+                // The busy table: the whole batch as one JSON text that SQLite expands
+                // itself (`json_each`), through one cached statement: one bind per batch
+                // instead of fourteen per row.
+                if !requests.is_empty() {
+                    sqlx::query(SQLITE_REQUESTS_FROM_JSON)
+                        .bind(requests_json(&requests)?)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -410,6 +403,54 @@ impl Store {
         });
         Ok(deleted)
     }
+}
+
+/// One request row for [`SQLITE_REQUESTS_FROM_JSON`]: a JSON array in the insert's column
+/// order, the timestamp written as sqlx writes one to SQLite (RFC 3339, `+00:00`), so rows
+/// written either way compare as text.
+#[derive(serde::Serialize)]
+struct RequestJson<'a>(
+    &'a str,
+    String,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    u16,
+    u8,
+    Option<&'static str>,
+    Option<&'static str>,
+    i64,
+    Option<i64>,
+    Option<&'a str>,
+);
+
+fn requests_json(rows: &[&RequestRecord]) -> Result<String, Error> {
+    let rows: Vec<RequestJson<'_>> = rows
+        .iter()
+        .map(|r| {
+            RequestJson(
+                &r.request_id,
+                timestamp(r.at_ms)
+                    .format("%Y-%m-%dT%H:%M:%S%.f+00:00")
+                    .to_string(),
+                r.endpoint,
+                r.route.as_deref(),
+                r.model.as_deref(),
+                r.served_by.as_deref(),
+                r.tier,
+                r.status_code,
+                u8::from(r.fallback_type.is_some()),
+                r.fallback_type.map(|t| t.as_str()),
+                r.fallback_reason.map(|t| t.as_str()),
+                r.response_time_ms,
+                r.tokens_used,
+                r.trace_id.as_deref(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| Error::Location(format!("a request row: {e}")))
 }
 
 fn pick<'a, T>(batch: &'a [Record], f: impl Fn(&'a Record) -> Option<&'a T>) -> Vec<&'a T> {

@@ -199,6 +199,12 @@ async fn store_round_trip(store: &Store) -> TestResult {
         })
         .await?;
     assert_eq!(left.len(), 1);
+    // The request row's timestamp compares with the others' (SQLite: written as text).
+    assert_eq!(
+        store.delete_older_than(3_600).await?,
+        3,
+        "the sample, the second transition and the request"
+    );
     Ok(())
 }
 
