@@ -208,18 +208,12 @@ async fn run(
     }
     let headers = vec![("Authorization".to_owned(), format!("Bearer {key}"))];
     let work = super::workload(ctx, Scenario::Identity, CHAT_PATH, ANSWER_BODY, headers)?;
-    let mut targets = vec![Endpoint::of(Target::Gateway, &stack.gateway)];
-    targets.extend(
-        extra
-            .auth
-            .as_ref()
-            .map(|s| Endpoint::of(Target::GatewayAuth, s)),
-    );
-    targets.extend(
-        extra
-            .redis_gateway
-            .as_ref()
-            .map(|s| Endpoint::of(Target::GatewayRedis, s)),
+    let targets = Endpoint::beside(
+        &stack.gateway,
+        [
+            (Target::GatewayAuth, extra.auth.as_ref()),
+            (Target::GatewayRedis, extra.redis_gateway.as_ref()),
+        ],
     );
     super::load_scenario(ctx, &targets, Scenario::Identity, &work, out).await
 }

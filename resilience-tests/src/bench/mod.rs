@@ -426,17 +426,6 @@ fn llm_spec(settings: &Settings, name: &str, port: u16, token_interval_ms: u32) 
         ("CHAOS_ENABLED", "false".into()),
         ("LOG_FORMAT", "json".into()),
         ("DRAIN_TIMEOUT_MS", "2000".into()),
-        // The history on, as by default: a SQLite file of the run.
-        (
-            "DATABASE_URL",
-            format!(
-                "sqlite://{}",
-                settings
-                    .work_dir
-                    .join(format!("{name}-history.sqlite3"))
-                    .display()
-            ),
-        ),
     ];
     Spec {
         name: name.to_owned(),
@@ -694,6 +683,20 @@ impl<'a> Endpoint<'a> {
             server,
             port: server.port,
         }
+    }
+
+    /// The stack's gateway (the baseline) and, beside it, each gateway a scenario started.
+    fn beside<const N: usize>(
+        gateway: &'a Server,
+        others: [(Target, Option<&'a Server>); N],
+    ) -> Vec<Self> {
+        std::iter::once(Self::of(Target::Gateway, gateway))
+            .chain(
+                others
+                    .into_iter()
+                    .filter_map(|(target, server)| server.map(|s| Self::of(target, s))),
+            )
+            .collect()
     }
 }
 

@@ -71,18 +71,12 @@ async fn run(
         ANSWER_BODY,
         Vec::new(),
     )?;
-    let mut targets = vec![Endpoint::of(Target::Gateway, &stack.gateway)];
-    targets.extend(
-        extra
-            .quiet
-            .as_ref()
-            .map(|s| Endpoint::of(Target::GatewayQuiet, s)),
-    );
-    targets.extend(
-        extra
-            .db_down
-            .as_ref()
-            .map(|s| Endpoint::of(Target::GatewayDbDown, s)),
+    let targets = Endpoint::beside(
+        &stack.gateway,
+        [
+            (Target::GatewayQuiet, extra.quiet.as_ref()),
+            (Target::GatewayDbDown, extra.db_down.as_ref()),
+        ],
     );
     super::load_scenario(ctx, &targets, Scenario::Persistence, &work, out).await
 }
