@@ -24,7 +24,12 @@ pub fn init_tracing(format: &str) -> Option<FlushGuard> {
         .with_env_filter(filter)
         .with_ansi(ansi);
     let (writer, guard) = match BatchedLog::new(std::io::stdout()) {
-        Ok((log, guard)) => (BoxMakeWriter::new(log), Some(guard)),
+        Ok((log, guard)) => {
+            if format == "json" {
+                let _ = JSON_SINK.set(log.clone());
+            }
+            (BoxMakeWriter::new(log), Some(guard))
+        }
         Err(error) => {
             eprintln!("cannot start the log writer thread ({error}); logging directly");
             (BoxMakeWriter::new(std::io::stdout), None)
@@ -38,6 +43,16 @@ pub fn init_tracing(format: &str) -> Option<FlushGuard> {
         builder.init();
     }
     guard
+}
+
+/// The batched stdout writer, when logs are JSON.
+static JSON_SINK: std::sync::OnceLock<BatchedLog> = std::sync::OnceLock::new();
+
+/// Where a line written by hand joins the formatter's JSON lines (the gateway's access log:
+/// its one line per request costs a third of what the formatter takes); `None` when logs
+/// are `pretty`, or go to stdout directly.
+pub fn json_sink() -> Option<BatchedLog> {
+    JSON_SINK.get().cloned()
 }
 
 /// A future that completes on SIGTERM or SIGINT (Ctrl-C). Both handlers are installed when
