@@ -7,7 +7,7 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// (version, description, PostgreSQL, SQLite).
-const MIGRATIONS: [(i64, &str, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str, &str); 3] = [
     (
         1,
         "init",
@@ -19,6 +19,12 @@ const MIGRATIONS: [(i64, &str, &str, &str); 2] = [
         "history",
         include_str!("../../../sql/migrations/postgres/0002_history.sql"),
         include_str!("../../../sql/migrations/sqlite/0002_history.sql"),
+    ),
+    (
+        3,
+        "request log index",
+        include_str!("../../../sql/migrations/postgres/0003_request_log_index.sql"),
+        include_str!("../../../sql/migrations/sqlite/0003_request_log_index.sql"),
     ),
 ];
 

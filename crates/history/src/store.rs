@@ -8,7 +8,9 @@ use std::time::Duration;
 use llm_api::breaker::{BreakerState, TransitionKind};
 use llm_api::history::{HealthState, HistoryEntry};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::types::chrono::{DateTime, Utc};
 use sqlx::{Executor, QueryBuilder};
 
@@ -28,98 +30,84 @@ macro_rules! on_pool {
     };
 }
 
-/// The column list of each table's `INSERT` and, for one row, its values in that order:
-/// `$bind` is `push_bind` (a multi-row `QueryBuilder`) or `bind` (a single-row query).
-macro_rules! breaker_insert {
-    () => {
-        "INSERT INTO circuit_breaker_metrics (service_name, timestamp, state, previous_state, \
-         reason, failure_count, success_count, half_open_attempts)"
-    };
-}
+/// Each table's `INSERT` column list, and one row's values in that order for a multi-row
+/// `QueryBuilder` (`push_values`).
+const BREAKER_INSERT: &str = "INSERT INTO circuit_breaker_metrics (service_name, timestamp, \
+     state, previous_state, reason, failure_count, success_count, half_open_attempts) ";
 macro_rules! breaker_values {
-    ($q:expr, $bind:ident, $b:expr) => {
-        $q.$bind($b.service.as_str())
-            .$bind(timestamp($b.at_ms))
-            .$bind($b.to.as_str())
-            .$bind($b.from.as_str())
-            .$bind($b.reason.as_str())
-            .$bind(int($b.failure_count))
-            .$bind(int($b.success_count))
-            .$bind(int($b.half_open_attempts))
+    ($row:expr, $b:expr) => {
+        $row.push_bind($b.service.as_str())
+            .push_bind(timestamp($b.at_ms))
+            .push_bind($b.to.as_str())
+            .push_bind($b.from.as_str())
+            .push_bind($b.reason.as_str())
+            .push_bind(int($b.failure_count))
+            .push_bind(int($b.success_count))
+            .push_bind(int($b.half_open_attempts))
     };
 }
-macro_rules! health_insert {
-    () => {
-        "INSERT INTO service_health_log (service_name, timestamp, status, response_time_ms, \
-         error_message, is_change)"
-    };
-}
+const HEALTH_INSERT: &str = "INSERT INTO service_health_log (service_name, timestamp, status, \
+     response_time_ms, error_message, is_change) ";
 macro_rules! health_values {
-    ($q:expr, $bind:ident, $h:expr) => {
-        $q.$bind($h.service.as_str())
-            .$bind(timestamp($h.at_ms))
-            .$bind($h.status.as_str())
-            .$bind($h.response_time_ms.map(int))
-            .$bind($h.error.as_deref())
-            .$bind($h.change)
+    ($row:expr, $h:expr) => {
+        $row.push_bind($h.service.as_str())
+            .push_bind(timestamp($h.at_ms))
+            .push_bind($h.status.as_str())
+            .push_bind($h.response_time_ms.map(int))
+            .push_bind($h.error.as_deref())
+            .push_bind($h.change)
     };
 }
-macro_rules! request_insert {
-    () => {
-        "INSERT INTO request_log (request_id, timestamp, endpoint, route, model, served_by, \
-         tier, status_code, fallback_used, fallback_type, fallback_reason, response_time_ms, \
-         tokens_used, trace_id)"
-    };
-}
+const REQUEST_INSERT: &str = "INSERT INTO request_log (request_id, timestamp, endpoint, route, \
+     model, served_by, tier, status_code, fallback_used, fallback_type, fallback_reason, \
+     response_time_ms, tokens_used, trace_id) ";
 macro_rules! request_values {
-    ($q:expr, $bind:ident, $r:expr) => {
-        $q.$bind($r.request_id.as_str())
-            .$bind(timestamp($r.at_ms))
-            .$bind($r.endpoint)
-            .$bind($r.route.as_deref())
-            .$bind($r.model.as_deref())
-            .$bind($r.served_by.as_deref())
-            .$bind($r.tier)
-            .$bind(i32::from($r.status_code))
-            .$bind($r.fallback_type.is_some())
-            .$bind($r.fallback_type.map(|t| t.as_str()))
-            .$bind($r.fallback_reason.map(|t| t.as_str()))
-            .$bind(int($r.response_time_ms))
-            .$bind($r.tokens_used.map(int))
-            .$bind($r.trace_id.as_deref())
+    ($row:expr, $r:expr) => {
+        $row.push_bind($r.request_id.as_str())
+            .push_bind(timestamp($r.at_ms))
+            .push_bind($r.endpoint)
+            .push_bind($r.route.as_deref())
+            .push_bind($r.model.as_deref())
+            .push_bind($r.served_by.as_deref())
+            .push_bind($r.tier)
+            .push_bind(i32::from($r.status_code))
+            .push_bind($r.fallback_type.is_some())
+            .push_bind($r.fallback_type.map(|t| t.as_str()))
+            .push_bind($r.fallback_reason.map(|t| t.as_str()))
+            .push_bind(int($r.response_time_ms))
+            .push_bind($r.tokens_used.map(int))
+            .push_bind($r.trace_id.as_deref())
     };
 }
-macro_rules! experiment_insert {
-    () => {
-        "INSERT INTO chaos_experiments (experiment_id, name, target, started_at, ended_at, \
-         outcome, journal)"
-    };
-}
+const EXPERIMENT_INSERT: &str = "INSERT INTO chaos_experiments (experiment_id, name, target, \
+     started_at, ended_at, outcome, journal) ";
 macro_rules! experiment_values {
-    ($q:expr, $bind:ident, $e:expr) => {
-        $q.$bind($e.experiment_id.as_str())
-            .$bind($e.name.as_str())
-            .$bind($e.target.as_str())
-            .$bind(timestamp($e.started_at_ms))
-            .$bind(timestamp($e.ended_at_ms))
-            .$bind($e.outcome.as_str())
-            .$bind($e.journal.to_string())
+    ($row:expr, $e:expr) => {
+        $row.push_bind($e.experiment_id.as_str())
+            .push_bind($e.name.as_str())
+            .push_bind($e.target.as_str())
+            .push_bind(timestamp($e.started_at_ms))
+            .push_bind(timestamp($e.ended_at_ms))
+            .push_bind($e.outcome.as_str())
+            .push_bind($e.journal.to_string())
     };
 }
 
-const BREAKER_INSERT: &str = concat!(breaker_insert!(), " ");
-const HEALTH_INSERT: &str = concat!(health_insert!(), " ");
-const REQUEST_INSERT: &str = concat!(request_insert!(), " ");
-const EXPERIMENT_INSERT: &str = concat!(experiment_insert!(), " ");
-
-/// SQLite: request rows from a JSON array of arrays, in `request_insert!`'s column order
-/// (see [`requests_json`]).
-const SQLITE_REQUESTS_FROM_JSON: &str = concat!(
-    request_insert!(),
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-     value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
-     value ->> 12, value ->> 13 FROM json_each($1)"
-);
+/// Inserts `$rows` into one table inside the transaction `$tx`, in [`runs`]: one
+/// multi-row `INSERT` per run.
+macro_rules! insert_runs {
+    ($tx:expr, $insert:expr, $rows:expr, $values:ident) => {
+        for run in runs(&$rows) {
+            QueryBuilder::new($insert)
+                .push_values(run, |mut row, r| {
+                    $values!(row, r);
+                })
+                .build()
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
 
 /// A history database.
 #[derive(Debug, Clone)]
@@ -188,6 +176,10 @@ impl Store {
                             .filename(path)
                             .create_if_missing(true)
                             .journal_mode(SqliteJournalMode::Wal)
+                            // In WAL mode NORMAL cannot corrupt the file; a power cut may lose
+                            // the last batches (the history, not the answers), and a commit
+                            // waits for no fsync.
+                            .synchronous(SqliteSynchronous::Normal)
                             .busy_timeout(Duration::from_secs(5)),
                     ),
             ),
@@ -226,9 +218,8 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `batch` in one transaction: all of it or none. PostgreSQL takes one multi-row
-    /// `INSERT` per table (one round trip each); SQLite one cached single-row statement per
-    /// row (in process: parsing a statement of hundreds of rows cost more than the rows).
+    /// Writes `batch` in one transaction: all of it or none, each table's rows in [`runs`]
+    /// of one multi-row `INSERT` each.
     pub async fn write(&self, batch: &[Record]) -> Result<(), Error> {
         let breakers: Vec<&BreakerRecord> = pick(batch, |r| match r {
             Record::Breaker(row) => Some(row),
@@ -246,82 +237,14 @@ impl Store {
             Record::Experiment(row) => Some(row),
             _ => None,
         });
-        match self {
-            Self::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                if !breakers.is_empty() {
-                    QueryBuilder::new(BREAKER_INSERT)
-                        .push_values(breakers, |mut row, b| {
-                            breaker_values!(row, push_bind, b);
-                        })
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if !health.is_empty() {
-                    QueryBuilder::new(HEALTH_INSERT)
-                        .push_values(health, |mut row, h| {
-                            health_values!(row, push_bind, h);
-                        })
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if !requests.is_empty() {
-                    QueryBuilder::new(REQUEST_INSERT)
-                        .push_values(requests, |mut row, r| {
-                            request_values!(row, push_bind, r);
-                        })
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if !experiments.is_empty() {
-                    QueryBuilder::new(EXPERIMENT_INSERT)
-                        .push_values(experiments, |mut row, e| {
-                            experiment_values!(row, push_bind, e);
-                        })
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
-            Self::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for b in breakers {
-                    let sql = concat!(
-                        breaker_insert!(),
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                    );
-                    breaker_values!(sqlx::query(sql), bind, b)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for h in health {
-                    let sql = concat!(health_insert!(), " VALUES ($1, $2, $3, $4, $5, $6)");
-                    health_values!(sqlx::query(sql), bind, h)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                // The busy table: the whole batch as one JSON text that SQLite expands
-                // itself (`json_each`), through one cached statement: one bind per batch
-                // instead of fourteen per row.
-                if !requests.is_empty() {
-                    sqlx::query(SQLITE_REQUESTS_FROM_JSON)
-                        .bind(requests_json(&requests)?)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for e in experiments {
-                    let sql = concat!(experiment_insert!(), " VALUES ($1, $2, $3, $4, $5, $6, $7)");
-                    experiment_values!(sqlx::query(sql), bind, e)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
-        }
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_runs!(tx, BREAKER_INSERT, breakers, breaker_values);
+            insert_runs!(tx, HEALTH_INSERT, health, health_values);
+            insert_runs!(tx, REQUEST_INSERT, requests, request_values);
+            insert_runs!(tx, EXPERIMENT_INSERT, experiments, experiment_values);
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -405,52 +328,20 @@ impl Store {
     }
 }
 
-/// One request row for [`SQLITE_REQUESTS_FROM_JSON`]: a JSON array in the insert's column
-/// order, the timestamp written as sqlx writes one to SQLite (RFC 3339, `+00:00`), so rows
-/// written either way compare as text.
-#[derive(serde::Serialize)]
-struct RequestJson<'a>(
-    &'a str,
-    String,
-    &'a str,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-    u16,
-    u8,
-    Option<&'static str>,
-    Option<&'static str>,
-    i64,
-    Option<i64>,
-    Option<&'a str>,
-);
-
-fn requests_json(rows: &[&RequestRecord]) -> Result<String, Error> {
-    let rows: Vec<RequestJson<'_>> = rows
-        .iter()
-        .map(|r| {
-            RequestJson(
-                &r.request_id,
-                timestamp(r.at_ms)
-                    .format("%Y-%m-%dT%H:%M:%S%.f+00:00")
-                    .to_string(),
-                r.endpoint,
-                r.route.as_deref(),
-                r.model.as_deref(),
-                r.served_by.as_deref(),
-                r.tier,
-                r.status_code,
-                u8::from(r.fallback_type.is_some()),
-                r.fallback_type.map(|t| t.as_str()),
-                r.fallback_reason.map(|t| t.as_str()),
-                r.response_time_ms,
-                r.tokens_used,
-                r.trace_id.as_deref(),
-            )
-        })
-        .collect();
-    serde_json::to_string(&rows).map_err(|e| Error::Location(format!("a request row: {e}")))
+/// `rows` in runs of 256, 64, 16, 4 and 1 rows, largest first: few statements per batch, and
+/// at most five shapes of statement per table, each prepared once per connection and then
+/// taken from sqlx's statement cache (parsing a fresh statement of hundreds of rows costs
+/// more than writing them; extracting the rows from one JSON text in SQLite cost twice the
+/// inserts). 256 rows of 14 values stay far below either engine's limit on parameters.
+pub(crate) fn runs<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = [256, 64, 16, 4, 1]
+            .into_iter()
+            .find(|size| rows.len() >= *size)?;
+        let (run, rest) = rows.split_at(size);
+        rows = rest;
+        Some(run)
+    })
 }
 
 fn pick<'a, T>(batch: &'a [Record], f: impl Fn(&'a Record) -> Option<&'a T>) -> Vec<&'a T> {

@@ -205,7 +205,48 @@ async fn store_round_trip(store: &Store) -> TestResult {
         3,
         "the sample, the second transition and the request"
     );
+    // One batch of every run's size (256 + 64 + 16 + 4 + 1 rows): each row once, in order.
+    let bulk: Vec<String> = (0..341).map(|i| format!("bulk-{i}")).collect();
+    let rows: Vec<Record> = (10_000..)
+        .zip(&bulk)
+        .map(|(at_ms, id)| answered(id, at_ms))
+        .collect();
+    store.write(&rows).await?;
+    let sql = "SELECT request_id FROM request_log ORDER BY timestamp, id";
+    let written: Vec<String> = match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+    };
+    assert_eq!(written, bulk);
+    // Migration 3: no index on the random request ids.
+    let indexes: i64 = match store {
+        Store::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_log' AND name = 'idx_request_log_request_id'")
+                .fetch_one(pool)
+                .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'request_log' AND indexname = 'idx_request_log_request_id'")
+                .fetch_one(pool)
+                .await?
+        }
+    };
+    assert_eq!(indexes, 0);
     Ok(())
+}
+
+#[test]
+fn runs_take_the_largest_size_that_fits_and_cover_every_row_once() {
+    let sizes = |n: usize| {
+        let rows: Vec<usize> = (0..n).collect();
+        let runs: Vec<&[usize]> = store::runs(&rows).collect();
+        assert_eq!(runs.concat(), rows, "every row once, in order");
+        runs.iter().map(|run| run.len()).collect::<Vec<_>>()
+    };
+    assert!(sizes(0).is_empty());
+    assert_eq!(sizes(3), [1, 1, 1]);
+    assert_eq!(sizes(500), [256, 64, 64, 64, 16, 16, 16, 4]);
+    assert_eq!(sizes(341), [256, 64, 16, 4, 1]);
 }
 
 #[tokio::test]
