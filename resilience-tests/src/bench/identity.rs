@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::confs::{self, KeyEntry};
 use super::report::{RedisSource, Scenario, ServerInfo, Target};
 use super::servers::{Ready, Server, Spec, free_port};
-use super::{ANSWER_BODY, CHAT_PATH, Collected, Ctx, Endpoint, Stack, gateway_spec};
+use super::{ANSWER_BODY, CHAT_PATH, Collected, Ctx, Endpoint, Stack};
 
 /// The key's owner in the gateways' key file.
 pub const OWNER: &str = "bench";
@@ -228,9 +228,7 @@ async fn start_gateway(
     keys: &Path,
     redis_url: Option<&str>,
 ) -> anyhow::Result<Server> {
-    let settings = &ctx.settings;
     let toml = confs::identity_gateway_toml(stack.upstream.port, stack.llm_stream.port, TIER);
-    let mut spec = gateway_spec(settings, name, free_port()?, stack.llm.port, &toml)?;
     let mut env = vec![
         ("AUTH_MODE", "api_key".to_owned()),
         ("API_KEYS_FILE", keys.display().to_string()),
@@ -243,9 +241,7 @@ async fn start_gateway(
         ]),
         None => env.push(("RATE_LIMIT_STORE", "memory".to_owned())),
     }
-    spec.env
-        .extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
-    Server::start(spec, &settings.work_dir, &ctx.http).await
+    super::start_variant(ctx, stack, name, &toml, env).await
 }
 
 /// Fails unless `server` answers the answer path 401 without the key and 2xx with it,

@@ -440,6 +440,24 @@ fn llm_spec(settings: &Settings, name: &str, port: u16, token_interval_ms: u32) 
     }
 }
 
+/// A gateway beside the stack's, on a free port, with `toml` and the stack's upstreams,
+/// and `env` over [`gateway_spec`]'s variables.
+async fn start_variant(
+    ctx: &Ctx,
+    stack: &Stack,
+    name: &str,
+    toml: &str,
+    env: Vec<(&str, String)>,
+) -> anyhow::Result<Server> {
+    let settings = &ctx.settings;
+    let mut spec = gateway_spec(settings, name, free_port()?, stack.llm.port, toml)?;
+    spec.env
+        .retain(|(k, _)| env.iter().all(|(set, _)| set != k));
+    spec.env
+        .extend(env.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    Server::start(spec, &settings.work_dir, &ctx.http).await
+}
+
 /// A gateway with the defaults, static discovery of `llm_port`, no Redis, and `toml`.
 fn gateway_spec(
     settings: &Settings,
@@ -450,6 +468,19 @@ fn gateway_spec(
 ) -> anyhow::Result<Spec> {
     let config = settings.work_dir.join(format!("{name}.toml"));
     std::fs::write(&config, toml).with_context(|| format!("cannot write {}", config.display()))?;
+    // Each run starts from an empty history: the cost of a write depends on what the file
+    // already holds, so runs on files of different sizes would not compare.
+    let history = settings.work_dir.join(format!("{name}-history.sqlite3"));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = history.clone().into_os_string();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", file.display()));
+            }
+            _ => {}
+        }
+    }
     let env = [
         ("PORT", port.to_string()),
         ("HOST", "127.0.0.1".into()),
@@ -462,16 +493,7 @@ fn gateway_spec(
         ("GATEWAY_CONFIG", config.display().to_string()),
         ("DRAIN_TIMEOUT_MS", "2000".into()),
         // The history on, as by default: a SQLite file of the run.
-        (
-            "DATABASE_URL",
-            format!(
-                "sqlite://{}",
-                settings
-                    .work_dir
-                    .join(format!("{name}-history.sqlite3"))
-                    .display()
-            ),
-        ),
+        ("DATABASE_URL", format!("sqlite://{}", history.display())),
     ];
     Ok(Spec {
         name: name.to_owned(),

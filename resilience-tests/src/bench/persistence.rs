@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::report::{Scenario, ServerInfo, Target};
-use super::servers::{Server, free_port};
-use super::{ANSWER_BODY, CHAT_PATH, Collected, Ctx, Endpoint, Stack, gateway_spec};
+use super::servers::Server;
+use super::{ANSWER_BODY, CHAT_PATH, Collected, Ctx, Endpoint, Stack};
 
 /// What the scenario starts; each server stopped when dropped.
 #[derive(Default)]
@@ -89,16 +89,10 @@ async fn start_gateway(
     database: &str,
     filter: Option<&str>,
 ) -> anyhow::Result<Server> {
-    let settings = &ctx.settings;
     let toml = super::confs::gateway_toml(stack.upstream.port, stack.llm_stream.port);
-    let mut spec = gateway_spec(settings, name, free_port()?, stack.llm.port, &toml)?;
-    spec.env.retain(|(k, _)| k != "DATABASE_URL");
-    spec.env
-        .push(("DATABASE_URL".to_owned(), database.to_owned()));
-    if let Some(filter) = filter {
-        spec.env.push(("RUST_LOG".to_owned(), filter.to_owned()));
-    }
-    Server::start(spec, &settings.work_dir, &ctx.http).await
+    let mut env = vec![("DATABASE_URL", database.to_owned())];
+    env.extend(filter.map(|filter| ("RUST_LOG", filter.to_owned())));
+    super::start_variant(ctx, stack, name, &toml, env).await
 }
 
 /// Waits (15 s at most) until the gateway's `/health` says its database is not healthy.
