@@ -134,35 +134,12 @@ fn log(
     let prompt_hash = prompt.and_then(|p| p.sha256);
     let prompt_sha256 = prompt_hash.as_ref().map(|h| h.as_str());
     let prompt_len = prompt.map(|p| p.len);
-    if let Some(mut sink) = http_edge::process::json_sink() {
-        let line = AccessLine {
-            request_id,
-            trace_id: trace_id.as_str(),
-            method: method.as_str(),
-            route,
-            path: uri.path(),
-            status,
-            latency_ms,
-            served_by,
-            tier,
-            retries,
-            tokens,
-            prompt_sha256,
-            prompt_len,
-            caller,
-        }
-        .json(std::time::SystemTime::now());
-        // The batched writer never fails a write (a line beyond its bound is counted).
-        let _ = std::io::Write::write_all(&mut sink, &line);
-        return;
-    }
-    tracing::info!(
-        target: "access",
+    let line = AccessLine {
         request_id,
-        trace_id = trace_id.as_str(),
-        %method,
+        trace_id: trace_id.as_str(),
+        method: method.as_str(),
         route,
-        path = uri.path(),
+        path: uri.path(),
         status,
         latency_ms,
         served_by,
@@ -172,8 +149,14 @@ fn log(
         prompt_sha256,
         prompt_len,
         caller,
-        "answered"
-    );
+    };
+    match http_edge::process::json_sink() {
+        Some(mut sink) => {
+            // The batched writer never fails a write (a line beyond its bound is counted).
+            let _ = std::io::Write::write_all(&mut sink, &line.json(std::time::SystemTime::now()));
+        }
+        None => line.trace(),
+    }
 }
 
 /// The fields of one access line.
@@ -195,6 +178,28 @@ struct AccessLine<'a> {
 }
 
 impl AccessLine<'_> {
+    /// The line as a `tracing` event, for the pretty format.
+    fn trace(&self) {
+        tracing::info!(
+            target: "access",
+            request_id = self.request_id,
+            trace_id = self.trace_id,
+            method = self.method,
+            route = self.route,
+            path = self.path,
+            status = self.status,
+            latency_ms = self.latency_ms,
+            served_by = self.served_by,
+            tier = self.tier,
+            retries = self.retries,
+            tokens = self.tokens,
+            prompt_sha256 = self.prompt_sha256,
+            prompt_len = self.prompt_len,
+            caller = self.caller,
+            "answered"
+        );
+    }
+
     /// The line as `tracing-subscriber`'s JSON formatter writes an event (`timestamp`,
     /// `level`, `fields` with `message`, `target`; an absent field left out), written
     /// directly: the formatter's field visitors cost three times as much.
