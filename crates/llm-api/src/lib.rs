@@ -12,6 +12,7 @@
 //! - [`breaker`]: a circuit breaker and its transitions, as those documents show them.
 //! - [`sse`]: one server-sent event of a streamed answer, as the OpenAPI documents say.
 //! - [`token`]: the fault API's `CHAOS_TOKEN`, checked by llm-service, sent by its callers.
+//! - [`time`]: the calendar date of a Unix day, for the RFC 3339 timestamps written.
 //!
 //! Types that carry OpenAI request bodies keep the fields they do not know (`extra`), so a
 //! gateway forwards them unchanged.
@@ -29,6 +30,7 @@ pub mod limits;
 pub mod openai;
 pub mod sse;
 pub mod stats;
+pub mod time;
 pub mod token;
 
 pub use error::{ErrorBody, FieldError};
