@@ -140,6 +140,25 @@ impl Simulator {
             finish_reason,
         }
     }
+
+    /// The rest of the answer to `prompt` after `prefix` (an assistant prefill): the tokens
+    /// of [`Self::generate`]'s answer past as many words as `prefix` has, at most
+    /// `max_tokens` of them — what a model continuing its own answer would say. The
+    /// simulator does not check that `prefix` is that answer's beginning (a model continues
+    /// whatever it is given).
+    pub fn continue_after(&self, prompt: &str, prefix: &str, max_tokens: u32) -> Generation {
+        let skip = count_tokens(prefix);
+        let whole = self.generate(prompt, skip.saturating_add(max_tokens));
+        let tokens: Vec<String> = whole
+            .tokens
+            .into_iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .collect();
+        Generation {
+            tokens,
+            finish_reason: whole.finish_reason,
+        }
+    }
 }
 
 /// A rough token count of some text (words), for `usage.prompt_tokens`.
@@ -191,6 +210,27 @@ mod tests {
         let g = s.generate("hi", 10_000);
         assert_eq!(g.finish_reason, "stop");
         assert_eq!(count_tokens(&g.text()), g.len());
+    }
+
+    #[test]
+    fn a_prefill_is_continued_with_the_rest_of_the_same_answer() {
+        let s = sim(&["--sim-seed", "3"]);
+        let whole = s.generate("Explain retries", 500);
+        for cut in [1, 4, whole.tokens.len() - 1] {
+            let prefix = whole.tokens[..cut].concat();
+            let rest = s.continue_after("Explain retries", &prefix, 500);
+            assert_eq!(
+                format!("{prefix}{}", rest.text()),
+                whole.text(),
+                "cut at {cut}"
+            );
+            assert_eq!(rest.finish_reason, "stop");
+            assert_eq!(rest.len() as usize, whole.tokens.len() - cut);
+        }
+        // The budget counts only the new tokens.
+        let short = s.continue_after("Explain retries", &whole.tokens[..2].concat(), 3);
+        assert_eq!(short.tokens, whole.tokens[2..5].to_vec());
+        assert_eq!(short.finish_reason, "length");
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub enum FaultKind {
     },
     /// A stream ends cleanly but without `data: [DONE]`.
     NoDone,
+    /// Answers 400 (`prefill_not_supported`) to a chat request whose last message is the
+    /// assistant's (a prefill asking for the rest of an answer), as providers that do not
+    /// continue an assistant message do; other requests are answered as usual.
+    PrefillRefuse,
     /// Keeps `threads` threads spinning while the fault lasts.
     CpuBurn {
         /// Spinning threads; default 1.
@@ -113,7 +117,7 @@ pub fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "latency" => &["ms", "min_ms", "max_ms"],
         "error" => &["status", "code", "message", "retry_after_s"],
-        "hang" | "reset" | "malformed" | "unhealthy" | "no_done" => &[],
+        "hang" | "reset" | "malformed" | "unhealthy" | "no_done" | "prefill_refuse" => &[],
         "slow_first_token" => &["ms"],
         "stream_cut" | "stream_malformed" => &["after_tokens"],
         "stream_stall" => &["after_tokens", "ms"],
@@ -185,6 +189,7 @@ impl FaultSpec {
             FaultKind::StreamStall { .. } => "stream_stall",
             FaultKind::StreamMalformed { .. } => "stream_malformed",
             FaultKind::NoDone => "no_done",
+            FaultKind::PrefillRefuse => "prefill_refuse",
             FaultKind::CpuBurn { .. } => "cpu_burn",
             FaultKind::Memory { .. } => "memory",
         }
@@ -328,6 +333,7 @@ mod tests {
             "stream_stall",
             "stream_malformed",
             "no_done",
+            "prefill_refuse",
             "cpu_burn",
             "memory",
         ] {
@@ -355,6 +361,7 @@ mod tests {
             r#"{"kind":"stream_stall","after_tokens":3,"ms":100}"#,
             r#"{"kind":"stream_malformed","after_tokens":3}"#,
             r#"{"kind":"no_done"}"#,
+            r#"{"kind":"prefill_refuse"}"#,
             r#"{"kind":"cpu_burn","threads":1}"#,
             r#"{"kind":"memory","mb":256}"#,
         ] {

@@ -46,6 +46,8 @@ pub struct RequestFaults {
     pub reset: bool,
     /// Answer 200 with a body that is not JSON.
     pub malformed: bool,
+    /// Answer 400 to a chat request whose last message is the assistant's (a prefill).
+    pub refuse_prefill: bool,
     /// Stream faults (streaming requests only).
     pub stream: StreamFaults,
 }
@@ -69,7 +71,8 @@ impl Scope {
             | FaultKind::Error { .. }
             | FaultKind::Hang
             | FaultKind::Reset
-            | FaultKind::Malformed => Self::Request,
+            | FaultKind::Malformed
+            | FaultKind::PrefillRefuse => Self::Request,
             FaultKind::SlowFirstToken { .. }
             | FaultKind::StreamCut { .. }
             | FaultKind::StreamStall { .. }
@@ -126,6 +129,7 @@ impl RequestFaults {
             FaultKind::Hang => self.hang = true,
             FaultKind::Reset => self.reset = true,
             FaultKind::Malformed => self.malformed = true,
+            FaultKind::PrefillRefuse => self.refuse_prefill = true,
             FaultKind::SlowFirstToken { ms } => {
                 self.stream.slow_first_token = Some(add(self.stream.slow_first_token, *ms));
             }

@@ -60,11 +60,19 @@ pub async fn chat_completions(
     if let Some(response) = before_answer(&state, &faults, control.as_deref()).await {
         return observed(&state, started, response);
     }
+    let prefill = prefill_of(&request);
+    if faults.refuse_prefill && prefill.is_some() {
+        tracing::warn!("fault: refusing a trailing assistant message");
+        return observed(&state, started, prefill_refused());
+    }
     let budget = request
         .requested_tokens()
         .unwrap_or(llm_api::generate::DEFAULT_MAX_TOKENS.min(state.config.max_tokens));
     let prompt = request.last_user_text();
-    let generation = state.sim.generate(&prompt, budget);
+    let generation = match &prefill {
+        Some(prefix) => state.sim.continue_after(&prompt, prefix, budget),
+        None => state.sim.generate(&prompt, budget),
+    };
     let prompt_tokens = request
         .messages
         .iter()
@@ -126,6 +134,25 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
             created: unix_seconds().saturating_sub(state.started.elapsed().as_secs()),
             owned_by: "llm-service".to_owned(),
         }],
+    })
+}
+
+/// The text of a trailing assistant message: a prefill, whose answer is its continuation.
+fn prefill_of(request: &ChatCompletionRequest) -> Option<String> {
+    request
+        .messages
+        .last()
+        .filter(|m| m.role == "assistant")
+        .map(llm_api::openai::ChatMessage::text)
+}
+
+/// The `prefill_refuse` fault's answer: 400, as a provider that takes no prefill says it.
+fn prefill_refused() -> Response {
+    super::simulate::error_response(&crate::faults::ErrorFault {
+        status: 400,
+        code: Some("prefill_not_supported".to_owned()),
+        message: Some("The last message must not be the assistant's".to_owned()),
+        retry_after_s: None,
     })
 }
 

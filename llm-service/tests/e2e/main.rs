@@ -15,5 +15,6 @@ mod headers;
 mod input;
 mod lifecycle;
 mod openapi;
+mod prefill;
 mod resource_faults;
 mod stream_faults;
