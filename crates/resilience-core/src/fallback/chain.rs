@@ -132,11 +132,31 @@ where
     /// and with [`FallbackError::AllTiersFailed`] when every enabled provider failed (or
     /// none was enabled). Must run inside a Tokio runtime with time enabled.
     pub async fn execute(&self, req: &Req) -> Result<Served<Resp>, FallbackError> {
-        let started = Instant::now();
         self.recorder.request();
+        let result = self.run(req, false).await;
+        match &result {
+            Ok(served) => self.recorder.served(served.tier),
+            Err(FallbackError::Rejected(_)) => self.recorder.rejected(),
+            Err(FallbackError::AllTiersFailed(_)) => self.recorder.exhausted(),
+        }
+        result
+    }
+
+    /// Like [`Self::execute`], through the live tiers (primary, secondary) only: for a
+    /// part of a request that only an upstream can give (the rest of a streamed answer),
+    /// never the cache or the template. Counted as attempts, not as another request.
+    pub async fn execute_live(&self, req: &Req) -> Result<Served<Resp>, FallbackError> {
+        self.run(req, true).await
+    }
+
+    async fn run(&self, req: &Req, live_only: bool) -> Result<Served<Resp>, FallbackError> {
+        let started = Instant::now();
         let mut failures = Vec::new();
         let mut disabled = Vec::new();
         for (t, tier) in self.tiers.iter().enumerate() {
+            if live_only && !tier.kind().is_live() {
+                continue;
+            }
             if !tier.is_enabled() {
                 self.recorder.skipped(t);
                 disabled.push(tier.kind());
@@ -180,7 +200,6 @@ where
                 failures.push(failure);
             }
         }
-        self.recorder.exhausted();
         Err(AllTiersFailed { failures, disabled }.into())
     }
 

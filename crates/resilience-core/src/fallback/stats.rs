@@ -155,6 +155,19 @@ impl Recorder {
         bump(&self.exhausted);
     }
 
+    /// A request answered by a tier of `kind`.
+    pub(super) fn served(&self, kind: TierKind) {
+        bump(&self.served);
+        if kind.is_fallback() {
+            bump(&self.served_by_fallback);
+        }
+    }
+
+    /// A request stopped by a client error.
+    pub(super) fn rejected(&self) {
+        bump(&self.rejected);
+    }
+
     pub(super) fn skipped(&self, tier: usize) {
         if let Some(t) = self.tiers.get(tier) {
             bump(&t.skipped);
@@ -175,23 +188,14 @@ impl Recorder {
             return;
         };
         match outcome {
-            Attempt::Success => {
-                bump(&p.successes);
-                bump(&self.served);
-                if t.kind.is_fallback() {
-                    bump(&self.served_by_fallback);
-                }
-            }
+            Attempt::Success => bump(&p.successes),
             Attempt::Failure(error) => {
                 bump(&p.failures);
                 if matches!(error, ProviderError::Timeout { .. }) {
                     bump(&p.timeouts);
                 }
             }
-            Attempt::Rejected => {
-                bump(&p.rejected);
-                bump(&self.rejected);
-            }
+            Attempt::Rejected => bump(&p.rejected),
         }
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         bump(&p.count);

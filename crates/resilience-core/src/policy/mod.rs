@@ -8,12 +8,16 @@
 //! - [`plan`]: [`AttemptPlan`], one request on one target — which candidate next, after
 //!   what wait, within the retry budget and the deadline, honouring `Retry-After` — or give
 //!   up, and with which [`Exhausted`] error (its rules are written there).
+//! - [`continuation`]: a stream that broke after it reached the client — continued or not
+//!   ([`continuation::decide`]), by prefill or by restarting and splicing
+//!   ([`continuation::resume_with`], [`continuation::Splice`]).
 //! - [`fallback`]: between targets — [`after_provider_failure`] (the fallback chain moves
 //!   on or stops) and [`follow_context_fallback`] (a route's larger-context fallback).
 //!
 //! The breakers' own decisions (trip, probe, close) live in [`crate::breaker`]; the budget's
 //! in [`crate::retry`].
 
+pub mod continuation;
 pub mod fallback;
 pub mod outcome;
 pub mod plan;

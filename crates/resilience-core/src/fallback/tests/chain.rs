@@ -92,6 +92,37 @@ async fn tiers_are_tried_in_order_primary_secondary_cache_template() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn execute_live_asks_the_live_tiers_only_and_is_not_another_request() {
+    let log: CallLog = Arc::new(Mutex::new(Vec::new()));
+    let primary = Scripted::logged("pool", Step::Fail(ProviderError::CircuitOpen), &log);
+    let secondary = Scripted::logged("backup", Step::Fail(upstream("500")), &log);
+    let cache = Scripted::logged("memory", Step::Answer("cached".into()), &log);
+    let template = Scripted::logged("degraded", Step::Answer("sorry".into()), &log);
+    let chain = FallbackChain::new([
+        tier(Primary, &[&primary]),
+        tier(Secondary, &[&secondary]),
+        tier(Cache, &[&cache]),
+        tier(Template, &[&template]),
+    ])
+    .unwrap();
+
+    let error = chain.execute_live(&req("hi")).await.unwrap_err();
+
+    assert_eq!(*log.lock().unwrap(), ["pool", "backup"]);
+    let crate::fallback::FallbackError::AllTiersFailed(all) = error else {
+        panic!("every live tier failed: {error:?}");
+    };
+    let tiers: Vec<_> = all.failures.iter().map(|f| f.tier).collect();
+    assert_eq!(tiers, [Primary, Secondary]);
+    let stats = chain.stats();
+    assert_eq!(
+        (stats.requests, stats.served, stats.exhausted),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn cache_tier_answers_before_template() {
     let primary = Scripted::failing("pool", ProviderError::NoneAvailable);
     let cache = Scripted::answering("memory", "cached answer");
