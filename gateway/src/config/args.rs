@@ -88,6 +88,10 @@ pub struct Args {
     /// Streams: the longest silence between two events (overrides `stream.idle_timeout_ms`).
     #[arg(long, env = "STREAM_IDLE_TIMEOUT_MS")]
     pub stream_idle_timeout_ms: Option<String>,
+    /// Streams: continuations of a broken stream at most, 0 for none (overrides
+    /// `stream.max_continuations`; default 2).
+    #[arg(long, env = "STREAM_MAX_CONTINUATIONS")]
+    pub stream_max_continuations: Option<String>,
     /// Milliseconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value = "10000")]
     pub drain_timeout_ms: String,

@@ -76,6 +76,9 @@ pub struct StreamSection {
     pub first_token_timeout_ms: u64,
     /// The longest silence between two events once a stream flows.
     pub idle_timeout_ms: u64,
+    /// Continuations of one stream that broke after it reached the client, at most (0:
+    /// none; the stream ends with an error event as before).
+    pub max_continuations: u32,
 }
 
 /// `[retry]`.
@@ -144,6 +147,7 @@ impl Default for StreamSection {
         Self {
             first_token_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
+            max_continuations: resilience_core::policy::continuation::DEFAULT_MAX_CONTINUATIONS,
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Settings {
     pub first_token_timeout: Duration,
     /// Streams: the longest silence between events.
     pub idle_timeout: Duration,
+    /// Streams: continuations of one broken stream at most (`STREAM_MAX_CONTINUATIONS`).
+    pub max_continuations: u32,
     /// The longest `Retry-After` waited for within a request.
     pub max_retry_after: Duration,
     /// The bounds of a request's values (`MAX_TOKENS`, `MAX_MODEL_CHARS`, `MAX_MESSAGES`,
@@ -88,6 +90,8 @@ pub struct Settings {
     pub tiers: TiersSection,
     /// The routes, `default` included.
     pub routes: Vec<RouteSpec>,
+    /// Whether each pool and endpoint continues an assistant prefill.
+    pub prefill: routes::PrefillModes,
     /// `AUTH_MODE` and the credentials it accepts.
     pub auth: crate::auth::AuthSettings,
     /// `ADMIN_ALLOW`: the networks that may call `/admin/*`.

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use resilience_core::policy::continuation::PrefillMode;
+
 use super::breaker::BreakerSection;
 use super::validate::{Env, Problems};
 use crate::pool::EndpointSpec;
@@ -45,6 +47,60 @@ pub struct TargetSection {
     /// The endpoint's breaker, or the instance breakers of the pool, over
     /// `[instance_breaker]` (and `[pools.<tier>.instance_breaker]`).
     pub breaker: Option<BreakerSection>,
+    /// Whether the target continues an assistant prefill (`true`, `false` or `"auto"`):
+    /// how a broken stream's rest is asked of it. Default `true` for a pool, `false` for an
+    /// endpoint.
+    pub prefill: Option<PrefillSetting>,
+}
+
+/// `prefill = true | false | "auto"` as written.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PrefillSetting {
+    /// `true` or `false`.
+    Flag(bool),
+    /// `"auto"` (any other word is a problem).
+    Word(String),
+}
+
+impl PrefillSetting {
+    /// The mode, or why the value is not one.
+    fn mode(&self) -> Result<PrefillMode, String> {
+        match self {
+            Self::Flag(true) => Ok(PrefillMode::On),
+            Self::Flag(false) => Ok(PrefillMode::Off),
+            Self::Word(word) if word == "auto" => Ok(PrefillMode::Auto),
+            Self::Word(word) => Err(format!(
+                "`prefill` must be true, false or \"auto\", not \"{word}\""
+            )),
+        }
+    }
+}
+
+/// The prefill mode of each target that set one; the others take the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrefillModes {
+    /// Tier → mode.
+    pub pools: BTreeMap<String, PrefillMode>,
+    /// Endpoint model → mode.
+    pub endpoints: BTreeMap<EndpointKey, PrefillMode>,
+}
+
+impl PrefillModes {
+    /// The mode of `tier`'s pool: as set, else on (the project's llm-service continues a
+    /// prefill).
+    pub fn for_pool(&self, tier: &str) -> PrefillMode {
+        self.pools.get(tier).copied().unwrap_or(PrefillMode::On)
+    }
+
+    /// The mode of `endpoint`: as set, else off (some providers take a trailing assistant
+    /// message but answer afresh, which would repeat text).
+    pub fn for_endpoint(&self, endpoint: &EndpointSpec) -> PrefillMode {
+        self.endpoints
+            .get(&endpoint_key(endpoint))
+            .copied()
+            .unwrap_or(PrefillMode::Off)
+    }
 }
 
 /// A checked target.
@@ -70,14 +126,17 @@ pub struct RouteSpec {
 /// One endpoint model: its base URL and upstream model (one breaker, name and key each).
 pub type EndpointKey = (String, String);
 
-/// A breaker section a target set, with the key path it was set at.
+/// A setting a target made for its pool or endpoint, with the key path it was set at.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TargetBreaker {
-    /// `routes.<model>.targets[i].breaker`.
+pub struct TargetSetting<T> {
+    /// `routes.<model>.targets[i].breaker`, `….prefill`.
     pub field: String,
-    /// Its keys.
-    pub section: BreakerSection,
+    /// Its value.
+    pub section: T,
 }
+
+/// A breaker section a target set.
+pub type TargetBreaker = TargetSetting<BreakerSection>;
 
 /// The routes, and the breaker sections their targets set.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +147,28 @@ pub struct CheckedRoutes {
     pub pools: BTreeMap<String, TargetBreaker>,
     /// Endpoint model → the section its targets set.
     pub endpoints: BTreeMap<EndpointKey, TargetBreaker>,
+    /// Tier → the prefill mode its pool targets set.
+    pub pool_prefill: BTreeMap<String, TargetSetting<PrefillMode>>,
+    /// Endpoint model → the prefill mode its targets set.
+    pub endpoint_prefill: BTreeMap<EndpointKey, TargetSetting<PrefillMode>>,
+}
+
+impl CheckedRoutes {
+    /// The prefill modes the targets set.
+    pub fn prefill_modes(&self) -> PrefillModes {
+        PrefillModes {
+            pools: self
+                .pool_prefill
+                .iter()
+                .map(|(tier, set)| (tier.clone(), set.section))
+                .collect(),
+            endpoints: self
+                .endpoint_prefill
+                .iter()
+                .map(|(key, set)| (key.clone(), set.section))
+                .collect(),
+        }
+    }
 }
 
 /// The key of an endpoint.
@@ -211,6 +292,12 @@ impl Checker<'_, '_> {
         if let Some(breaker) = &section.breaker {
             self.breaker_once(&target, at, breaker);
         }
+        if let Some(prefill) = &section.prefill {
+            match prefill.mode() {
+                Ok(mode) => self.prefill_once(&target, at, mode),
+                Err(why) => self.problems.push(format!("{at}.prefill"), why),
+            }
+        }
         Some(target)
     }
 
@@ -236,34 +323,70 @@ impl Checker<'_, '_> {
 
     /// Keeps the `breaker` section the target at `at` sets for its pool or endpoint.
     fn breaker_once(&mut self, target: &Target, at: &str, breaker: &BreakerSection) {
-        let set = TargetBreaker {
+        let set = TargetSetting {
             field: format!("{at}.breaker"),
             section: breaker.clone(),
         };
-        match target {
-            Target::Pool(tier) => keep_one(
-                &mut self.checked.pools,
-                tier.clone(),
-                set,
-                "one pool has one set of instance breakers",
-                self.problems,
-            ),
-            Target::Endpoint(endpoint) => keep_one(
-                &mut self.checked.endpoints,
+        let kept = (&mut self.checked.pools, &mut self.checked.endpoints);
+        let why = [
+            "one pool has one set of instance breakers",
+            "one endpoint model has one breaker",
+        ];
+        keep_for(target, set, kept, why, self.problems);
+    }
+
+    /// Keeps the prefill mode the target at `at` sets for its pool or endpoint.
+    fn prefill_once(&mut self, target: &Target, at: &str, mode: PrefillMode) {
+        let set = TargetSetting {
+            field: format!("{at}.prefill"),
+            section: mode,
+        };
+        let kept = (
+            &mut self.checked.pool_prefill,
+            &mut self.checked.endpoint_prefill,
+        );
+        let why = [
+            "one pool has one prefill mode",
+            "one endpoint model has one prefill mode",
+        ];
+        keep_for(target, set, kept, why, self.problems);
+    }
+}
+
+/// Per target, one map of pool settings by tier and one of endpoint settings.
+type Kept<'a, T> = (
+    &'a mut BTreeMap<String, TargetSetting<T>>,
+    &'a mut BTreeMap<EndpointKey, TargetSetting<T>>,
+);
+
+/// Keeps `set` for `target`'s pool or endpoint in `kept` (see [`keep_one`]); `why` says
+/// why two differing ones are a problem, for a pool and for an endpoint.
+fn keep_for<T: PartialEq>(
+    target: &Target,
+    set: TargetSetting<T>,
+    (pools, endpoints): Kept<'_, T>,
+    [pool_why, endpoint_why]: [&str; 2],
+    problems: &mut Problems,
+) {
+    match target {
+        Target::Pool(tier) => keep_one(pools, tier.clone(), set, pool_why, problems),
+        Target::Endpoint(endpoint) => {
+            keep_one(
+                endpoints,
                 endpoint_key(endpoint),
                 set,
-                "one endpoint model has one breaker",
-                self.problems,
-            ),
+                endpoint_why,
+                problems,
+            );
         }
     }
 }
 
 /// Keeps `set` as the section of `key`, or notes that it differs from the one kept.
-fn keep_one<K: Ord>(
-    kept: &mut BTreeMap<K, TargetBreaker>,
+fn keep_one<K: Ord, T: PartialEq>(
+    kept: &mut BTreeMap<K, TargetSetting<T>>,
     key: K,
-    set: TargetBreaker,
+    set: TargetSetting<T>,
     why: &str,
     problems: &mut Problems,
 ) {
@@ -283,7 +406,7 @@ fn check_target(target: &TargetSection, env: Env<'_>) -> Result<Target, String> 
     match (&target.pool, &target.url) {
         (Some(pool), None) => {
             if target.model.is_some() || target.api_key_env.is_some() || target.name.is_some() {
-                return Err("a pool target takes only `pool` (and `breaker`)".to_owned());
+                return Err("a pool target takes only `pool` (and `breaker`, `prefill`)".to_owned());
             }
             if pool.trim().is_empty() {
                 return Err("`pool` must name a tier".to_owned());

@@ -69,6 +69,9 @@ impl Problems {
 
 const COUNT: &str = "a whole number";
 
+/// The most continuations a stream may be allowed (`stream.max_continuations`).
+const MAX_CONTINUATIONS: u32 = 16;
+
 /// Everything from `args` (the flags and variables), the file it names and `env`, checked.
 /// Each step notes its problems and goes on, so every invalid value is reported at once; the
 /// steps run in the order their problems are listed.
@@ -125,6 +128,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         request_timeout: serving.request_timeout,
         per_try_timeout: timeouts.per_try,
         first_token_timeout: timeouts.first_token,
+        max_continuations: timeouts.max_continuations,
         idle_timeout: timeouts.idle,
         max_retry_after: Duration::from_millis(file.retry.max_retry_after_ms),
         limits,
@@ -143,6 +147,7 @@ pub fn settings(args: &Args, env: Env<'_>) -> Result<Settings, Vec<FieldError>> 
         breakers,
         cache,
         tiers: file.tiers,
+        prefill: routes.prefill_modes(),
         routes: routes.routes,
         auth,
         admin_allow,
@@ -318,6 +323,8 @@ struct Timeouts {
     first_token: Duration,
     /// A stream's silence between events.
     idle: Duration,
+    /// Continuations of a broken stream.
+    max_continuations: u32,
 }
 
 /// The per-try, first-token and idle timeouts: a variable wins over its file key.
@@ -337,10 +344,25 @@ fn timeouts(args: &Args, file: &FileConfig, p: &mut Problems) -> Timeouts {
     let first_token = above_zero(p, "stream.first_token_timeout_ms", first_token);
     let idle = optional(p, "STREAM_IDLE_TIMEOUT_MS", &args.stream_idle_timeout_ms)
         .unwrap_or(file.stream.idle_timeout_ms);
+    let max_continuations = optional(
+        p,
+        "STREAM_MAX_CONTINUATIONS",
+        &args.stream_max_continuations,
+    )
+    .map_or(file.stream.max_continuations, |n| {
+        u32::try_from(n).unwrap_or(u32::MAX)
+    });
+    if max_continuations > MAX_CONTINUATIONS {
+        p.push(
+            "stream.max_continuations",
+            format!("must be at most {MAX_CONTINUATIONS}"),
+        );
+    }
     Timeouts {
         per_try: Duration::from_millis(per_try),
         first_token,
         idle: above_zero(p, "stream.idle_timeout_ms", idle),
+        max_continuations: max_continuations.min(MAX_CONTINUATIONS),
     }
 }
 

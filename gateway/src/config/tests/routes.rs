@@ -128,3 +128,65 @@ fn an_endpoint_id_never_shows_the_query() {
         "no query in ids, logs or metrics"
     );
 }
+
+#[test]
+fn prefill_defaults_to_on_for_pools_and_off_for_endpoints_and_is_set_per_target() {
+    use resilience_core::policy::continuation::PrefillMode;
+    let settings = with_file(
+        r#"
+        [routes.a]
+        targets = [
+          { pool = "primary" },
+          { url = "http://x/v1", model = "m" },
+          { url = "http://y/v1", model = "m", prefill = "auto" },
+          { pool = "secondary", prefill = false },
+        ]
+        [routes.b]
+        targets = [{ url = "http://z/v1", model = "m", prefill = true }]
+        "#,
+        &[URLS],
+    )
+    .unwrap();
+    let endpoint = |route: &str, i: usize| {
+        let route = settings.routes.iter().find(|r| r.name == route).unwrap();
+        match &route.targets[i] {
+            Target::Endpoint(endpoint) => endpoint.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let prefill = &settings.prefill;
+    assert_eq!(prefill.for_pool("primary"), PrefillMode::On);
+    assert_eq!(prefill.for_pool("secondary"), PrefillMode::Off);
+    assert_eq!(prefill.for_endpoint(&endpoint("a", 1)), PrefillMode::Off);
+    assert_eq!(prefill.for_endpoint(&endpoint("a", 2)), PrefillMode::Auto);
+    assert_eq!(prefill.for_endpoint(&endpoint("b", 0)), PrefillMode::On);
+
+    let problems = with_file(
+        r#"
+        [routes.a]
+        targets = [{ pool = "primary", prefill = "sometimes" }, { pool = "secondary", prefill = true }]
+        [routes.b]
+        targets = [{ pool = "secondary", prefill = false }]
+        "#,
+        &[URLS],
+    )
+    .unwrap_err();
+    let found = fields(&problems);
+    assert!(found.contains(&"routes.a.targets[0].prefill"), "{found:?}");
+    assert!(
+        found.contains(&"routes.b.targets[0].prefill")
+            || found.contains(&"routes.a.targets[1].prefill"),
+        "one pool, two prefill modes: {found:?}"
+    );
+}
+
+#[test]
+fn stream_max_continuations_is_a_bounded_setting() {
+    assert_eq!(from_env(&[URLS]).unwrap().max_continuations, 2);
+    let set = from_env(&[URLS, ("STREAM_MAX_CONTINUATIONS", "0")]).unwrap();
+    assert_eq!(set.max_continuations, 0);
+    let problems = from_env(&[URLS, ("STREAM_MAX_CONTINUATIONS", "99")]).unwrap_err();
+    assert!(fields(&problems).contains(&"stream.max_continuations"));
+    let problems = from_env(&[URLS, ("STREAM_MAX_CONTINUATIONS", "two")]).unwrap_err();
+    assert!(fields(&problems).contains(&"STREAM_MAX_CONTINUATIONS"));
+}
