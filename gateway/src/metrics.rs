@@ -50,6 +50,8 @@ pub struct Metrics {
     available: IntGauge,
     first_token: HistogramVec,
     stream_events: IntCounterVec,
+    /// `llm_stream_continuations_total{outcome,reason}`.
+    continuations: IntCounterVec,
     edge: EdgeMetrics,
     identity: IdentityMetrics,
     /// `llm_tokens_processed_total{service,model,operation}`.
@@ -144,7 +146,7 @@ impl Metrics {
         let (requests, duration, errors) = golden_signals()?;
         let (upstream_attempts, fallback) = upstreams_and_tiers()?;
         let (in_flight, breaker_state, available) = state_gauges()?;
-        let (first_token, stream_events) = stream_metrics()?;
+        let (first_token, stream_events, continuations) = stream_metrics()?;
         let edge = edge_metrics()?;
         let identity = identity_metrics()?;
         let tokens = IntCounterVec::new(
@@ -169,6 +171,7 @@ impl Metrics {
             available,
             first_token,
             stream_events,
+            continuations,
             edge,
             identity,
             tokens,
@@ -199,6 +202,7 @@ impl Metrics {
             Box::new(self.available.clone()),
             Box::new(self.first_token.clone()),
             Box::new(self.stream_events.clone()),
+            Box::new(self.continuations.clone()),
             Box::new(self.edge.connections.clone()),
             Box::new(self.edge.max_connections.clone()),
             Box::new(self.edge.closed.clone()),
@@ -283,6 +287,15 @@ impl Metrics {
     /// `interrupted` (cut or stalled: an error event was sent) or `abandoned` by the client.
     pub fn stream_ended(&self, service: &str, how: &str) {
         self.stream_events.with_label_values(&[service, how]).inc();
+    }
+
+    /// A stream that broke after it reached the client: `continued` (by prefill),
+    /// `spliced` (restarted and spliced), or `gave_up` for `reason` (`limit`, `budget`,
+    /// `mismatch`…; `none` for the other outcomes).
+    pub fn stream_continuation(&self, outcome: &str, reason: &str) {
+        self.continuations
+            .with_label_values(&[outcome, reason])
+            .inc();
     }
 
     /// An error the gateway answered itself (`validation`, `overloaded`, `exhausted`…),
@@ -692,8 +705,8 @@ fn edge_metrics() -> Result<EdgeMetrics, prometheus::Error> {
     })
 }
 
-/// Streams: time to the first token, and how they ended.
-fn stream_metrics() -> Result<(HistogramVec, IntCounterVec), prometheus::Error> {
+/// Streams: time to the first token, how they ended, and their continuations.
+fn stream_metrics() -> Result<(HistogramVec, IntCounterVec, IntCounterVec), prometheus::Error> {
     let first_token = HistogramVec::new(
         HistogramOpts::new(
             "llm_time_to_first_token_seconds",
@@ -710,7 +723,16 @@ fn stream_metrics() -> Result<(HistogramVec, IntCounterVec), prometheus::Error> 
         ),
         &["service", "event"],
     )?;
-    Ok((first_token, stream_events))
+    let continuations = IntCounterVec::new(
+        Opts::new(
+            "llm_stream_continuations_total",
+            "Streams that broke after they reached the client, by outcome (continued: by \
+             prefill on another target; spliced: restarted there and spliced; gave_up) and \
+             the reason a stream was not continued (none when it was).",
+        ),
+        &["outcome", "reason"],
+    )?;
+    Ok((first_token, stream_events, continuations))
 }
 
 impl UpstreamObserver for Metrics {

@@ -116,7 +116,40 @@ impl Routes {
         req: &GatewayRequest,
     ) -> (Arc<Route>, Result<Served<Answer>, FallbackError>) {
         let route = Arc::clone(self.for_model(req.payload.model()));
-        let result = route.chain.execute(req).await;
+        self.run(route, req, false).await
+    }
+
+    /// Runs `req` — the rest of a stream that broke — through the live targets of `route`
+    /// (the route that served the stream) in order, never its cache or template, and like
+    /// [`Self::serve`] once more through its `context_fallback` when a target said the
+    /// prompt (with the prefill) exceeds its context.
+    pub async fn continue_on(
+        &self,
+        route: &Arc<Route>,
+        req: &GatewayRequest,
+    ) -> (Arc<Route>, Result<Served<Answer>, FallbackError>) {
+        self.run(Arc::clone(route), req, true).await
+    }
+
+    /// `req` through `route`'s chain (its live tiers only when `live_only`), and through its
+    /// `context_fallback` when the policy says so.
+    async fn run(
+        &self,
+        route: Arc<Route>,
+        req: &GatewayRequest,
+        live_only: bool,
+    ) -> (Arc<Route>, Result<Served<Answer>, FallbackError>) {
+        let execute = |route: &Arc<Route>| {
+            let route = Arc::clone(route);
+            async move {
+                if live_only {
+                    route.chain.execute_live(req).await
+                } else {
+                    route.chain.execute(req).await
+                }
+            }
+        };
+        let result = execute(&route).await;
         let larger_exists = route
             .context_fallback
             .as_deref()
@@ -131,7 +164,7 @@ impl Routes {
             tracing::info!(request_id = %req.request_id, from = %route.name, to = %larger.name,
                 "context length exceeded; trying the larger-context route");
             let larger = Arc::clone(larger);
-            let result = match (larger.chain.execute(req).await, result) {
+            let result = match (execute(&larger).await, result) {
                 // Nothing answered there either: the first route's refusal stays among the
                 // causes, so the client still learns of it when no later attempt was made.
                 (
@@ -239,6 +272,66 @@ mod tests {
             result,
             Err(FallbackError::Rejected(TierFailure { .. }))
         ));
+    }
+
+    /// A cache tier that always answers.
+    struct Cached;
+
+    impl FallbackProvider<GatewayRequest, Answer> for Cached {
+        fn name(&self) -> &str {
+            "cache"
+        }
+
+        fn call<'a>(
+            &'a self,
+            _: &'a GatewayRequest,
+        ) -> BoxFuture<'a, Result<Answer, ProviderError>> {
+            Box::pin(async move {
+                Ok(Answer::Whole(crate::answer::WholeAnswer::text(
+                    "cached".to_owned(),
+                    "m".to_owned(),
+                    1,
+                    "cache".to_owned(),
+                )))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_continuation_asks_the_live_targets_only_and_follows_the_context_fallback() {
+        let mut with_cache = route("default", ProviderError::NoneAvailable, None);
+        with_cache.chain = FallbackChain::new([
+            Tier::new(TierKind::Primary).with_provider(Failing(ProviderError::NoneAvailable)),
+            Tier::new(TierKind::Cache).with_provider(Cached),
+        ])
+        .unwrap();
+        let routes = Routes::new(vec![
+            with_cache,
+            route("small", too_long(), Some("large")),
+            route("large", ProviderError::NoneAvailable, None),
+        ])
+        .unwrap();
+        let req = request();
+        let default = Arc::clone(routes.for_model(Some("default")));
+        assert!(
+            routes
+                .run(Arc::clone(&default), &req, false)
+                .await
+                .1
+                .is_ok(),
+            "the cache answers a request"
+        );
+        let (_, continued) = routes.continue_on(&default, &req).await;
+        assert!(
+            matches!(continued, Err(FallbackError::AllTiersFailed(_))),
+            "never the rest of an answer: {continued:?}"
+        );
+        let small = Arc::clone(routes.for_model(Some("small")));
+        let (served_by, _) = routes.continue_on(&small, &req).await;
+        assert_eq!(
+            served_by.name, "large",
+            "a prefill too long goes to the larger route"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,11 @@
 //! token and now belongs to the handler, which tells it how it ended so the instance's
 //! breaker, health and metrics learn it.
 
+use std::sync::Arc;
+
+use resilience_core::policy::continuation::Resume;
+use resilience_core::retry::RetryBudget;
+
 use crate::upstream::{OpenStream, UpstreamError};
 
 /// How a stream that reached the client ended.
@@ -27,6 +32,10 @@ pub struct LiveStream {
     pub served_by: String,
     /// The model it names.
     pub model: String,
+    /// For a continuation of a broken stream: how it was asked for.
+    pub resumed: Option<Resume>,
+    /// The retry budget of the target streaming (a continuation takes one retry from it).
+    pub budget: Option<Arc<RetryBudget>>,
     report: Option<StreamReport>,
 }
 
@@ -41,8 +50,17 @@ impl LiveStream {
             stream,
             served_by,
             model,
+            resumed: None,
+            budget: None,
             report: Some(report),
         }
+    }
+
+    /// The same stream, asked for as `resumed`, its target's retry `budget` known.
+    pub(crate) fn resumed(mut self, resumed: Option<Resume>, budget: Arc<RetryBudget>) -> Self {
+        self.resumed = resumed;
+        self.budget = Some(budget);
+        self
     }
 
     /// Tells the pool how the stream ended.

@@ -23,6 +23,7 @@ mod members;
 mod request;
 
 pub use live::{LiveStream, StreamEnd};
+pub use resilience_core::policy::continuation::Resume;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -30,7 +31,7 @@ pub(crate) mod testing;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use resilience_core::discovery::DiscoveryClient;
 use resilience_core::fallback::{BoxFuture, FallbackProvider, ProviderError};
 use resilience_core::health::HealthTracker;
 use resilience_core::policy::PlanSettings;
+use resilience_core::policy::continuation::PrefillMode;
 use resilience_core::retry::{RetryBudget, RetryPolicy};
 use serde::Serialize;
 
@@ -104,6 +106,9 @@ pub struct PoolSettings {
     /// The configuration of every instance breaker (outlier ejection). Should be valid; an
     /// invalid one is replaced by [`BreakerConfig::default`] with an error logged.
     pub instance_breaker: BreakerConfig,
+    /// Whether the target continues an assistant prefill (how a broken stream's rest is
+    /// asked of it).
+    pub prefill: PrefillMode,
 }
 
 /// A fixed upstream target: an OpenAI-compatible endpoint and one of its models.
@@ -130,6 +135,21 @@ pub struct GatewayRequest {
     pub trace: TraceParent,
     /// Tries made on upstream instances so far, over every pool and tier.
     tries: AtomicU32,
+    /// Set when this asks for the rest of a streamed answer that broke.
+    pub continuation: Option<Arc<Continuation>>,
+}
+
+/// What a request for the rest of a broken stream carries besides the request itself
+/// (`routes/relay.rs` makes it; each pool decides how to ask, `resilience_core::policy::
+/// continuation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuation {
+    /// The text the client already has.
+    pub delivered: String,
+    /// Its tokens, as counted by the relay (the chunks that carried text).
+    pub delivered_tokens: u32,
+    /// The instances whose streams broke in this request: not asked again.
+    pub avoid: Vec<String>,
 }
 
 impl Clone for GatewayRequest {
@@ -140,6 +160,7 @@ impl Clone for GatewayRequest {
             deadline: self.deadline,
             trace: self.trace,
             tries: AtomicU32::new(self.tries()),
+            continuation: self.continuation.clone(),
         }
     }
 }
@@ -153,6 +174,7 @@ impl GatewayRequest {
             deadline: tokio::time::Instant::now() + timeout,
             trace: TraceParent::new_trace(SpanId::random()),
             tries: AtomicU32::new(0),
+            continuation: None,
         }
     }
 
@@ -227,6 +249,8 @@ pub struct Pool {
     breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
     /// Requests waiting for their next try ([`PoolLoad::queued`]).
     queued: AtomicUsize,
+    /// Whether the target refused an assistant prefill (with [`PrefillMode::Auto`]).
+    prefill_refused: AtomicBool,
 }
 
 impl Pool {
@@ -277,6 +301,7 @@ impl Pool {
             members: ArcSwap::from_pointee(Members::default()),
             breakers: Mutex::new(BTreeMap::new()),
             queued: AtomicUsize::new(0),
+            prefill_refused: AtomicBool::new(false),
         }
     }
 

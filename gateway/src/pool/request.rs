@@ -11,6 +11,7 @@ use resilience_core::balancer::InFlight;
 use resilience_core::breaker::{BreakerGuard, Outcome};
 use resilience_core::fallback::ProviderError;
 use resilience_core::health::HealthTracker;
+use resilience_core::policy::continuation::{PrefillMode, Resume, is_prefill_refusal, resume_with};
 use resilience_core::policy::{AttemptFailure, AttemptPlan, Candidate, Step, cooldown};
 use tokio::time::Instant;
 
@@ -29,7 +30,8 @@ const UNKNOWN_MODEL: &str = "unknown";
 /// What a successful try gave.
 enum Reply {
     Complete(Completed),
-    Stream(OpenStream),
+    /// A stream; for a continuation, how it was asked for.
+    Stream(OpenStream, Option<Resume>),
 }
 
 impl Pool {
@@ -78,7 +80,20 @@ impl Pool {
         probe: bool,
     ) -> Result<Answer, resilience_core::policy::Exhausted> {
         let members = self.members_for(&self.discovery.snapshot());
-        let endpoints = members.endpoints.as_slice();
+        // A continuation never goes back to an instance whose stream broke in the request.
+        let others: Vec<MemberEndpoint>;
+        let endpoints = match &req.continuation {
+            Some(continuation) if !continuation.avoid.is_empty() => {
+                others = members
+                    .endpoints
+                    .iter()
+                    .filter(|e| !continuation.avoid.contains(&e.value().id))
+                    .cloned()
+                    .collect();
+                others.as_slice()
+            }
+            _ => members.endpoints.as_slice(),
+        };
         let now = || Instant::now().into_std();
         let mut plan = AttemptPlan::new(
             &self.plan,
@@ -135,8 +150,11 @@ impl Pool {
                 Ok(Reply::Complete(answer)) => {
                     return Ok(self.complete(member, req, answer, instance_guard, call_started));
                 }
-                Ok(Reply::Stream(stream)) => {
-                    return Ok(self.live(picked, req, stream, instance_guard, call_started));
+                Ok(Reply::Stream(stream, resumed)) => {
+                    let live = self.live(picked, req, stream, instance_guard, call_started);
+                    return Ok(Answer::Stream(
+                        live.resumed(resumed, Arc::clone(&self.budget)),
+                    ));
                 }
                 Err(error) => error,
             };
@@ -252,10 +270,44 @@ impl Pool {
         };
         if req.payload.is_stream() {
             let limit = self.settings.first_token_timeout.min(remaining);
+            let Some(continuation) = &req.continuation else {
+                return self
+                    .client
+                    .open_stream(&member.upstream, &req.payload, limit, tags)
+                    .await
+                    .map(|stream| Reply::Stream(stream, None));
+            };
+            let refused = self.prefill_refused.load(Ordering::Relaxed);
+            if resume_with(self.settings.prefill, refused) == Resume::Prefill {
+                let prefilled = req
+                    .payload
+                    .with_prefill(&continuation.delivered, continuation.delivered_tokens);
+                let error = match self
+                    .client
+                    .open_stream(&member.upstream, &prefilled, limit, tags)
+                    .await
+                {
+                    Ok(stream) => return Ok(Reply::Stream(stream, Some(Resume::Prefill))),
+                    Err(error) => error,
+                };
+                let failure = error.failure(&member.id);
+                if self.settings.prefill != PrefillMode::Auto
+                    || !is_prefill_refusal(failure.status, failure.class)
+                {
+                    return Err(error);
+                }
+                // Remembered: this target is asked afresh from now on, and now.
+                self.prefill_refused.store(true, Ordering::Relaxed);
+                tracing::warn!(pool = %self.settings.name, instance = %member.id,
+                    request_id = %req.request_id,
+                    "the target refused an assistant prefill; restarting answers there instead");
+                req.count_try();
+            }
+            let limit = limit.min(req.deadline.saturating_duration_since(Instant::now()));
             self.client
                 .open_stream(&member.upstream, &req.payload, limit, tags)
                 .await
-                .map(Reply::Stream)
+                .map(|stream| Reply::Stream(stream, Some(Resume::Restart)))
         } else {
             let limit = self.settings.per_try_timeout.min(remaining);
             self.client
@@ -274,7 +326,7 @@ impl Pool {
         stream: OpenStream,
         guard: Option<BreakerGuard<'static>>,
         started: Instant,
-    ) -> Answer {
+    ) -> LiveStream {
         let member: &Member = &picked;
         let model = stream
             .head
@@ -295,12 +347,7 @@ impl Pool {
             // The stream counts as in flight on its instance until it ends, for the balancer.
             in_flight: picked,
         };
-        Answer::Stream(LiveStream::new(
-            stream,
-            id,
-            model,
-            Box::new(move |end| report.report(end)),
-        ))
+        LiveStream::new(stream, id, model, Box::new(move |end| report.report(end)))
     }
 
     /// Tells the health tracker of an answer (or its absence), for instances it probes.

@@ -106,6 +106,7 @@ pub async fn chat_completions(
                 served.response.model_used().to_owned(),
             );
             let fallback_reason = served.fallback_reason().map(wire::fallback_reason);
+            let (retries, prompt) = (req.retries(), PromptDigest::of(&req.payload));
             let (mut tokens, mut tokens_used) = (None, None);
             if let Answer::Whole(answer) = &served.response {
                 let usage = usage_of(answer, &req);
@@ -117,9 +118,14 @@ pub async fn chat_completions(
                 tokens = tier.is_live().then_some(usage);
             }
             let mut response = match served.response {
-                Answer::Stream(live) => {
-                    relay::relay(&gateway, &req, live, charge, model_label.clone())
-                }
+                Answer::Stream(live) => relay::relay(
+                    &gateway,
+                    req,
+                    live,
+                    charge,
+                    model_label.clone(),
+                    Arc::clone(&route),
+                ),
                 Answer::Whole(answer) if stream => replay(&answer, &req),
                 Answer::Whole(answer) => match answer.completion.as_deref() {
                     // The upstream's own completion, counted: passed on as it is, not copied.
@@ -139,8 +145,8 @@ pub async fn chat_completions(
                 tokens_used,
                 model_label,
                 tokens,
-                retries: req.retries(),
-                prompt: PromptDigest::of(&req.payload),
+                retries,
+                prompt,
             });
             response
         }

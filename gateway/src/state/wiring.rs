@@ -102,6 +102,10 @@ impl PoolFactory {
             None => settings.breakers.for_pool(tier),
         }
         .clone();
+        let prefill = match &endpoint {
+            Some(endpoint) => settings.prefill.for_endpoint(endpoint),
+            None => settings.prefill.for_pool(tier),
+        };
         Ok(Arc::new(Pool::new(
             PoolSettings {
                 name: name.to_owned(),
@@ -112,6 +116,7 @@ impl PoolFactory {
                 max_retry_after: settings.max_retry_after,
                 retry: settings.retry.clone(),
                 instance_breaker,
+                prefill,
             },
             Arc::clone(&self.discovery),
             Arc::clone(&self.health),

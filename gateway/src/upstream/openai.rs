@@ -74,6 +74,29 @@ impl Payload {
         }
     }
 
+    /// The same chat request asking for the rest of an answer that began with `delivered`
+    /// (`delivered_tokens` of it): `delivered` as a trailing assistant message (a prefill),
+    /// and the token budget, when the request set one, less what was delivered. A
+    /// `/generate` request is returned as it is (it is never streamed).
+    pub(crate) fn with_prefill(&self, delivered: &str, delivered_tokens: u32) -> Self {
+        let Self::Chat(chat) = self else {
+            return self.clone();
+        };
+        let mut chat = chat.clone();
+        chat.messages
+            .push(llm_api::openai::ChatMessage::new("assistant", delivered));
+        let left = resilience_core::policy::continuation::remaining_tokens(
+            chat.requested_tokens(),
+            delivered_tokens,
+        );
+        if chat.max_completion_tokens.is_some() {
+            chat.max_completion_tokens = left;
+        } else if chat.max_tokens.is_some() {
+            chat.max_tokens = left;
+        }
+        Self::Chat(chat)
+    }
+
     /// The chat request for an upstream speaking `protocol`: the endpoint's model name, and
     /// for a stream, usage asked for (the gateway reports it at the end of every stream).
     pub(crate) fn chat_for(&self, protocol: &Protocol) -> ChatCompletionRequest {

@@ -38,6 +38,8 @@ pub struct Chunk {
     pub has_content: bool,
     /// Whether it ends a choice (`finish_reason` set).
     pub finished: bool,
+    /// Whether it carries a tool call.
+    pub tool_call: bool,
     /// Usage, when the chunk reports it.
     pub usage: Option<Usage>,
     /// The model it names.
@@ -217,6 +219,7 @@ pub(crate) fn parse_event(data: &str) -> StreamEvent {
         text: None,
         has_content: false,
         finished: false,
+        tool_call: false,
         usage: value
             .get("usage")
             .and_then(|u| serde_json::from_value(u.clone()).ok()),
@@ -237,6 +240,7 @@ pub(crate) fn parse_event(data: &str) -> StreamEvent {
             let empty = field.is_null() || field.as_str().is_some_and(str::is_empty);
             if key != "role" && !empty {
                 chunk.has_content = true;
+                chunk.tool_call |= key == "tool_calls";
             }
         }
         if let Some(text) = delta.get("content").and_then(Value::as_str)
@@ -283,7 +287,8 @@ mod tests {
         assert!(text.has_content && !text.finished);
         assert_eq!(text.text.as_deref(), Some("Hi"));
         let tool = chunk(r#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#);
-        assert!(tool.has_content);
+        assert!(tool.has_content && tool.tool_call);
+        assert!(!text.tool_call);
         let finish = chunk(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#);
         assert!(finish.has_content && finish.finished);
         let usage = chunk(

@@ -11,6 +11,7 @@
 //! `identity` covers issue #18's authentication (route groups × credentials, minting, modes).
 //! `history` and `status_page` cover issue #19's history database and status page (the
 //! latter in headless Chromium: `scripts/test` installs Debian's `chromium`).
+//! `continuation` covers issue #20 (streams continued by prefill, or restarted and spliced).
 //! `traces` covers issue #19's access log and traces (W3C `traceparent`, OTLP spans across
 //! the gateway and llm-service).
 //! The processes are started by the workspace's test harness (crates/test-support);
@@ -25,6 +26,7 @@
 mod admin;
 mod breaker;
 mod clients;
+mod continuation;
 mod contract;
 mod failover;
 mod fallback;

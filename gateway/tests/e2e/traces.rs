@@ -510,3 +510,84 @@ async fn a_chat_stream_carries_the_trace_to_the_llm_service() {
     assert_eq!(served["fields"]["path"], "/v1/chat/completions");
     assert_eq!(served["fields"]["trace_id"], TRACE_ID);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continued_stream_says_where_it_broke_in_its_trace_and_its_log() {
+    let receiver = Receiver::start().await;
+    let a = traced_llm(&receiver).await;
+    let b = LlmService::builder().start().await;
+    let config = format!(
+        "[routes.default]\ntargets = [{{ pool = \"primary\" }}, \
+         {{ url = \"{}/v1\", model = \"backup-model\", name = \"backup\" }}]\n",
+        b.url
+    );
+    let gw = Gateway::builder()
+        .upstreams(&[&a])
+        .config(&config)
+        .env("LOG_FORMAT", "json")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
+        .env("OTEL_BSP_SCHEDULE_DELAY", 100)
+        .start()
+        .await;
+    a.add_fault(json!({"kind": "stream_cut", "after_tokens": 3, "count": 1}))
+        .await;
+    let response = gw
+        .client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header("traceparent", traceparent())
+        .header("x-request-id", "continued-e2e-1")
+        .json(&json!({
+            "model": "m",
+            "stream": true,
+            "max_tokens": 30,
+            "messages": [{"role": "user", "content": "continue a trace"}],
+        }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+
+    let spans = receiver
+        .wait_for(|spans| !named(spans, "gateway", "stream.continuation").is_empty())
+        .await;
+    let describe = format!("{spans:#?}");
+    let request = named(&spans, "gateway", "request");
+    let continued = named(&spans, "gateway", "stream.continuation");
+    assert_eq!((request.len(), continued.len()), (1, 1), "{describe}");
+    let continued = continued[0];
+    assert_eq!(continued.parent_id, request[0].span_id, "{describe}");
+    assert_eq!(
+        continued.attribute("broke_at"),
+        Some(format!("127.0.0.1:{}", a.port))
+    );
+    assert_eq!(continued.attribute("after_tokens").as_deref(), Some("3"));
+    assert_eq!(
+        continued.attribute("continued_on").as_deref(),
+        Some("backup")
+    );
+    assert_eq!(continued.attribute("how").as_deref(), Some("restart"));
+    assert!(
+        named(&spans, "gateway", "fallback.tier")
+            .iter()
+            .any(|t| t.parent_id == continued.span_id),
+        "the continuation's tries are under its span: {describe}"
+    );
+
+    let lines = gw.logs().settled().await;
+    let line = lines
+        .iter()
+        .filter(|l| l.contains("continued-e2e-1") && l.contains("continued_on"))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no continuation line: {}", gw.logs().tail(20)));
+    let fields = &line["fields"];
+    assert_eq!(fields["trace_id"], TRACE_ID, "{line}");
+    assert_eq!(fields["continued_on"], "backup", "{line}");
+    assert_eq!(
+        fields["upstream"],
+        format!("127.0.0.1:{}", a.port),
+        "{line}"
+    );
+    assert_eq!(fields["after_tokens"], 3, "{line}");
+}

@@ -108,6 +108,7 @@ fn settings() -> PoolSettings {
             failure_threshold: 100,
             ..BreakerConfig::default()
         },
+        prefill: resilience_core::policy::continuation::PrefillMode::On,
     }
 }
 

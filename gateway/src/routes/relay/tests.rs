@@ -7,28 +7,49 @@ fn chunk(text: &str, finished: bool) -> Chunk {
         text: Some(text.to_owned()),
         has_content: true,
         finished,
+        tool_call: false,
         usage: None,
         model: None,
     }
 }
 
+/// Notes `chunk` with its own text.
+fn observe(seen: &mut Seen, chunk: &Chunk) {
+    seen.observe(chunk.text.as_deref(), chunk);
+}
+
 #[test]
-fn the_relay_keeps_the_answer_for_the_cache_only_up_to_its_bound() {
+fn the_relay_keeps_the_delivered_text_only_up_to_its_bound() {
     let mut seen = Seen::default();
-    seen.observe(&chunk("Hello", false));
-    seen.observe(&chunk(" world", true));
+    observe(&mut seen, &chunk("Hello", false));
+    observe(&mut seen, &chunk(" world", true));
     assert_eq!(seen.text.as_deref(), Some("Hello world"));
     assert_eq!(seen.id.as_deref(), Some("c-1"));
     assert_eq!(seen.tokens, 2);
-    assert!(seen.finished);
+    assert!(seen.finished && !seen.tool_call);
 
-    let big = "x".repeat(MAX_CACHED_ANSWER / 2 + 1);
-    seen.observe(&chunk(&big, false));
-    seen.observe(&chunk(&big, false));
-    assert_eq!(seen.text, None, "too long to cache: dropped, not grown");
-    seen.observe(&chunk("more", false));
+    let big = "x".repeat(MAX_CONTINUED_ANSWER / 2 + 1);
+    observe(&mut seen, &chunk(&big, false));
+    observe(&mut seen, &chunk(&big, false));
+    assert_eq!(seen.text, None, "too long to keep: dropped, not grown");
+    observe(&mut seen, &chunk("more", false));
     assert_eq!(seen.text, None);
     assert_eq!(seen.tokens, 5, "tokens are still counted for usage");
+}
+
+#[test]
+fn a_continuations_chunk_takes_the_streams_id_and_the_spliced_text() {
+    let raw = r#"{"id":"c-2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Here is a"},"finish_reason":null}]}"#;
+    let event = continued_event(raw, "c-1", Some(" a"));
+    let expected = Event::default().data(
+        r#"{"choices":[{"delta":{"content":" a"},"finish_reason":null,"index":0}],"id":"c-1","object":"chat.completion.chunk"}"#,
+    );
+    assert_eq!(format!("{event:?}"), format!("{expected:?}"));
+    let finish = r#"{"id":"c-2","choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    let event = continued_event(finish, "c-1", None);
+    let expected =
+        Event::default().data(r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"id":"c-1"}"#);
+    assert_eq!(format!("{event:?}"), format!("{expected:?}"));
 }
 
 #[tokio::test]

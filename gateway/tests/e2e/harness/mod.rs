@@ -17,7 +17,7 @@ mod gateway;
 mod llm;
 mod traffic;
 
-pub use gateway::{Answer, GatewayExt, generate_on};
+pub use gateway::{Answer, GatewayExt, Streamed, generate_on};
 pub use llm::LlmExt;
 pub use test_support::{Gateway, LlmService, RedisServer, poll};
 pub use traffic::Traffic;
