@@ -35,6 +35,13 @@ fn the_relay_keeps_the_delivered_text_only_up_to_its_bound() {
     observe(&mut seen, &chunk("more", false));
     assert_eq!(seen.text, None);
     assert_eq!(seen.tokens, 5, "tokens are still counted for usage");
+
+    // A tool call makes the stream one that is never continued.
+    let mut tool = chunk("", false);
+    (tool.text, tool.tool_call) = (None, true);
+    observe(&mut seen, &tool);
+    assert!(seen.tool_call);
+    assert_eq!(seen.tokens, 5);
 }
 
 #[test]
