@@ -223,17 +223,10 @@ impl Relay {
             let error = match ending {
                 Ending::Interrupted(error) => error,
                 Ending::Diverged => {
-                    metrics.stream_continuation("gave_up", GiveUp::Mismatch.as_str());
-                    tracing::error!(request_id = %self.request_id, upstream = %service,
-                        "the restarted answer does not begin with the text delivered; \
-                         ending the stream with an error event");
-                    let error = UpstreamError::Malformed("a different answer".to_owned());
-                    deliver(
-                        &tx,
-                        json_event(&interrupted_event(&error, &self.request_id)),
-                        self.idle,
-                    )
-                    .await;
+                    let error = UpstreamError::Malformed(
+                        "the restarted answer does not begin with the text delivered".to_owned(),
+                    );
+                    self.give_up(&tx, &service, &error, GiveUp::Mismatch).await;
                     break Ending::Diverged;
                 }
                 other => break other,
@@ -270,15 +263,7 @@ impl Relay {
                     std::mem::replace(&mut live, next).finish(StreamEnd::Failed(error));
                 }
                 Err(reason) => {
-                    metrics.stream_continuation("gave_up", reason.as_str());
-                    tracing::error!(request_id = %self.request_id,
-                        trace_id = self.req.trace.trace_id.hex().as_str(), upstream = %service,
-                        %error, reason = reason.as_str(),
-                        "stream interrupted after it reached the client and not continued; \
-                         ending it with an error event");
-                    let body = interrupted_event(&error, &self.request_id);
-                    // The client may be gone already; the stream is over either way.
-                    deliver(&tx, json_event(&body), self.idle).await;
+                    self.give_up(&tx, &service, &error, reason).await;
                     break Ending::Interrupted(error);
                 }
             }
@@ -297,6 +282,21 @@ impl Relay {
             Ending::Abandoned | Ending::Diverged => live.finish(StreamEnd::Abandoned),
             Ending::Interrupted(error) => live.finish(StreamEnd::Failed(error)),
         }
+    }
+
+    /// Ends a broken stream that is not continued: counted with `reason`, logged, and the
+    /// error event sent (the client may be gone already; the stream is over either way).
+    async fn give_up(&self, tx: &Sender, service: &str, error: &UpstreamError, reason: GiveUp) {
+        self.gateway
+            .metrics
+            .stream_continuation("gave_up", reason.as_str());
+        tracing::error!(request_id = %self.request_id,
+            trace_id = self.req.trace.trace_id.hex().as_str(), upstream = %service,
+            %error, reason = reason.as_str(),
+            "stream interrupted after it reached the client and not continued; \
+             ending it with an error event");
+        let body = interrupted_event(error, &self.request_id);
+        deliver(tx, json_event(&body), self.idle).await;
     }
 
     /// Relays one upstream stream's events until it ends.
